@@ -1,0 +1,85 @@
+"""The `engagement` command line.
+
+Every sub-command lives in its own module and registers itself here with a one-line help,
+examples and documented exit codes. Modules are imported lazily so `engagement --help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from agents import __version__
+
+# Exit codes shared by every command (documented in `engagement --help` and docs/cli.md).
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the command ran and failed (e.g. a server did not answer)
+EXIT_USAGE = 2  # bad flags or arguments (argparse's own convention)
+EXIT_CONFIG = 3  # the configuration file is missing, unreadable or invalid
+EXIT_INPUT = 4  # an input file is missing or unreadable
+EXIT_INTERRUPTED = 130
+
+EPILOG = """\
+exit codes:
+  0  success
+  1  the command failed (a server did not answer, a check did not pass)
+  2  bad usage: an unknown flag, a missing or malformed argument (e.g. --as-of)
+  3  bad configuration: the TOML file is missing, unreadable or has an invalid key
+  4  an input file is missing or unreadable
+  130  interrupted (Ctrl-C)
+
+Run `engagement COMMAND --help` for a command's options and examples.
+"""
+
+# name -> (module, one-line help). Each module has `add_arguments(parser)` and `run(args) -> int`
+# and a module docstring whose first paragraph is the command's description and examples.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "replay": ("agents.cmd_replay", "compute the metrics snapshot from kcat-style JSONL files"),
+    "simulate": ("agents.cmd_simulate", "generate a realistic record stream (to a file or Kafka)"),
+    "topics": ("agents.admin", "create (or check) the project's Kafka topics"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engagement",
+        description="Live customer-engagement metrics on Kafka: exact DAU/WAU/MAU, stickiness, "
+        "activation, retention, churn, CSAT/NPS/CES, support, commerce and customer health.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"engagement {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_line) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(
+            name,
+            help=help_line,
+            description=module.__doc__,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        print("engagement: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
