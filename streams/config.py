@@ -1,0 +1,136 @@
+"""The engine's configuration: the TOML keys of the metric catalogue (docs/metrics.md §5)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from streams.errors import ConfigError
+
+TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Config:
+    timezone: str = "UTC"
+    allowed_lateness_hours: float = 48
+    inactive_events: tuple[str, ...] = ("impression",)
+    activation_events: tuple[str, ...] = ("profile_completed", "key_action")
+    value_event: str = "key_action"
+    funnel_steps: tuple[str, ...] = ("welcome", "profile", "invite", "tour", "done")
+    # Not a catalogue key: how far behind the newest record timestamp the live state folds
+    # event-time detail (see docs/architecture.md "state"). Replay folds at min(W, as_of).
+    fold_margin_seconds: float = field(default=300.0)
+
+    KEYS = (
+        "timezone",
+        "allowed_lateness_hours",
+        "inactive_events",
+        "activation_events",
+        "value_event",
+        "funnel_steps",
+    )
+
+    @property
+    def lateness_ns(self) -> int:
+        return int(self.allowed_lateness_hours * 3600) * 10**9
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "configuration") -> Config:
+        unknown = sorted(set(data) - set(cls.KEYS))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(cls.KEYS)}"
+            )
+        kw: dict[str, Any] = {}
+        if "timezone" in data:
+            tz = data["timezone"]
+            if not isinstance(tz, str):
+                raise ConfigError(f"{source}: timezone must be a string such as 'Europe/Paris'")
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ConfigError(
+                    f"{source}: timezone {tz!r} is not an IANA time zone name (e.g. 'UTC', 'America/New_York')"
+                ) from exc
+            kw["timezone"] = tz
+        if "allowed_lateness_hours" in data:
+            v = data["allowed_lateness_hours"]
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0 or v > 24 * 3650:
+                raise ConfigError(
+                    f"{source}: allowed_lateness_hours must be a number of hours >= 0 (got {v!r})"
+                )
+            kw["allowed_lateness_hours"] = v
+        for key in ("inactive_events", "activation_events"):
+            if key in data:
+                kw[key] = _type_list(data[key], key, source, allow_empty=True)
+        if "funnel_steps" in data:
+            steps = data["funnel_steps"]
+            if (
+                not isinstance(steps, list)
+                or not steps
+                or not all(isinstance(s, str) and 1 <= len(s) <= 128 for s in steps)
+            ):
+                raise ConfigError(
+                    f"{source}: funnel_steps must be a non-empty list of step names (strings of 1-128 characters)"
+                )
+            if len(set(steps)) != len(steps):
+                raise ConfigError(f"{source}: funnel_steps has a repeated step")
+            kw["funnel_steps"] = tuple(steps)
+        if "value_event" in data:
+            v = data["value_event"]
+            if not isinstance(v, str) or not TYPE_RE.fullmatch(v):
+                raise ConfigError(
+                    f"{source}: value_event must be an event type matching [a-z][a-z0-9_]{{0,63}}"
+                )
+            kw["value_event"] = v
+        return cls(**kw)
+
+    @classmethod
+    def from_toml_text(cls, text: str, source: str = "configuration") -> Config:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+        return cls.from_mapping(data, source)
+
+    @classmethod
+    def from_toml_file(cls, path: str) -> Config:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
+        return cls.from_toml_text(text, source=path)
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "timezone": self.timezone,
+            "allowed_lateness_hours": self.allowed_lateness_hours,
+            "inactive_events": list(self.inactive_events),
+            "activation_events": list(self.activation_events),
+            "value_event": self.value_event,
+            "funnel_steps": list(self.funnel_steps),
+        }
+
+
+def _type_list(v: Any, key: str, source: str, allow_empty: bool) -> tuple[str, ...]:
+    if (
+        not isinstance(v, list)
+        or (not v and not allow_empty)
+        or not all(isinstance(s, str) and TYPE_RE.fullmatch(s) for s in v)
+    ):
+        raise ConfigError(
+            f"{source}: {key} must be a list of event types matching [a-z][a-z0-9_]{{0,63}}"
+        )
+    return tuple(dict.fromkeys(v))

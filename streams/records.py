@@ -1,0 +1,308 @@
+"""Records on the wire: decoding and validation of both input topics (docs/metrics.md §1).
+
+Two decoders agree on every input:
+- the fast path: msgspec decodes straight into typed structs (JSON types checked in C), then a
+  few Python checks (lengths, the type pattern, the timestamp, per-type props);
+- the strict path: the stdlib `json` with hooks, an explicit depth check and the same checks.
+Any record the fast path refuses goes to the strict path, which decides the exact reason (fast
+parsers disagree with the contract on edges: `1e400` overflows msgspec but is valid JSON whose
+amount is then out of range, i.e. `schema`). The fast path never accepts what the strict path
+would reject: bracket-heavy values (possible depth > 64) always take the strict path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import msgspec
+
+from streams.errors import Reject
+from streams.timeutil import END_MS, HOUR, MIN_MS, MS, Instant, parse_rfc3339
+
+TOO_LARGE = "too_large"
+BAD_JSON = "bad_json"
+SCHEMA = "schema"
+FUTURE = "future"
+TOO_LATE = "too_late"
+REJECT_REASONS: tuple[str, ...] = (TOO_LARGE, BAD_JSON, SCHEMA, FUTURE, TOO_LATE)
+
+MAX_VALUE_BYTES = 65536
+MAX_DEPTH = 64
+FUTURE_NS = HOUR
+
+PRODUCT_EVENTS = "product-events"
+SURVEY_ANSWERS = "survey-answers"
+
+TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}", re.ASCII)
+SOCIAL_ACTIONS: tuple[str, ...] = ("like", "share", "comment", "mention", "save")
+SURVEYS: dict[str, tuple[int, int]] = {"csat": (1, 5), "nps": (0, 10), "ces": (1, 7)}
+
+# type -> props fields that must be names (strings of 1-128 code points)
+_PROPS_NAMES: dict[str, tuple[str, ...]] = {
+    "onboarding_step": ("step",),
+    "feature_used": ("feature",),
+    "purchase": ("order_id",),
+    "return": ("order_id",),
+    "ticket_opened": ("ticket_id", "category"),
+    "ticket_resolved": ("ticket_id",),
+}
+_SESSION_TYPES = frozenset(("session_start", "session_end", "page_view"))
+_PLACEMENT_TYPES = frozenset(("click", "impression"))
+
+
+class ProductEvent(msgspec.Struct, gc=False):
+    event_id: str
+    type: str
+    user_id: str
+    ts: int | str
+    account_id: str | None = None
+    session_id: str | None = None
+    props: dict[str, Any] | None = None
+
+
+class SurveyAnswer(msgspec.Struct, gc=False):
+    response_id: str
+    survey: str
+    score: int
+    user_id: str
+    ts: int | str
+    account_id: str | None = None
+    touchpoint: str | None = None
+    comment: str | None = None
+
+
+_product_decoder = msgspec.json.Decoder(ProductEvent)
+_survey_decoder = msgspec.json.Decoder(SurveyAnswer)
+
+
+def _is_name(v: object) -> bool:
+    return type(v) is str and 1 <= len(v) <= 128
+
+
+def _instant(ts: int | str) -> Instant:
+    if type(ts) is int:
+        if MIN_MS <= ts < END_MS:
+            return ts * MS
+        raise Reject(SCHEMA, "ts out of range")
+    inst = parse_rfc3339(ts)  # type: ignore[arg-type]
+    if inst is None:
+        raise Reject(SCHEMA, "ts is not an RFC 3339 instant with an offset")
+    return inst
+
+
+def _check_product(ev: ProductEvent) -> Instant:
+    """The semantic checks shared by both paths; returns the event instant."""
+    t = ev.type
+    if not (
+        _is_name(ev.event_id)
+        and _is_name(ev.user_id)
+        and TYPE_RE.fullmatch(t)
+        and (ev.account_id is None or _is_name(ev.account_id))
+        and (ev.session_id is None or _is_name(ev.session_id))
+    ):
+        raise Reject(SCHEMA, "an id or the type is out of range")
+    inst = _instant(ev.ts)
+    props = ev.props
+    names = _PROPS_NAMES.get(t)
+    if names is not None:
+        if props is None:
+            raise Reject(SCHEMA, f"{t} needs props")
+        for n in names:
+            if not _is_name(props.get(n)):
+                raise Reject(SCHEMA, f"{t} needs props.{n} (a string of 1-128 characters)")
+    if t in _SESSION_TYPES:
+        if ev.session_id is None:
+            raise Reject(SCHEMA, f"{t} needs session_id")
+    elif t == "purchase":
+        assert props is not None
+        a = props.get("amount")
+        if type(a) is int:
+            try:
+                a = float(a)
+            except OverflowError:
+                raise Reject(SCHEMA, "purchase amount out of range") from None
+        if type(a) is not float or not (a >= 0 and math.isfinite(a)):
+            raise Reject(SCHEMA, "purchase needs props.amount, a finite number >= 0")
+        props["amount"] = a
+    elif t == "social_interaction":
+        if props is None or props.get("action") not in SOCIAL_ACTIONS:
+            raise Reject(
+                SCHEMA, "social_interaction needs props.action in " + ", ".join(SOCIAL_ACTIONS)
+            )
+    elif t in _PLACEMENT_TYPES and props is not None:
+        p = props.get("placement")
+        if p is not None and not _is_name(p):
+            raise Reject(SCHEMA, "props.placement must be a string of 1-128 characters")
+    return inst
+
+
+def _check_survey(ans: SurveyAnswer) -> Instant:
+    rng = SURVEYS.get(ans.survey)
+    if rng is None:
+        raise Reject(SCHEMA, "survey must be csat, nps or ces")
+    if not rng[0] <= ans.score <= rng[1]:
+        raise Reject(SCHEMA, f"{ans.survey} score must be an integer {rng[0]}-{rng[1]}")
+    if not (
+        _is_name(ans.response_id)
+        and _is_name(ans.user_id)
+        and (ans.account_id is None or _is_name(ans.account_id))
+        and (ans.touchpoint is None or _is_name(ans.touchpoint))
+    ):
+        raise Reject(SCHEMA, "an id or the touchpoint is out of range")
+    return _instant(ans.ts)
+
+
+# ---- the strict path ---------------------------------------------------------------------------
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth_ok(obj: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if d > MAX_DEPTH:
+            return False
+        if type(o) is dict:
+            stack.extend((v, d + 1) for v in o.values() if type(v) in (dict, list))
+        elif type(o) is list:
+            stack.extend((v, d + 1) for v in o if type(v) in (dict, list))
+    return True
+
+
+def strict_json(data: bytes | str) -> Any:
+    """Parse a value as RFC 8259 JSON within the depth limit, or raise Reject(bad_json)."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Reject(BAD_JSON, "not UTF-8") from None
+    else:
+        text = data
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Reject(BAD_JSON, "not UTF-8 (a lone surrogate)") from None
+    try:
+        obj = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise Reject(BAD_JSON, "nested too deep") from None
+    except ValueError as exc:
+        raise Reject(BAD_JSON, str(exc).split(":")[0]) from None
+    if not _depth_ok(obj):
+        raise Reject(BAD_JSON, f"nested more than {MAX_DEPTH} levels")
+    return obj
+
+
+def _opt(d: dict[str, Any], key: str, kind: type) -> Any:
+    v = d.get(key)
+    if v is not None and type(v) is not kind:
+        raise Reject(SCHEMA, f"{key} has the wrong type")
+    return v
+
+
+def _req(d: dict[str, Any], key: str, kind: type) -> Any:
+    v = d.get(key)
+    if v is None or type(v) is not kind:
+        raise Reject(SCHEMA, f"{key} is required ({kind.__name__})")
+    return v
+
+
+def _req_ts(d: dict[str, Any]) -> int | str:
+    v = d.get("ts")
+    if type(v) is not int and type(v) is not str:
+        raise Reject(SCHEMA, "ts is required (epoch ms integer or RFC 3339 string)")
+    return v
+
+
+def strict_product(data: bytes | str) -> ProductEvent:
+    d = strict_json(data)
+    if type(d) is not dict:
+        raise Reject(SCHEMA, "the value is not a JSON object")
+    return ProductEvent(
+        event_id=_req(d, "event_id", str),
+        type=_req(d, "type", str),
+        user_id=_req(d, "user_id", str),
+        ts=_req_ts(d),
+        account_id=_opt(d, "account_id", str),
+        session_id=_opt(d, "session_id", str),
+        props=_opt(d, "props", dict),
+    )
+
+
+def strict_survey(data: bytes | str) -> SurveyAnswer:
+    d = strict_json(data)
+    if type(d) is not dict:
+        raise Reject(SCHEMA, "the value is not a JSON object")
+    return SurveyAnswer(
+        response_id=_req(d, "response_id", str),
+        survey=_req(d, "survey", str),
+        score=_req(d, "score", int),
+        user_id=_req(d, "user_id", str),
+        ts=_req_ts(d),
+        account_id=_opt(d, "account_id", str),
+        touchpoint=_opt(d, "touchpoint", str),
+        comment=_opt(d, "comment", str),
+    )
+
+
+# ---- the entry points --------------------------------------------------------------------------
+
+
+def value_size(data: bytes | str) -> int:
+    """Size in bytes of a value; in a str each lone surrogate counts 3 bytes."""
+    if isinstance(data, bytes):
+        return len(data)
+    if len(data) * 4 <= MAX_VALUE_BYTES:
+        return len(data)  # a lower bound that cannot exceed the limit: skip the encoding
+    return len(data.encode("utf-8", "surrogatepass"))
+
+
+def _may_be_deep(data: bytes | str) -> bool:
+    if isinstance(data, bytes):
+        return data.count(b"[") + data.count(b"{") >= MAX_DEPTH
+    return data.count("[") + data.count("{") >= MAX_DEPTH
+
+
+def decode_product(data: bytes | str) -> tuple[ProductEvent, Instant]:
+    """Decode and validate a product event (steps 1-3); raises Reject. Time checks are separate."""
+    if value_size(data) > MAX_VALUE_BYTES:
+        raise Reject(TOO_LARGE, f"more than {MAX_VALUE_BYTES} bytes")
+    ev: ProductEvent | None = None
+    if not _may_be_deep(data):
+        try:
+            ev = _product_decoder.decode(data)
+        except (msgspec.DecodeError, UnicodeEncodeError):
+            ev = None
+    if ev is None:
+        ev = strict_product(data)
+    return ev, _check_product(ev)
+
+
+def decode_survey(data: bytes | str) -> tuple[SurveyAnswer, Instant]:
+    if value_size(data) > MAX_VALUE_BYTES:
+        raise Reject(TOO_LARGE, f"more than {MAX_VALUE_BYTES} bytes")
+    ans: SurveyAnswer | None = None
+    if not _may_be_deep(data):
+        try:
+            ans = _survey_decoder.decode(data)
+        except (msgspec.DecodeError, UnicodeEncodeError):
+            ans = None
+    if ans is None:
+        ans = strict_survey(data)
+    return ans, _check_survey(ans)
+
+
+def time_reason(inst: Instant, record_ts_ms: int, lateness_ns: int) -> str | None:
+    """Steps 4-5: `future` or `too_late` against the record timestamp, else None."""
+    rts = record_ts_ms * MS
+    if inst > rts + FUTURE_NS:
+        return FUTURE
+    if inst < rts - lateness_ns:
+        return TOO_LATE
+    return None
