@@ -42,7 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the chosen command's module is imported (keeps `--help` fast)."""
     parser = argparse.ArgumentParser(
         prog="engagement",
         description="Live customer-engagement metrics on Kafka: exact DAU/WAU/MAU, stickiness, "
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"engagement {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_line) in COMMANDS.items():
+        if name != command:
+            sub.add_parser(name, help=help_line)
+            continue
         module = importlib.import_module(module_name)
         p = sub.add_parser(
             name,
@@ -67,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
