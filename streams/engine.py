@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any
 
@@ -870,7 +870,9 @@ class Partial:
                     self.sig1[sig] += 1
 
     def merge(self, o: Partial) -> Partial:
-        for name, value in vars(o).items():
+        for f in fields(o):
+            name = f.name
+            value = getattr(o, name)
             mine = getattr(self, name)
             if isinstance(value, int | Fraction) and not isinstance(value, bool):
                 setattr(self, name, mine + value)

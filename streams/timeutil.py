@@ -52,8 +52,30 @@ def _leap(y: int) -> bool:
     return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
 
 
+_HOUR_CACHE: dict[str, int] = {}  # validated "YYYY-MM-DDTHH" -> epoch seconds
+_MMSS = {f"{m:02d}:{x:02d}": m * 60 + x for m in range(60) for x in range(60)}
+_FRAC_SCALE = (0, 10**8, 10**7, 10**6, 10**5, 10**4, 10**3, 100, 10, 1)
+
+
 def parse_rfc3339(s: str) -> Instant | None:
     """The exact instant of an RFC 3339 date-time, or None when it is not one (or out of range)."""
+    # Fast path for the common `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`: the hour comes from a cache of
+    # validated prefixes, minutes and seconds from a table; anything else takes the full parser.
+    n = len(s)
+    if n >= 20 and s[-1] == "Z" and s[13] == ":":
+        hour = _HOUR_CACHE.get(s[:13])
+        if hour is not None:
+            ms = _MMSS.get(s[14:19])
+            if ms is not None:
+                if n == 20:
+                    return (hour + ms) * NS
+                frac = s[20:-1]
+                if s[19] == "." and len(frac) <= 9 and frac.isascii() and frac.isdigit():
+                    return (hour + ms) * NS + int(frac) * _FRAC_SCALE[len(frac)]
+    return _parse_rfc3339_full(s)
+
+
+def _parse_rfc3339_full(s: str) -> Instant | None:
     m = _RFC3339.fullmatch(s)
     if m is None:
         return None
@@ -65,6 +87,10 @@ def parse_rfc3339(s: str) -> Instant | None:
     if not (1 <= day <= mdays and hour <= 23 and minute <= 59 and second <= 59):
         return None
     secs = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+    if m[8] is not None and s[10] == "T" and MIN_INSTANT <= secs * NS < END_INSTANT - HOUR:
+        if len(_HOUR_CACHE) > 100_000:
+            _HOUR_CACHE.clear()
+        _HOUR_CACHE[s[:13]] = secs - minute * 60 - second
     if m[9] is not None:
         oh, om = int(m[10]), int(m[11])
         if oh > 23 or om > 59:
