@@ -134,15 +134,15 @@ def _check_product(ev: ProductEvent) -> Instant:
             raise Reject(SCHEMA, f"{t} needs session_id")
     elif t == "purchase":
         assert props is not None
-        a = props.get("amount")
-        if type(a) is int:
+        amount = props.get("amount")
+        if type(amount) is int:
             try:
-                a = float(a)
+                amount = float(amount)
             except OverflowError:
                 raise Reject(SCHEMA, "purchase amount out of range") from None
-        if type(a) is not float or not (a >= 0 and math.isfinite(a)):
+        if type(amount) is not float or not (amount >= 0 and math.isfinite(amount)):
             raise Reject(SCHEMA, "purchase needs props.amount, a finite number >= 0")
-        props["amount"] = a
+        props["amount"] = amount
     elif t == "social_interaction":
         if props is None or props.get("action") not in SOCIAL_ACTIONS:
             raise Reject(
