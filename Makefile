@@ -1,0 +1,75 @@
+# engagement-metrics: entry points. `make` (or `make help`) lists them.
+# On a fresh clone: `make run` (the stack, topics and the demo) and `make test`.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+# Extra pytest flags, e.g. `make test PYTEST_ARGS='-k kafka -x'`.
+PYTEST_ARGS ?=
+# A safety net against hanging tests (seconds per test); tests may set their own.
+PYTEST_TIMEOUT ?= 600
+
+.PHONY: help install run test test-unit test-integration lint format stack-up stack-down \
+        stack-status stack-clean bench
+
+help: ## list the entry points
+	@echo "engagement-metrics: make TARGET"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "Ports and settings: docs/stack.md. Logs: .run/logs/."
+
+install: $(STAMP) ## create .venv and install the project with its dev tools (idempotent)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+run: install ## bring the stack up, create topics, run the demo and the worker (if written)
+	deploy/local/run.sh
+
+# pytest exit codes: 0 passed, 1 failed, 5 no test collected. `make test` treats 5 as a
+# failure (a test run that runs nothing proves nothing); the partial targets accept it.
+test: install stack-up ## run every test (unit and integration) against the local stack
+	rc=0; $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests || rc=$$?; \
+	 if [ $$rc -eq 5 ]; then echo "make test: no test was collected" >&2; fi; exit $$rc
+
+test-unit: install ## run the unit tests only (no stack needed)
+	rc=0; $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT) -m 'not integration' $(PYTEST_ARGS) tests/unit || rc=$$?; \
+	 if [ $$rc -eq 5 ]; then echo "no unit test collected"; rc=0; fi; exit $$rc
+
+test-integration: install stack-up ## run the integration tests against the local stack
+	rc=0; $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT) -m integration $(PYTEST_ARGS) tests/integration || rc=$$?; \
+	 if [ $$rc -eq 5 ]; then echo "no integration test collected"; rc=0; fi; exit $$rc
+
+lint: install ## ruff check, ruff format --check and mypy (settings in pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+stack-up: ## start Kafka, Redis, Prometheus, Alertmanager on 127.0.0.1 (reuses a running stack)
+	@deploy/local/stack-up.sh
+
+stack-down: ## stop everything the stack started; no process or port is left
+	@deploy/local/stack-down.sh
+
+stack-status: ## show which services of the stack are running
+	@deploy/local/stack-status.sh
+
+stack-clean: stack-down ## stop the stack and delete its data and logs (.run/)
+	rm -rf .run
+
+bench: ## benchmarks (see bench/)
+	@echo "see bench/ (benchmarks and their recorded results)"
