@@ -293,7 +293,7 @@ def decode_product(data: bytes | str) -> tuple[ProductEvent, Instant]:
     if not _may_be_deep(data):
         try:
             ev = _product_decoder.decode(data)
-        except (msgspec.DecodeError, UnicodeEncodeError):
+        except (msgspec.DecodeError, UnicodeError):
             ev = None
     if ev is None:
         ev = strict_product(data)
@@ -307,7 +307,7 @@ def decode_survey(data: bytes | str) -> tuple[SurveyAnswer, Instant]:
     if not _may_be_deep(data):
         try:
             ans = _survey_decoder.decode(data)
-        except (msgspec.DecodeError, UnicodeEncodeError):
+        except (msgspec.DecodeError, UnicodeError):
             ans = None
     if ans is None:
         ans = strict_survey(data)
