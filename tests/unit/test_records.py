@@ -154,8 +154,7 @@ def test_huge_numbers() -> None:
 def nested(levels_inside_props: int) -> bytes:
     inner = "[" * levels_inside_props + "]" * levels_inside_props
     return (
-        '{"event_id":"e","type":"page_view","session_id":"s","user_id":"u","ts":1,"props":{"x":%s}}'
-        % inner
+        f'{{"event_id":"e","type":"page_view","session_id":"s","user_id":"u","ts":1,"props":{{"x":{inner}}}}}'
     ).encode()
 
 
