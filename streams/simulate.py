@@ -35,12 +35,15 @@ reproducible anyway).
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 PRODUCT_TOPIC = "product-events"
 SURVEY_TOPIC = "survey-answers"
@@ -143,6 +146,18 @@ def value_bytes(payload: str) -> bytes:
     """The record value a payload stands for. A lone surrogate becomes the bytes a lenient
     encoder would write (not UTF-8), which the pipeline rejects as `bad_json`."""
     return payload.encode("utf-8", "surrogatepass")
+
+
+_encode = msgspec.json.encode
+
+
+def envelope_line(envelope: dict[str, Any]) -> bytes:
+    """One JSON Lines line (with its newline) for an envelope. A payload holding a lone
+    surrogate is written as a `\\udxxx` escape, so the file itself stays valid UTF-8."""
+    try:
+        return _encode(envelope) + b"\n"
+    except UnicodeEncodeError:
+        return json.dumps(envelope, separators=(",", ":")).encode("ascii") + b"\n"
 
 
 @dataclass(frozen=True)
