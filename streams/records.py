@@ -178,17 +178,34 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _depth_ok(obj: Any) -> bool:
+def _has_surrogate(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _walk_reason(obj: Any, check_strings: bool) -> str | None:
+    """Why a parsed value is not acceptable JSON text: too deep, or a string that is not Unicode
+    text (an escaped lone surrogate such as "\\ud800"); None when it is fine."""
     stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:
         o, d = stack.pop()
-        if d > MAX_DEPTH:
-            return False
         if type(o) is dict:
-            stack.extend((v, d + 1) for v in o.values() if type(v) in (dict, list))
+            if d > MAX_DEPTH:
+                return f"nested more than {MAX_DEPTH} levels"
+            for k, v in o.items():
+                if check_strings and _has_surrogate(k):
+                    return "a string with an escaped lone surrogate"
+                stack.append((v, d + 1))
         elif type(o) is list:
-            stack.extend((v, d + 1) for v in o if type(v) in (dict, list))
-    return True
+            if d > MAX_DEPTH:
+                return f"nested more than {MAX_DEPTH} levels"
+            stack.extend((v, d + 1) for v in o)
+        elif check_strings and type(o) is str and _has_surrogate(o):
+            return "a string with an escaped lone surrogate"
+    return None
 
 
 def strict_json(data: bytes | str) -> Any:
@@ -210,8 +227,9 @@ def strict_json(data: bytes | str) -> Any:
         raise Reject(BAD_JSON, "nested too deep") from None
     except ValueError as exc:
         raise Reject(BAD_JSON, str(exc).split(":")[0]) from None
-    if not _depth_ok(obj):
-        raise Reject(BAD_JSON, f"nested more than {MAX_DEPTH} levels")
+    why = _walk_reason(obj, "\\u" in text)
+    if why is not None:
+        raise Reject(BAD_JSON, why)
     return obj
 
 

@@ -123,11 +123,16 @@ def test_product_reasons(data: bytes | str, expected: str | None) -> None:
     assert strict_reason(data) == expected  # both paths agree
 
 
-def test_escaped_lone_surrogate_is_valid_json() -> None:
-    # "\ud800" written as an escape is valid JSON text (RFC 8259's grammar); only the fast
-    # decoder refuses it, and the strict path accepts it
+def test_escaped_surrogates() -> None:
+    # an escaped lone surrogate decodes to a string that is not Unicode text: bad_json
+    # (docs/decisions.md), even in a field the contract ignores; an escaped pair is fine
     data = b'{"event_id": "\\ud800", "type": "signup", "user_id": "u", "ts": 1}'
-    assert reason_of(data) is None
+    assert reason_of(data) == "bad_json"
+    data = b'{"event_id": "e", "type": "signup", "user_id": "u", "ts": 1, "x": {"\\udfff": 1}}'
+    assert reason_of(data) == "bad_json"
+    data = b'{"event_id": "\\ud83d\\ude00", "type": "signup", "user_id": "u", "ts": 1}'
+    ev, _ = decode_product(data)
+    assert ev.event_id == "\U0001f600"
 
 
 def test_repeated_member_last_wins() -> None:
