@@ -170,7 +170,7 @@ class Replayer:
         as_of: Instant,
         partitions: int = 1,
         on_reject: RejectSink | None = None,
-        sweep_every: int = 200_000,
+        sweep_every: int = 200_000,  # lines between expiry checks; 0: never
     ) -> None:
         self.as_of = as_of
         self.pipeline = Pipeline(config, partitions, fold_limit=as_of, on_reject=on_reject)
@@ -180,7 +180,7 @@ class Replayer:
 
     def line(self, raw: bytes) -> None:
         self.lines += 1
-        if self.lines % self.sweep_every == 0:
+        if self.sweep_every and self.lines % self.sweep_every == 0:
             self.pipeline.maybe_sweep()
         env: Envelope | None
         try:
