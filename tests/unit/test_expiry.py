@@ -37,7 +37,7 @@ def test_sweeping_never_changes_the_snapshot() -> None:
     for as_of_ms in (end, end - 3 * 86_400_000, end + 86_400_000):
         as_of = str(as_of_ms)
         plain, _ = _run(lines, as_of, sweep_every=0)
-        swept, r = _run(lines, as_of, sweep_every=997)
+        swept, _ = _run(lines, as_of, sweep_every=997)
         assert swept == plain
     assert plain["accepted"] > 10_000
 
