@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `make run`: the local stack, the topics, a demo, and the live worker when it exists.
+#
+#  1. deploy/local/stack-up.sh: Kafka, Redis, Prometheus, Alertmanager (reused if running) and
+#     the project's topics.
+#  2. Demo (if `engagement simulate` exists): a seeded record stream written to
+#     .run/demo/events.jsonl and replayed with `engagement replay`; the snapshot is printed and
+#     kept in .run/demo/snapshot.json.
+#  3. Live (if `engagement worker` exists): a generator feeding Kafka in the background and the
+#     worker in the foreground (Ctrl-C stops the worker; `make stack-down` stops the rest).
+#
+# Environment: DEMO_USERS (300), DEMO_DURATION (6h), DEMO_RATE (10 records/s), DEMO_SEED (1),
+# RUN_DEMO=0 to skip the demo, RUN_WORKER=0 to skip the worker; ports as in docs/stack.md.
+set -euo pipefail
+# shellcheck source=deploy/local/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ENGAGEMENT="$REPO_ROOT/.venv/bin/engagement"
+[[ -x "$ENGAGEMENT" ]] || die "no .venv/bin/engagement: run 'make install' first"
+
+"$LOCAL_DIR/stack-up.sh"
+
+has_command() { "$ENGAGEMENT" "$1" --help >/dev/null 2>&1; }
+
+export KAFKA_BOOTSTRAP WORKER_PORT
+export REDIS_URL="${REDIS_URL:-redis://$STACK_HOST:$REDIS_PORT/0}"
+
+# --- Demo: simulate a file, replay it ---------------------------------------------------------
+if [[ "${RUN_DEMO:-1}" != 0 ]]; then
+    if has_command simulate && has_command replay; then
+        demo_dir="$RUN_DIR/demo"
+        mkdir -p "$demo_dir"
+        log "demo: simulating ${DEMO_USERS:-300} users over ${DEMO_DURATION:-6h} into $(rel "$demo_dir")/events.jsonl"
+        "$ENGAGEMENT" simulate --users "${DEMO_USERS:-300}" --duration "${DEMO_DURATION:-6h}" \
+            --rate "${DEMO_RATE:-10}" --seed "${DEMO_SEED:-1}" --progress none \
+            --out "$demo_dir/events.jsonl" 2>"$LOG_DIR/demo-simulate.log" ||
+            die "engagement simulate failed; see $(rel "$LOG_DIR/demo-simulate.log")"
+        as_of="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        log "demo: replaying it as of $as_of"
+        "$ENGAGEMENT" replay --as-of "$as_of" --progress none "$demo_dir/events.jsonl" \
+            >"$demo_dir/snapshot.json" 2>"$LOG_DIR/demo-replay.log" ||
+            die "engagement replay failed; see $(rel "$LOG_DIR/demo-replay.log")"
+        cat "$demo_dir/snapshot.json"
+        log "demo: snapshot saved in $(rel "$demo_dir")/snapshot.json"
+    else
+        log "demo: skipped ('engagement simulate' / 'engagement replay' not available yet)"
+    fi
+fi
+
+cat >&2 <<EOF
+[stack] endpoints:
+  Kafka          $KAFKA_BOOTSTRAP   (topics: product-events, survey-answers, dead-letters, churn-signals)
+  Redis          redis://$STACK_HOST:$REDIS_PORT
+  Prometheus     http://$STACK_HOST:$PROMETHEUS_PORT
+  Alertmanager   http://$STACK_HOST:$ALERTMANAGER_PORT
+  Worker         http://$STACK_HOST:$WORKER_PORT/metrics  and  http://$STACK_HOST:$WORKER_PORT/snapshot
+  Logs           $(rel "$LOG_DIR")/
+EOF
+
+# --- Live: generator into Kafka + worker ------------------------------------------------------
+if [[ "${RUN_WORKER:-1}" == 0 ]]; then
+    exit 0
+fi
+if ! has_command worker; then
+    log "worker: 'engagement worker' is not written yet; the stack stays up ('make stack-down' stops it)"
+    exit 0
+fi
+if has_command simulate && ! running_pid simulate engagement >/dev/null; then
+    gen_log="$LOG_DIR/simulate.log"
+    pid="$(spawn simulate "$gen_log" "$ENGAGEMENT" simulate --bootstrap "$KAFKA_BOOTSTRAP" \
+        --users "${DEMO_USERS:-300}" --rate "${DEMO_RATE:-10}" --progress lines)"
+    log "generator: feeding Kafka (pid $pid); log $(rel "$gen_log")"
+fi
+log "worker: starting in the foreground (Ctrl-C stops it); /metrics on http://$STACK_HOST:$WORKER_PORT/metrics"
+exec "$ENGAGEMENT" worker
