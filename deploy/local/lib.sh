@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # the variables are used by the scripts that source this file
 # Shared settings and helpers of the local stack (sourced by the other scripts; not run).
 #
 # Every port and path can be overridden from the environment (docs/stack.md):
