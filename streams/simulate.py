@@ -173,7 +173,7 @@ class SimConfig:
     partitions: int = 1
     bad_fraction: float = 0.01  # rejected records + duplicates, of all records
     misrouted_fraction: float | None = None  # valid events keyed wrongly; None: bad_fraction / 5
-    allowed_lateness_hours: float = 48.0  # late events stay within 75% of it
+    allowed_lateness_hours: float = 48.0  # late events stay within 75% of it (>= 1)
     max_records: int | None = None
 
     def __post_init__(self) -> None:
@@ -191,8 +191,8 @@ class SimConfig:
             raise ValueError("bad_fraction must be in [0, 1]")
         if self.misrouted_fraction is not None and not 0 <= self.misrouted_fraction <= 1:
             raise ValueError("misrouted_fraction must be in [0, 1]")
-        if not self.allowed_lateness_hours > 0:
-            raise ValueError("allowed_lateness_hours must be > 0")
+        if not self.allowed_lateness_hours >= 1:
+            raise ValueError("allowed_lateness_hours must be >= 1 (late events need room)")
         if self.max_records is not None and self.max_records < 0:
             raise ValueError("max_records must be >= 0")
 
@@ -228,9 +228,9 @@ _SPONTANEOUS = (
     (0.63, "key_action"),
     (0.69, "social"),
     (0.74, "impression"),
-    (0.79, "purchase"),
-    (0.815, "ticket"),
-    (0.87, "survey"),
+    (0.77, "purchase"),
+    (0.785, "ticket"),
+    (0.84, "survey"),
 )
 
 _BAD_KINDS = (
@@ -283,7 +283,9 @@ class Simulator:
         ]
         self._offsets = {PRODUCT_TOPIC: [0] * c.partitions, SURVEY_TOPIC: [0] * c.partitions}
         self._iso_cache: dict[int, str] = {}
-        self._late_span = int(c.allowed_lateness_hours * 0.75 * _HOUR_MS) - _HOUR_MS
+        # Hours-late events: between lo and 75% of the allowed lateness.
+        self._late_lo = min(_HOUR_MS, int(c.allowed_lateness_hours * 0.5 * _HOUR_MS))
+        self._late_span = int(c.allowed_lateness_hours * 0.75 * _HOUR_MS) - self._late_lo
         self._lateness_ms = int(c.allowed_lateness_hours * _HOUR_MS)
         self._seq = 0  # heap tie-breaker (determinism)
         self._eid = 0
@@ -298,9 +300,16 @@ class Simulator:
         # Who exists: ~30% of users predate the stream (no signup in it; user 0 always, and never
         # dormant); the others sign up at a uniform instant of the period. What is known at the
         # start goes to a sorted calendar, merged with the heap of follow-ups as time passes.
-        self._pool: list[int] = []  # active users, each repeated by its engagement weight
+        # Engagement: on each (UTC) day a user is active with a probability of their own (lower
+        # at weekends), so DAU/MAU, retention and health look real whatever the rate; the rate
+        # only decides how busy an active day is (and how heavy a user is: their weight).
         self._weight = [1 + min(7, int(rng.expovariate(1 / 1.5))) for _ in range(n)]
+        self._p_day = [_daily_probability(rng.random(), rng.random()) for _ in range(n)]
+        self._p_day[0] = 1.0
         self._dormant_at = [math.inf] * n
+        self._alive: list[int] = []  # signed up (or there before), not yet seen dormant
+        self._pool: list[int] = []  # today's active users, each repeated by its weight
+        self._next_day = c.start_ms - c.start_ms % _DAY_MS + _DAY_MS
         calendar: list[tuple[int, int, int, int, Any]] = []
         start, end = c.start_ms, c.end_ms
         span = max(1, end - start)
@@ -348,7 +357,8 @@ class Simulator:
             heapq.heappush(self._heap, (due, self._seq, kind, u, arg))
 
     def _activate(self, u: int, now: int, goes_dormant: bool) -> None:
-        self._pool.extend([u] * self._weight[u])
+        self._alive.append(u)
+        self._pool.extend([u] * self._weight[u])  # active on the day they arrive
         if goes_dormant:
             self._dormant_at[u] = now + _HOUR_MS + int(self._rng.expovariate(1 / 7) * _DAY_MS)
 
@@ -368,7 +378,7 @@ class Simulator:
         elif r < 0.998:
             ets = rts - _MIN_MS - int((r - 0.985) * 133_846_153)  # 1-30 minutes
         else:
-            ets = rts - _HOUR_MS - int((r - 0.998) * 500 * self._late_span)
+            ets = rts - self._late_lo - int((r - 0.998) * 500 * self._late_span)
         f = (r * 8192.0) % 1.0  # a second, practically independent, uniform draw
         if f < 0.88:
             s, ms = divmod(ets, 1000)
@@ -404,7 +414,7 @@ class Simulator:
         elif r < 0.998:
             ets = rts - _MIN_MS - int((r - 0.985) * 133_846_153)
         else:
-            ets = rts - _HOUR_MS - int((r - 0.998) * 500 * self._late_span)
+            ets = rts - self._late_lo - int((r - 0.998) * 500 * self._late_span)
         f = (r * 8192.0) % 1.0
         eid = self._eid = self._eid + 1
         if f < 0.88:
@@ -468,7 +478,22 @@ class Simulator:
                 return u
             pool[i] = pool[-1]  # gone dormant: out of the pool for good
             pool.pop()
-        return int(rng.random() * self.config.users)  # not reached: user 0 is never dormant
+        return 0  # user 0 is there from the start and never dormant
+
+    def _new_day(self, rts: int) -> None:
+        day = rts // _DAY_MS
+        factor = 0.55 if (day + 3) % 7 >= 5 else 1.0  # 1970-01-01 was a Thursday
+        dormant = self._dormant_at
+        self._alive = alive = [u for u in self._alive if dormant[u] > rts]
+        random_ = self._rng.random
+        p_day = self._p_day
+        weight = self._weight
+        pool: list[int] = []
+        for u in alive:
+            if random_() < p_day[u] * factor:
+                pool.extend([u] * weight[u])
+        self._pool = pool
+        self._next_day = (day + 1) * _DAY_MS
 
     # -- scheduled follow-ups --------------------------------------------------------------
 
@@ -587,6 +612,8 @@ class Simulator:
 
     def _spontaneous(self, rts: int) -> tuple[str, int, str]:
         rng = self._rng
+        if rts >= self._next_day:
+            self._new_day(rts)
         u = self._pick_user(rts)
         r = rng.random()
         action = "session"
@@ -634,7 +661,7 @@ class Simulator:
             self._tid += 1
             ticket_id = f"t-{self._tid:x}"
             category = TICKET_CATEGORIES[int(rng.random() * len(TICKET_CATEGORIES))]
-            if rng.random() < 0.88:  # the rest stay open
+            if rng.random() < 0.95:  # the rest stay open
                 due = rts + int(rng.lognormvariate(math.log(4 * _HOUR_MS), 1.2))
                 self._push(due, _K_RESOLVE, u, ticket_id)
             props = f'{{"ticket_id":"{ticket_id}","category":"{category}"}}'
@@ -826,6 +853,16 @@ class Simulator:
                 "key": key,
                 "payload": payload,
             }
+
+
+def _daily_probability(r: float, x: float) -> float:
+    """How likely a user is to be active on a given weekday: ~20% power users, ~40% regulars,
+    ~40% occasional users."""
+    if r < 0.2:
+        return 0.75 + 0.2 * x
+    if r < 0.6:
+        return 0.3 + 0.3 * x
+    return 0.04 + 0.16 * x
 
 
 def _spoil_json(good: str, how: int, r: float) -> str:

@@ -183,12 +183,14 @@ def test_bad_fraction_roughly_respected() -> None:
             assert counts["misrouted"] == 0
 
 
-@pytest.mark.parametrize("partitions", [1, 3])
-def test_the_engine_rejects_exactly_what_was_meant(partitions: int) -> None:
+@pytest.mark.parametrize(("partitions", "lateness"), [(1, 48), (3, 48), (2, 1), (2, 5.5)])
+def test_the_engine_rejects_exactly_what_was_meant(partitions: int, lateness: float) -> None:
     """Replayed through the engine, each bad record gets the reason it was made for."""
-    sim = Simulator(_cfg(bad_fraction=0.05, partitions=partitions))
+    cfg = _cfg(bad_fraction=0.05, partitions=partitions, allowed_lateness_hours=lateness)
+    sim = Simulator(cfg)
     lines = [envelope_line(r) for r in sim]
-    snap = replay_lines(lines, Config.from_mapping({}), "2026-09-21T17:00:00Z", partitions)
+    config = Config.from_mapping({"allowed_lateness_hours": lateness})
+    snap = replay_lines(lines, config, "2026-09-21T17:00:00Z", partitions)
     counts = sim.counts
     assert snap["rejected"] == {r: counts[r] for r in REJECT_REASONS}
     assert snap["duplicates"] == counts["duplicate"]
@@ -298,6 +300,7 @@ def test_values_and_lines() -> None:
         {"accounts": -1},
         {"misrouted_fraction": 2.0},
         {"max_records": -1},
+        {"allowed_lateness_hours": 0.5},
     ],
 )
 def test_config_is_checked(kw: dict[str, Any]) -> None:
