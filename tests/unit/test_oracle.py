@@ -372,11 +372,14 @@ class TestRejects:
             payload["props"] = None
         assert reason(payload) == expected
 
-    def test_click_without_props_key(self) -> None:
-        # decisions.md #3 read literally: the click row names props.placement, so a missing
-        # `props` is schema... this is the oracle's (documented) reading.
+    def test_click_without_props(self) -> None:
+        # METRICS.md: click/impression require nothing (props.placement optional); the oracle
+        # reads decisions.md #3's "missing props is schema" as applying to types with a
+        # required props field only.
         payload = {"event_id": "e", "type": "click", "user_id": "u", "ts": "2026-11-20T10:00:00Z"}
-        assert reason(payload) == "schema"
+        assert reason(payload) == "accepted"
+        assert reason({**payload, "props": None}) == "accepted"
+        assert reason({**payload, "props": "hero"}) == "schema"
 
     def test_float_amounts_written_as_text(self) -> None:
         base = '{"event_id": "e", "type": "purchase", "user_id": "u", "ts": 1795161600000, '
