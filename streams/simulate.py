@@ -696,6 +696,8 @@ class Simulator:
             ring = self._ring
             if ring:
                 topic, u, payload, first_rts = ring[int(rng.random() * len(ring))]
+                if rts - first_rts >= self._lateness_ms // 5:  # at a low rate: the newest one
+                    topic, u, payload, first_rts = ring[self._ring_at - 1]
                 # Young enough that the copy is not too_late (late events stay within 75%).
                 if rts - first_rts < self._lateness_ms // 5:
                     return kind, u, topic, payload
@@ -841,7 +843,7 @@ class Simulator:
                         ring.append((topic, u, payload, rts))
                     else:
                         ring[self._ring_at] = (topic, u, payload, rts)
-                        self._ring_at = (self._ring_at + 1) & 1023
+                    self._ring_at = (self._ring_at + 1) & 1023
             topic_offsets = offsets[topic]
             offset = topic_offsets[part]
             topic_offsets[part] = offset + 1

@@ -183,6 +183,13 @@ def test_bad_fraction_roughly_respected() -> None:
             assert counts["misrouted"] == 0
 
 
+def test_duplicates_also_at_a_low_rate() -> None:
+    sim = Simulator(_cfg(bad_fraction=0.05, rate=0.02, duration_s=20 * 86400))
+    n = sum(1 for _ in sim)
+    # a fifth of the bad records are duplicates (weights 3 of 15), however sparse the stream
+    assert sim.counts["duplicate"] == pytest.approx(0.05 * n / 5, rel=0.25)
+
+
 @pytest.mark.parametrize(("partitions", "lateness"), [(1, 48), (3, 48), (2, 1), (2, 5.5)])
 def test_the_engine_rejects_exactly_what_was_meant(partitions: int, lateness: float) -> None:
     """Replayed through the engine, each bad record gets the reason it was made for."""
