@@ -19,6 +19,7 @@ declare -A WANT=(
     [curl]=curl
     [ss]=iproute2
     [setsid]=util-linux
+    [flock]=util-linux
     [java]=openjdk-17-jre-headless
     [mvn]=maven
 )

@@ -45,6 +45,15 @@ rel() {
 
 ensure_dirs() { mkdir -p "$LOG_DIR" "$PID_DIR"; }
 
+# One stack script at a time per run directory (e.g. parallel test processes calling
+# stack-up.sh): an exclusive lock on fd 9, released when the script exits. Long-running
+# children are started with fd 9 closed, so they never hold it.
+stack_lock() {
+    mkdir -p "$RUN_DIR"
+    exec 9>"$RUN_DIR/stack.lock"
+    flock -w 900 9 || die "another stack script has held $(rel "$RUN_DIR")/stack.lock for 15 minutes"
+}
+
 # Is something listening on 127.0.0.1:PORT (or on every address)?
 port_listening() {
     local port="$1"
@@ -137,7 +146,7 @@ stop_service() {
 spawn() {
     local name="$1" logfile="$2"
     shift 2
-    setsid "$@" >>"$logfile" 2>&1 </dev/null &
+    setsid "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
     local pid=$!
     printf '%s\n' "$pid" >"$PID_DIR/$name.pid"
     printf '%s' "$pid"

@@ -6,6 +6,7 @@ set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+stack_lock
 ensure_dirs
 # Started by deploy/local/run.sh, if at all.
 stop_service simulate "engagement" 10

@@ -10,6 +10,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 started_at=$SECONDS
+stack_lock
 
 "$LOCAL_DIR/install-packages.sh"
 ensure_dirs
@@ -120,7 +121,7 @@ start_redis() {
         render "$LOCAL_DIR/redis/redis.conf.in" "$REDIS_DATA_DIR/redis.conf" \
             REDIS_PORT PID_DIR LOG_DIR REDIS_DATA_DIR
         rm -f "$PID_DIR/redis.pid"
-        redis-server "$REDIS_DATA_DIR/redis.conf" >>"$REDIS_LOG" 2>&1 </dev/null ||
+        redis-server "$REDIS_DATA_DIR/redis.conf" >>"$REDIS_LOG" 2>&1 </dev/null 9>&- ||
             die "redis did not start; see $(rel "$REDIS_LOG")"
         log "redis: started on $STACK_HOST:$REDIS_PORT"
     fi
