@@ -35,6 +35,7 @@ reproducible anyway).
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import math
 import random
@@ -287,7 +288,7 @@ class Simulator:
         self._late_lo = min(_HOUR_MS, int(c.allowed_lateness_hours * 0.5 * _HOUR_MS))
         self._late_span = int(c.allowed_lateness_hours * 0.75 * _HOUR_MS) - self._late_lo
         self._lateness_ms = int(c.allowed_lateness_hours * _HOUR_MS)
-        self._seq = 0  # heap tie-breaker (determinism)
+        self._seq = itertools.count(1).__next__  # heap tie-breakers (determinism)
         self._eid = 0
         self._rid = 0
         self._oid = 0
@@ -317,7 +318,7 @@ class Simulator:
             if u == 0 or rng.random() < 0.3:
                 self._activate(u, start, u != 0 and rng.random() < 0.3)
             else:
-                calendar.append((start + int(rng.random() * span), self._next_seq(), 0, u, None))
+                calendar.append((start + int(rng.random() * span), self._seq(), 0, u, None))
         # Subscriptions, per customer (an account, or a user without one), emitted by one of its
         # users: about half subscribe, early in the period more often.
         first_member: dict[str, int] = {}
@@ -326,7 +327,7 @@ class Simulator:
         for u in first_member.values():
             if rng.random() < 0.5:
                 due = start + int(rng.random() ** 2 * span)
-                calendar.append((due, self._next_seq(), _K_SUBSCRIPTION, u, "start"))
+                calendar.append((due, self._seq(), _K_SUBSCRIPTION, u, "start"))
         calendar.sort()
         self._calendar = calendar
 
@@ -347,14 +348,9 @@ class Simulator:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
     def _push(self, due: int, kind: int, u: int, arg: Any) -> None:
         if due < self.config.end_ms:
-            self._seq += 1
-            heapq.heappush(self._heap, (due, self._seq, kind, u, arg))
+            heapq.heappush(self._heap, (due, self._seq(), kind, u, arg))
 
     def _activate(self, u: int, now: int, goes_dormant: bool) -> None:
         self._alive.append(u)
@@ -540,8 +536,7 @@ class Simulator:
         idx += 1
         if idx < len(plan):
             state[2] = idx
-            self._seq += 1
-            heapq.heappush(self._heap, (rts + plan[idx][0], self._seq, _K_SESSION, u, state))
+            heapq.heappush(self._heap, (rts + plan[idx][0], self._seq(), _K_SESSION, u, state))
         return PRODUCT_TOPIC, u, payload
 
     def _on_return(self, rts: int, u: int, order_id: Any) -> tuple[str, int, str]:
@@ -625,8 +620,8 @@ class Simulator:
             self._sid += 1
             sid = f"s-{self._sid:x}"
             plan = self._session_plan()
-            self._seq += 1
-            heapq.heappush(self._heap, (rts + plan[1][0], self._seq, _K_SESSION, u, [sid, plan, 1]))
+            entry = (rts + plan[1][0], self._seq(), _K_SESSION, u, [sid, plan, 1])
+            heapq.heappush(self._heap, entry)
             return PRODUCT_TOPIC, u, self._product(u, "session_start", rts, sid, None)
         if action == "feature_used":
             props = f'{{"feature":"{FEATURES[min(11, int(rng.expovariate(0.35)))]}"}}'
@@ -788,6 +783,9 @@ class Simulator:
         rng_random = self._rng.random
         heap = self._heap
         heappop = heapq.heappop
+        heappush = heapq.heappush
+        product = self._product
+        seq = self._seq
         calendar = self._calendar
         cal_i = 0
         cal_due = calendar[0][0] if calendar else math.inf
@@ -824,7 +822,18 @@ class Simulator:
                 due = heap[0][0] if heap else math.inf
                 if due <= rts and due <= cal_due:
                     _, _, kind_i, u, arg = heappop(heap)
-                    topic, u, payload = handlers[kind_i](rts, u, arg)
+                    if kind_i == _K_SESSION:  # most records: `_on_session`, inlined
+                        plan = arg[1]
+                        idx = arg[2]
+                        _, typ, props = plan[idx]
+                        payload = product(u, typ, rts, arg[0], props)
+                        topic = PRODUCT_TOPIC
+                        idx += 1
+                        if idx < len(plan):
+                            arg[2] = idx
+                            heappush(heap, (rts + plan[idx][0], seq(), _K_SESSION, u, arg))
+                    else:
+                        topic, u, payload = handlers[kind_i](rts, u, arg)
                 elif cal_due <= rts:
                     _, _, kind_i, u, arg = calendar[cal_i]
                     cal_i += 1
