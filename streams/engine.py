@@ -118,7 +118,8 @@ class UserPartition:
     # ---- records ---------------------------------------------------------------------------
 
     def product(self, ev: ProductEvent, ts: Instant) -> int:
-        """Apply a validated product event (time checks passed). Returns ACCEPTED or DUPLICATE."""
+        """Apply a validated product event (time checks passed). Returns ACCEPTED or DUPLICATE;
+        the caller counts the outcome (so a re-applied record is never counted twice)."""
         uid = ev.user_id
         users = self.users
         u = users.get(uid)
@@ -128,10 +129,8 @@ class UserPartition:
         ids = u.ids
         eid = ev.event_id
         if eid in ids:
-            self.duplicates += 1
             return DUPLICATE
         ids[eid] = ts
-        self.accepted += 1
         fold = self.fold
         t = ev.type
         activity = t not in self.inactive
@@ -242,10 +241,8 @@ class UserPartition:
             resp = u.resp = {}
         rid = ans.response_id
         if rid in resp:
-            self.duplicates += 1
             return DUPLICATE
         resp[rid] = ts
-        self.accepted += 1
         sv = SURVEY_CODES[ans.survey]
         entry = (ts, sv, ans.score, ans.touchpoint)
         if u.answers is None:
@@ -549,9 +546,7 @@ class AccountPartition:
         self.fold: Instant = -(10**30)
         self._last_sweep: Instant | None = None
 
-    def fact(
-        self, customer: str, ts: Instant, record_ts: int, activity: bool, kind: int, value: float
-    ) -> None:
+    def see_record_ts(self, record_ts: int) -> None:
         w = self.watermark
         if w is None or record_ts > w:
             self.watermark = record_ts
@@ -562,6 +557,11 @@ class AccountPartition:
             )
             if f > self.fold:
                 self.fold = f
+
+    def fact(
+        self, customer: str, ts: Instant, record_ts: int, activity: bool, kind: int, value: float
+    ) -> None:
+        self.see_record_ts(record_ts)
         fold = self.fold
         a = self.accounts.get(customer)
         if a is None:

@@ -297,10 +297,28 @@ def value_size(data: bytes | str) -> int:
     return len(data.encode("utf-8", "surrogatepass"))
 
 
-def _may_be_deep(data: bytes | str) -> bool:
+_SURROGATE_ESCAPE_B = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_S = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _fast_path_unsafe(data: bytes | str) -> bool:
+    """True when the fast decoder could accept a value the contract rejects: it skips fields it
+    does not know without checking them, so bytes that are not UTF-8, escaped surrogates and
+    deep nesting anywhere in the value are left to the strict path."""
     if isinstance(data, bytes):
-        return data.count(b"[") + data.count(b"{") >= MAX_DEPTH
-    return data.count("[") + data.count("{") >= MAX_DEPTH
+        if data.count(b"[") + data.count(b"{") >= MAX_DEPTH:
+            return True
+        if not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                return True
+        return b"\\u" in data and _SURROGATE_ESCAPE_B.search(data) is not None
+    if data.count("[") + data.count("{") >= MAX_DEPTH:
+        return True
+    if not data.isascii() and _has_surrogate(data):
+        return True
+    return "\\u" in data and _SURROGATE_ESCAPE_S.search(data) is not None
 
 
 def decode_product(data: bytes | str) -> tuple[ProductEvent, Instant]:
@@ -308,7 +326,7 @@ def decode_product(data: bytes | str) -> tuple[ProductEvent, Instant]:
     if value_size(data) > MAX_VALUE_BYTES:
         raise Reject(TOO_LARGE, f"more than {MAX_VALUE_BYTES} bytes")
     ev: ProductEvent | None = None
-    if not _may_be_deep(data):
+    if not _fast_path_unsafe(data):
         try:
             ev = _product_decoder.decode(data)
         except (msgspec.DecodeError, UnicodeError):
@@ -322,7 +340,7 @@ def decode_survey(data: bytes | str) -> tuple[SurveyAnswer, Instant]:
     if value_size(data) > MAX_VALUE_BYTES:
         raise Reject(TOO_LARGE, f"more than {MAX_VALUE_BYTES} bytes")
     ans: SurveyAnswer | None = None
-    if not _may_be_deep(data):
+    if not _fast_path_unsafe(data):
         try:
             ans = _survey_decoder.decode(data)
         except (msgspec.DecodeError, UnicodeError):

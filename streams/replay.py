@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from streams.config import Config
-from streams.engine import AccountPartition, EmitFact, Partial, UserPartition, finalize
+from streams.engine import ACCEPTED, AccountPartition, EmitFact, Partial, UserPartition, finalize
 from streams.errors import Reject
 from streams.records import (
     BAD_JSON,
@@ -135,10 +135,11 @@ class Pipeline:
             return
         up = self.users[0] if self.n == 1 else self.users[stable_hash(uid) % self.n]
         up.see_record_ts(record_ts * MS)
-        if topic == PRODUCT_EVENTS:
-            up.product(ev, inst)
+        outcome = up.product(ev, inst) if topic == PRODUCT_EVENTS else up.survey(ans, inst)
+        if outcome == ACCEPTED:
+            up.accepted += 1
         else:
-            up.survey(ans, inst)
+            up.duplicates += 1
 
     def maybe_sweep(self) -> None:
         for p in self.users:

@@ -49,6 +49,7 @@ class UserState:
         "last",
         "lastp",
         "ms",
+        "offs",
         "orders",
         "resp",
         "returns",
@@ -58,6 +59,9 @@ class UserState:
     )
 
     def __init__(self) -> None:
+        # live pipeline only: (source topic, partition) -> last offset applied to this user, so
+        # a redelivered record changes nothing (docs/architecture.md, "idempotency")
+        self.offs: dict[tuple[str, int], int] | None = None
         # event_id -> ts: dedupe, kept lateness + 1h after ts
         self.ids: dict[str, Instant] = {}
         # response_id -> ts: dedupe of survey answers, kept lateness + 1h after ts
@@ -117,6 +121,7 @@ class AccountState:
         "lastp",
         "nps",
         "npsp",
+        "offs",
         "orders",
         "sub",
         "subp",
@@ -125,6 +130,8 @@ class AccountState:
     def __init__(self, first: Instant) -> None:
         # earliest ts of any accepted record: the customer exists from then on; never forgotten
         self.first: Instant = first
+        # live pipeline only: (source topic, partition) -> last offset of a fact applied
+        self.offs: dict[tuple[str, int], int] | None = None
         self.days: dict[int, Instant] | None = None
         self.last: Instant | None = None
         self.lastp: list[Instant] | None = None

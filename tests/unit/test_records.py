@@ -130,9 +130,19 @@ def test_escaped_surrogates() -> None:
     assert reason_of(data) == "bad_json"
     data = b'{"event_id": "e", "type": "signup", "user_id": "u", "ts": 1, "x": {"\\udfff": 1}}'
     assert reason_of(data) == "bad_json"
+    data = b'{"event_id": "e", "type": "signup", "user_id": "u", "ts": 1, "note": "\\ud800"}'
+    assert reason_of(data) == "bad_json"  # in a field the fast decoder skips
     data = b'{"event_id": "\\ud83d\\ude00", "type": "signup", "user_id": "u", "ts": 1}'
     ev, _ = decode_product(data)
     assert ev.event_id == "\U0001f600"
+
+
+def test_invalid_utf8_in_an_ignored_field() -> None:
+    data = b'{"event_id": "e", "type": "signup", "user_id": "u", "ts": 1, "note": "\xed\xa0\x80"}'
+    assert reason_of(data) == "bad_json"
+    assert reason_of(data.decode("utf-8", "surrogatepass")) == "bad_json"  # as a replay payload
+    ok = '{"event_id": "e", "type": "signup", "user_id": "u", "ts": 1, "note": "caf\u00e9 \U0001f600"}'
+    assert reason_of(ok.encode()) is None and reason_of(ok) is None
 
 
 def test_repeated_member_last_wins() -> None:
