@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from streams.config import Config
+from streams.errors import Reject
+from streams.records import decode_product, decode_survey, time_reason
 from streams.replay import replay_lines
 from streams.simulate import (
     COMMENTS,
@@ -205,6 +207,35 @@ def test_the_engine_rejects_exactly_what_was_meant(partitions: int, lateness: fl
         counts[k] for k in (*REJECT_REASONS, "duplicate")
     )
     assert snap["dau"] > 0
+
+
+def test_values_as_bytes_get_the_same_reasons() -> None:
+    """What the live producer will send (value_bytes) is judged like the replay's strings."""
+    sim = Simulator(_cfg(bad_fraction=0.05))
+    got: Counter[str] = Counter()
+    seen: set[tuple[str, str]] = set()
+    lateness_ns = 48 * 3600 * 10**9
+    for rec in sim:
+        data = value_bytes(rec["payload"])
+        try:
+            if rec["topic"] == PRODUCT_TOPIC:
+                ev, inst = decode_product(data)
+                ident = (ev.user_id, ev.event_id)
+            else:
+                ans, inst = decode_survey(data)
+                ident = (ans.user_id, ans.response_id)
+        except Reject as exc:
+            got[exc.reason] += 1
+            continue
+        reason = time_reason(inst, rec["ts"], lateness_ns)
+        if reason is not None:
+            got[reason] += 1
+        elif ident in seen:
+            got["duplicate"] += 1
+        else:
+            seen.add(ident)
+    counts = sim.counts
+    assert dict(got) == {k: counts[k] for k in (*REJECT_REASONS, "duplicate")}
 
 
 def test_a_clean_stream_is_all_accepted() -> None:
