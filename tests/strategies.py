@@ -18,9 +18,9 @@ identities must be remembered") must agree with the batch oracle:
 - record timestamps are non-decreasing in file order (items are sorted by record ts; only
   redeliveries, which change nothing, repeat an older record ts);
 - a line that repeats an event_id/response_id of the same user arrives (record ts) no later than
-  the earliest `ts` of that identity + the allowed lateness (otherwise it gets a fresh id);
-- all events of one session lie within a few hours, all events of one ticket within 6 days,
-  orders are never reused across 90 days.
+  the earliest `ts` of that identity + the allowed lateness + 1 hour (else it gets a fresh id);
+- all events of one session lie within 24 hours, all events of one ticket within 7 days, an
+  order id is reused only within 90 days of the order.
 """
 
 from __future__ import annotations
@@ -443,17 +443,19 @@ class Builder:
     def story_activity(self) -> None:
         user = self.user()
         for _ in range(self.ch.int(1, 4)):
-            t = self.when()
+            t = self.when() if self.ch.bool(0.9) else self.T - self.ch.int(30, 70) * DAY
             self.emit(self.random_event(user, t), t)
 
     def story_session(self) -> None:
         user = self.user()
         sid = self.fresh("s")
         t0 = self.when()
+        # every event of a session lies in [t0 - 30 min, t0 + 21 h] (copies: +-1 h): < 24 h
+        hours = self.ch.weighted([(80, 2), (20, 20)])
         if self.ch.bool(0.9):
             self.emit(self.event("session_start", user, t0, session=sid), t0)
         for _ in range(self.ch.weighted([(30, 0), (40, 1), (20, 2), (10, 3)])):
-            t = t0 + self.ch.int(-60, 2 * 3600) * SEC
+            t = t0 + self.ch.int(-60, hours * 3600) * SEC
             self.emit(
                 self.event(
                     "page_view", user, t, session=sid, props=self.ch.pick([None, {"path": "/home"}])
@@ -462,12 +464,12 @@ class Builder:
             )
         if self.ch.bool(0.85):
             t_end = t0 + self.ch.weighted(
-                [(85, self.ch.int(0, 3 * 3600) * SEC), (15, -self.ch.int(0, 1800) * SEC)]
+                [(85, self.ch.int(0, (hours + 1) * 3600) * SEC), (15, -self.ch.int(0, 1800) * SEC)]
             )
             self.emit(self.event("session_end", user, t_end, session=sid), t_end)
         if self.ch.bool(0.15):  # a second start or end of the same session
             etype = self.ch.pick(["session_start", "session_end", "page_view"])
-            t = t0 + self.ch.int(-1800, 4 * 3600) * SEC
+            t = t0 + self.ch.int(-1800, (hours + 1) * 3600) * SEC
             self.emit(self.event(etype, user, t, session=sid), t)
 
     def story_ticket(self) -> None:
@@ -488,14 +490,19 @@ class Builder:
             t = (
                 t0
                 + self.ch.weighted(
-                    [(80, self.ch.int(0, 5 * 86400)), (10, 86400), (10, -self.ch.int(0, 3600))]
+                    [
+                        (70, self.ch.int(0, 5 * 86400)),
+                        (10, self.ch.int(5 * 86400, 6 * 86400)),
+                        (10, 86400),
+                        (10, -self.ch.int(0, 3600)),
+                    ]
                 )
                 * SEC
             )
             self.emit(self.event("ticket_resolved", user, t, props={"ticket_id": tid}), t)
         if self.ch.bool(0.15):
             etype = self.ch.pick(["ticket_opened", "ticket_resolved"])
-            t = t0 + self.ch.int(0, 4 * 86400) * SEC
+            t = t0 + self.ch.int(0, 6 * 86400) * SEC  # a ticket spans < 7 days
             props = {"ticket_id": tid}
             if etype == "ticket_opened":
                 props["category"] = "again"
@@ -518,8 +525,11 @@ class Builder:
     def story_order(self) -> None:
         user = self.user()
         oid = self.fresh("o")
+        old = False
         if self.ch.bool(0.1):
             t0 = self.T - 90 * DAY + self.epsilon()
+        elif self.ch.bool(0.1):  # an old order, repeated and returned ~3 months later
+            t0, old = self.T - self.ch.int(85 * 86400, 92 * 86400) * SEC, True
         else:
             t0 = self.when()
         if self.ch.bool(0.9):
@@ -535,12 +545,25 @@ class Builder:
         for _ in range(self.ch.weighted([(65, 0), (30, 1), (5, 2)])):
             t = t0 + self.ch.int(-3600, 10 * 86400) * SEC
             self.emit(self.event("return", user, t, props={"order_id": oid}), t)
+        if old:  # still remembered: within 90 days of the order's ts
+            for etype in ("purchase", "return"):
+                if self.ch.bool(0.5):
+                    t = t0 + self.ch.int(80 * 86400, 89 * 86400) * SEC
+                    props = {"order_id": oid, "amount": self.amount()}
+                    if etype == "return":
+                        del props["amount"]
+                    self.emit(self.event(etype, user, t, props=props), t)
 
     def story_subscription(self) -> None:
         user = self.user()
         for _ in range(self.ch.int(1, 3)):
-            how = self.ch.weighted([(40, "any"), (30, "edge"), (20, "tie")])
-            t = self.when() if how == "any" else self.T - 30 * DAY + self.epsilon()
+            how = self.ch.weighted([(40, "any"), (30, "edge"), (20, "tie"), (10, "old")])
+            if how == "any":
+                t = self.when()
+            elif how == "old":
+                t = self.T - self.ch.int(31 * 86400, 80 * 86400) * SEC
+            else:
+                t = self.T - 30 * DAY + self.epsilon()
             if how == "tie":
                 for etype in ("subscription_started", "subscription_cancelled"):
                     self.emit(self.event(etype, user, t), t)
@@ -573,6 +596,9 @@ class Builder:
             )
             tp = self.ch.pick([None, None, *TOUCHPOINTS])
             self.emit(self.answer(survey, self.ch.int(low, high), user, t, tp), t, topic=SURVEY)
+            if self.ch.bool(0.2):  # another answer at the same instant (latest: the lower)
+                score = self.ch.int(low, high)
+                self.emit(self.answer(survey, score, user, t, tp), t, topic=SURVEY)
 
     def story_dormant(self) -> None:
         user = self.fresh("d")
@@ -908,7 +934,8 @@ class Builder:
                 continue
             assert item.record_ms is not None
             ts_ms = item.ts // MS if item.ts is not None else item.record_ms
-            if ident in earliest and item.record_ms > earliest[ident] + self.lateness_ms:
+            bound = self.lateness_ms + 3_600_000  # forgotten only when W > ts + lateness + 1h
+            if ident in earliest and item.record_ms > earliest[ident] + bound:
                 item.obj = {**item.obj, item.id_field: self.fresh("renamed")}
                 ident = (item.topic, ident[1], item.obj[item.id_field])
             earliest[ident] = min(earliest.get(ident, ts_ms), ts_ms)
