@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("agents.cmd_replay", "compute the metrics snapshot from kcat-style JSONL files"),
     "simulate": ("agents.cmd_simulate", "generate a realistic record stream (to a file or Kafka)"),
     "topics": ("agents.admin", "create (or check) the project's Kafka topics"),
+    "load": ("agents.cmd_load", "send a kcat-style JSONL file into Kafka (keys, timestamps)"),
+    "worker": ("agents.cmd_worker", "run a live worker (Faust): metrics, /snapshot, /metrics"),
 }
 
 

@@ -976,3 +976,57 @@ def finalize(p: Partial, t: Instant, config: Config) -> dict[str, Any]:
         "rejected": dict(p.rejected),
     }
     return snap
+
+
+# ---- partials on the wire (workers exchange them to gather a global snapshot) ------------------
+
+
+def _enc(v: Instant) -> int | str:
+    return v if isinstance(v, int) else f"{v.numerator}/{v.denominator}"
+
+
+def _dec(v: int | str) -> Instant:
+    if isinstance(v, int):
+        return v
+    f = Fraction(v)
+    return int(f) if f.denominator == 1 else f
+
+
+def partial_to_json(p: Partial) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(p):
+        v = getattr(p, f.name)
+        if isinstance(v, SurveyCounts):
+            out[f.name] = {g.name: list(getattr(v, g.name)) for g in fields(v)}
+        elif f.name == "by_tp":
+            out[f.name] = {
+                tp: {g.name: list(getattr(c, g.name)) for g in fields(c)} for tp, c in v.items()
+            }
+        elif f.name in ("ttfv",):
+            out[f.name] = [_enc(x) for x in v]
+        elif f.name in ("session_dur", "resolution"):
+            out[f.name] = _enc(v)
+        elif isinstance(v, dict | list):
+            out[f.name] = v.copy()
+        else:
+            out[f.name] = v
+    return out
+
+
+def partial_from_json(d: dict[str, Any]) -> Partial:
+    p = Partial()
+    for f in fields(p):
+        if f.name not in d:
+            raise ValueError(f"partial without {f.name}")
+        v = d[f.name]
+        if f.name == "surveys":
+            p.surveys = SurveyCounts(**v)
+        elif f.name == "by_tp":
+            p.by_tp = {tp: SurveyCounts(**c) for tp, c in v.items()}
+        elif f.name == "ttfv":
+            p.ttfv = [_dec(x) for x in v]
+        elif f.name in ("session_dur", "resolution"):
+            setattr(p, f.name, _dec(v))
+        else:
+            setattr(p, f.name, v)
+    return p

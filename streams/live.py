@@ -72,8 +72,10 @@ class Meta:
 DeadLetter = tuple[str, str, str, int, int, "bytes | None", int, "bytes | None"]
 # (signal, customer, instant ns, topic, partition, offset)
 Signal = tuple[str, str, Instant, str, int, int]
-# (customer, ts, record ts ns, activity, kind, value, topic, partition, offset)
-Fact = tuple[str, Instant, int, bool, int, float, str, int, int]
+# (customer, ts, record ts ns, activity, kind, value, topic, partition, offset, user partition)
+# A customer's facts come from several user partitions, each in its own source order, so a
+# fact's identity for dedupe is (topic, partition, user partition) and the offset.
+Fact = tuple[str, Instant, int, bool, int, float, str, int, int, int]
 
 
 @dataclass
@@ -124,7 +126,7 @@ class LiveUserPartition:
         q = kafka_partition(customer.encode("utf-8", "surrogatepass"), self.account_partitions)
         topic, part, off = self._src
         self._out.facts.setdefault(q, []).append(
-            (customer, ts, rts, act, kind, value, topic, part, off)
+            (customer, ts, rts, act, kind, value, topic, part, off, self.partition)
         )
 
     def apply(self, batch: Batch) -> Output:
@@ -236,9 +238,9 @@ class LiveAccountPartition:
         dirty: set[str] = set()
         eng = self.engine
         accounts = eng.accounts
-        for customer, ts, rts, act, kind, value, topic, part, off in facts:
+        for customer, ts, rts, act, kind, value, topic, part, off, via in facts:
             a = accounts.get(customer)
-            tp = (topic, part)
+            tp = (topic, part, via)
             if a is not None and a.offs is not None and a.offs.get(tp, -1) >= off:
                 continue
             eng.fact(customer, ts, rts, act, kind, value)

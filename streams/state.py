@@ -130,8 +130,8 @@ class AccountState:
     def __init__(self, first: Instant) -> None:
         # earliest ts of any accepted record: the customer exists from then on; never forgotten
         self.first: Instant = first
-        # live pipeline only: (source topic, partition) -> last offset of a fact applied
-        self.offs: dict[tuple[str, int], int] | None = None
+        # live pipeline only: (source topic, partition, user partition) -> last offset applied
+        self.offs: dict[tuple[str, int, int], int] | None = None
         self.days: dict[int, Instant] | None = None
         self.last: Instant | None = None
         self.lastp: list[Instant] | None = None

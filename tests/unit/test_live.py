@@ -135,7 +135,7 @@ def make_input(partitions: int, seed: int) -> tuple[list[dict[str, Any]], str]:
         seed=seed,
         partitions=partitions,
         bad_fraction=0.05,
-        misrouted_fraction=0.03,
+        misrouted_fraction=0.2,
     )
     envs = list(simulate(sim))
     return envs, str(envs[-1]["ts"])

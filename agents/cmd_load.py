@@ -1,0 +1,118 @@
+"""Send a kcat-style JSON Lines file into Kafka, keys and record timestamps included.
+
+The inverse of `engagement replay`, for backfills and tests: each line's payload becomes the
+record value (its UTF-8 bytes), `key` the record key, `ts` the record timestamp. The target
+topic is the line's topic with the configured prefix. Records go to the partition Kafka's
+default partitioner picks for their key (so a user stays in one partition); `--keep-partitions`
+uses each line's `partition` instead. Lines that are not valid envelopes are reported and
+skipped. The producer is idempotent (acks=all) and flushed before exit.
+
+examples:
+  engagement load events.jsonl
+  engagement simulate --duration 1d --out - | engagement load -
+  engagement load --prefix test-1. --keep-partitions backfill.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+from agents.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from streams.simulate import kafka_partition
+from streams.topics import ENV_PREFIX
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "files", nargs="+", metavar="FILE.jsonl", help="kcat-style files ('-' for stdin)"
+    )
+    p.add_argument(
+        "--bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP; 127.0.0.1:9092)",
+    )
+    p.add_argument(
+        "--prefix",
+        default=os.environ.get(ENV_PREFIX, ""),
+        help="topic name prefix (env ENGAGEMENT_TOPIC_PREFIX)",
+    )
+    p.add_argument(
+        "--keep-partitions", action="store_true", help="send each record to its line's partition"
+    )
+
+
+async def _load(args: argparse.Namespace) -> int:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=args.bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        max_batch_size=1024 * 1024,
+        max_request_size=2 * 1024 * 1024,
+        request_timeout_ms=30000,
+    )
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        print(f"engagement load: cannot reach Kafka at {args.bootstrap}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    sent = skipped = 0
+    parts: dict[str, int] = {}
+    start = time.monotonic()
+    try:
+        for name in args.files:
+            try:
+                fh = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+            except OSError as exc:
+                print(f"engagement load: cannot read {name}: {exc}", file=sys.stderr)
+                return EXIT_INPUT
+            with fh:
+                for n, raw in enumerate(fh, 1):
+                    try:
+                        env = json.loads(raw)
+                        topic = args.prefix + env["topic"]
+                        ts = int(env["ts"])
+                        payload = env["payload"]
+                        key = env.get("key")
+                    except (ValueError, KeyError, TypeError):
+                        if raw.strip():
+                            skipped += 1
+                            print(
+                                f"engagement load: {name}:{n}: not a valid envelope, skipped",
+                                file=sys.stderr,
+                            )
+                        continue
+                    value = None if payload is None else payload.encode("utf-8", "surrogatepass")
+                    kb = None if key is None else key.encode("utf-8", "surrogatepass")
+                    if args.keep_partitions and env.get("partition") is not None:
+                        partition = int(env["partition"])
+                    elif kb is not None:
+                        if topic not in parts:
+                            parts[topic] = len(await producer.partitions_for(topic))
+                        partition = kafka_partition(kb, parts[topic])
+                    else:
+                        partition = None
+                    await producer.send(
+                        topic, value=value, key=kb, timestamp_ms=ts, partition=partition
+                    )
+                    sent += 1
+                    if sent % 50_000 == 0:
+                        rate = sent / max(time.monotonic() - start, 1e-9)
+                        print(f"load: {sent:,} records, {rate:,.0f}/s", file=sys.stderr)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    print(f"load: sent {sent:,} records ({skipped} lines skipped)", file=sys.stderr)
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_load(args))

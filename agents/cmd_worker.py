@@ -1,0 +1,71 @@
+"""Run a live worker: consume the input topics, keep the metrics, serve /snapshot and /metrics.
+
+Settings come from flags, then environment variables, then defaults (docs/operations.md):
+KAFKA_BOOTSTRAP, REDIS_URL, ENGAGEMENT_DATA_DIR, ENGAGEMENT_WEB_HOST, ENGAGEMENT_WEB_PORT,
+ENGAGEMENT_CONFIG (the metric TOML), ENGAGEMENT_TOPIC_PREFIX, ENGAGEMENT_INPUT_PARTITIONS,
+ENGAGEMENT_APP_ID, ENGAGEMENT_STORE, ENGAGEMENT_CLOCK (pin "now"), ENGAGEMENT_WORKER_ID.
+
+examples:
+  engagement worker
+  engagement worker --web-port 6067 --data-dir .run/worker-2
+  engagement worker --clock 2026-11-20T12:00:00Z        # serve history as of a fixed instant
+  curl -s 'http://127.0.0.1:6066/snapshot?as_of=2026-11-20T12:00:00Z'
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agents.cli import EXIT_CONFIG
+from streams.errors import ConfigError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bootstrap", help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP; 127.0.0.1:9092)"
+    )
+    p.add_argument("--redis-url", help="Redis URL (env REDIS_URL; redis://127.0.0.1:6379/0)")
+    p.add_argument(
+        "--data-dir", help="RocksDB tables live here (env ENGAGEMENT_DATA_DIR; .run/worker)"
+    )
+    p.add_argument("--web-host", help="bind address of the HTTP endpoints (127.0.0.1)")
+    p.add_argument("--web-port", type=int, help="HTTP port (env ENGAGEMENT_WEB_PORT; 6066)")
+    p.add_argument(
+        "--config", dest="config_file", help="metric configuration TOML (env ENGAGEMENT_CONFIG)"
+    )
+    p.add_argument("--clock", help="pin the worker's clock to this instant (env ENGAGEMENT_CLOCK)")
+    p.add_argument("--worker-id", help="name in the worker registry (default host-pid)")
+    p.add_argument("--log-level", default=None, help="debug, info (default), warning, error")
+
+
+def run(args: argparse.Namespace) -> int:
+    from agents.settings import Settings
+
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "bootstrap",
+            "redis_url",
+            "data_dir",
+            "web_host",
+            "web_port",
+            "config_file",
+            "clock",
+            "worker_id",
+            "log_level",
+        )
+    }
+    try:
+        settings = Settings.load(overrides=overrides)
+    except ConfigError as exc:
+        print(f"engagement worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    import faust
+
+    from agents.worker import Worker
+
+    worker = Worker(settings)
+    fw = faust.Worker(worker.app, loglevel=settings.log_level, quiet=True)
+    fw.execute_from_commandline()
+    return 0

@@ -1,0 +1,100 @@
+"""Worker settings: environment variables (and flags) plus the metric configuration TOML.
+
+Precedence: command-line flags > environment variables > the TOML file > defaults.
+Every setting is documented in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from streams.config import Config
+from streams.errors import ConfigError
+from streams.timeutil import Instant, parse_as_of
+from streams.topics import TopicSettings, TopicSettingsError
+
+ENV = {
+    "bootstrap": "KAFKA_BOOTSTRAP",
+    "redis_url": "REDIS_URL",
+    "data_dir": "ENGAGEMENT_DATA_DIR",
+    "web_host": "ENGAGEMENT_WEB_HOST",
+    "web_port": "ENGAGEMENT_WEB_PORT",
+    "config_file": "ENGAGEMENT_CONFIG",
+    "app_id": "ENGAGEMENT_APP_ID",
+    "store": "ENGAGEMENT_STORE",
+    "clock": "ENGAGEMENT_CLOCK",
+    "worker_id": "ENGAGEMENT_WORKER_ID",
+    "log_level": "ENGAGEMENT_LOG_LEVEL",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: str = ".run/worker"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    config_file: str | None = None
+    app_id: str = "engagement"
+    store: str = "rocksdb://"
+    clock: Instant | None = None  # a pinned "now" (tests, demos of history, backfills)
+    worker_id: str = ""
+    log_level: str = "info"
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    config: Config = field(default_factory=Config)
+
+    @property
+    def partitions(self) -> int:
+        return self.topics.input_partitions
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.web_host}:{self.web_port}"
+
+    def topic(self, base: str) -> str:
+        return f"{self.topics.prefix}{base}"
+
+    @classmethod
+    def load(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None
+    ) -> Settings:
+        """Settings from `env` (default os.environ) and flag `overrides` (None values ignored)."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for name, var in ENV.items():
+            if env.get(var, "").strip():
+                values[name] = env[var].strip()
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = value
+        try:
+            topics = TopicSettings.from_env(env)
+        except (TopicSettingsError, ValueError) as exc:
+            raise ConfigError(str(exc)) from exc
+        kw: dict[str, object] = {"topics": topics}
+        for name, value in values.items():
+            if name == "web_port":
+                try:
+                    port = int(str(value))
+                except ValueError:
+                    raise ConfigError(f"web port must be an integer, got {value!r}") from None
+                if not 0 <= port <= 65535:
+                    raise ConfigError(f"web port {port} is out of range")
+                kw[name] = port
+            elif name == "clock":
+                try:
+                    kw[name] = parse_as_of(str(value))
+                except ValueError as exc:
+                    raise ConfigError(f"{ENV['clock']}/--clock: {exc}") from None
+            else:
+                kw[name] = str(value)
+        config_file = kw.get("config_file")
+        if isinstance(config_file, str):
+            kw["config"] = Config.from_toml_file(config_file)
+        if not kw.get("worker_id"):
+            kw["worker_id"] = f"{socket.gethostname()}-{os.getpid()}"
+        return cls(**kw)  # type: ignore[arg-type]

@@ -1,0 +1,53 @@
+"""HTTP endpoints of every worker (read-only): /snapshot, /partials, /health, /metrics, /at-risk.
+
+Errors never echo raw record content; they name the problem and what to do.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from faust.web import Request, Response, View
+
+from streams.errors import AsOfError
+
+if TYPE_CHECKING:
+    from agents.worker import Worker
+
+
+def register(worker: Worker) -> None:
+    app = worker.app
+
+    def as_of(view: View, request: Request) -> Any:
+        raw = request.query.get("as_of")
+        try:
+            return worker.parse_as_of(raw)
+        except AsOfError as exc:
+            return view.json({"error": str(exc)}, status=400)
+
+    @app.page("/snapshot")
+    async def snapshot(self: View, request: Request) -> Response:
+        t = as_of(self, request)
+        if isinstance(t, Response):
+            return t
+        status, body = await worker.gather(t)
+        return self.json(body, status=status)
+
+    @app.page("/partials")
+    async def partials(self: View, request: Request) -> Response:
+        t = as_of(self, request)
+        if isinstance(t, Response):
+            return t
+        return self.json(worker.local_partials(t))
+
+    @app.page("/health")
+    async def health(self: View, request: Request) -> Response:
+        body = worker.health()
+        want_ready = request.query.get("ready") not in (None, "", "0", "false")
+        status = 200 if (body["ready"] or not want_ready) else 503
+        return self.json(body, status=status)
+
+    @app.page("/metrics")
+    async def metrics(self: View, request: Request) -> Response:
+        data, content_type = worker.metrics_text()
+        return self.bytes(data, content_type=content_type)

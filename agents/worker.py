@@ -1,0 +1,482 @@
+"""The live worker: a Faust app whose agents run the engine (streams/) on micro-batches.
+
+Stages (docs/architecture.md):
+1. intake (an aiokafka consumer group `<app>-intake`): reads `product-events` and
+   `survey-answers` with `getmany`, and writes each partition's records as one micro-batch
+   message to the internal topic `<app>-batches`, same partition number; commits its offsets
+   once the batches are acknowledged. Faust then pays its per-event cost once per micro-batch.
+2. users (Faust agent on `<app>-batches`, table `users`): decode, validate, dead letters,
+   forward records keyed by another user to the owner's partition, dedupe, engine; side outputs
+   are published and acknowledged, then the partition meta, then every dirty user is written
+   (one table write per touched user per micro-batch).
+3. accounts (Faust agent on `<app>-account-facts`, table `accounts`): customer state.
+
+In memory each worker keeps the entity states of the partitions it owns (loaded from the tables
+when partitions are assigned); snapshots and /metrics read them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+import msgspec
+from aiokafka import AIOKafkaConsumer
+
+from agents.settings import Settings
+from streams.engine import Partial, finalize, partial_from_json, partial_to_json
+from streams.live import (
+    Batch,
+    LiveAccountPartition,
+    LiveUserPartition,
+    Meta,
+    dumps,
+    loads,
+    owner_of,
+)
+from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
+from streams.timeutil import Instant, format_instant, parse_as_of
+from streams.topics import CHURN_SIGNALS, DEAD_LETTERS
+
+log = logging.getLogger("engagement.worker")
+
+META_PREFIX = b"\x00meta:"
+MAX_BATCH_RECORDS = 2000
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+INTERNAL_MAX_MESSAGE = 16 * 1024 * 1024
+
+
+def encode_batch(batch: Batch) -> bytes:
+    return msgspec.msgpack.encode((batch.topic, batch.partition, batch.records))
+
+
+def decode_batch(data: bytes) -> Batch:
+    topic, partition, records = msgspec.msgpack.decode(data)
+    return Batch(topic, partition, [tuple(r) for r in records])
+
+
+def _chunks(records: list[Any]) -> Iterable[list[Any]]:
+    out: list[Any] = []
+    size = 0
+    for r in records:
+        n = len(r[3] or b"") + len(r[2] or b"") + 32
+        if out and (len(out) >= MAX_BATCH_RECORDS or size + n > MAX_BATCH_BYTES):
+            yield out
+            out, size = [], 0
+        out.append(r)
+        size += n
+    if out:
+        yield out
+
+
+class Worker:
+    """The Faust app and the in-memory state of the partitions this process owns."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        s = settings
+        self.P = s.partitions
+        self.app = faust.App(
+            s.app_id,
+            broker=f"kafka://{s.bootstrap}",
+            store=s.store,
+            datadir=s.data_dir,
+            topic_partitions=self.P,
+            topic_replication_factor=s.topics.replication_factor,
+            key_serializer="raw",
+            value_serializer="raw",
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=1.0,
+            table_standby_replicas=0,
+            producer_max_request_size=INTERNAL_MAX_MESSAGE,
+            consumer_max_fetch_size=INTERNAL_MAX_MESSAGE,
+            web_host=s.web_host,
+            web_bind=s.web_host,
+            web_port=s.web_port,
+            web_in_thread=False,
+        )
+        internal_cfg = {
+            "max.message.bytes": str(INTERNAL_MAX_MESSAGE),
+            "retention.ms": str(7 * 86400_000),
+        }
+        self.batches_topic = self.app.topic(
+            s.topic(f"{s.app_id}-batches"),
+            partitions=self.P,
+            internal=True,
+            config=internal_cfg,
+            key_type=bytes,
+            value_type=bytes,
+        )
+        self.facts_topic = self.app.topic(
+            s.topic(f"{s.app_id}-account-facts"),
+            partitions=self.P,
+            internal=True,
+            config=internal_cfg,
+            key_type=bytes,
+            value_type=bytes,
+        )
+        self.dead_letters = self.app.topic(s.topic(DEAD_LETTERS), key_type=bytes, value_type=bytes)
+        self.churn_signals = self.app.topic(
+            s.topic(CHURN_SIGNALS), key_type=bytes, value_type=bytes
+        )
+        self.users_table = self.app.Table(
+            "users", partitions=self.P, key_type=bytes, value_type=bytes
+        )
+        self.accounts_table = self.app.Table(
+            "accounts", partitions=self.P, key_type=bytes, value_type=bytes
+        )
+        self.user_parts: dict[int, LiveUserPartition] = {}
+        self.acct_parts: dict[int, LiveAccountPartition] = {}
+        self.input_names = {
+            s.topic(PRODUCT_EVENTS): PRODUCT_EVENTS,
+            s.topic(SURVEY_ANSWERS): SURVEY_ANSWERS,
+        }
+        self.stats = {"batches": 0, "records": 0, "intake_records": 0, "started": time.time()}
+        self.redis: Any = None
+        self._register()
+
+    # ---- clock -----------------------------------------------------------------------------
+
+    def now(self) -> Instant:
+        return self.s.clock if self.s.clock is not None else time.time_ns()
+
+    # ---- wiring ----------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        app = self.app
+        app.agent(self.batches_topic, name="users")(self._users_agent)
+        app.agent(self.facts_topic, name="accounts")(self._accounts_agent)
+        app.task(self._intake)
+        app.timer(interval=1.0)(self._heartbeat)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
+        from agents import views
+
+        views.register(self)
+
+    # ---- partition state -------------------------------------------------------------------
+
+    def assigned(self) -> tuple[set[int], set[int]]:
+        actives = self.app.assignor.assigned_actives()
+        users = {tp.partition for tp in actives if tp.topic == self.batches_topic.get_topic_name()}
+        accts = {tp.partition for tp in actives if tp.topic == self.facts_topic.get_topic_name()}
+        return users, accts
+
+    async def _on_revoked(self, sender: Any, *args: Any, **kw: Any) -> None:
+        self.user_parts.clear()
+        self.acct_parts.clear()
+
+    async def _on_rebalance_complete(self, sender: Any, *args: Any, **kw: Any) -> None:
+        users, accts = self.assigned()
+        self._load(users, accts)
+
+    def _load(self, users: set[int], accts: set[int]) -> None:
+        cfg = self.s.config
+        todo_u = users - set(self.user_parts)
+        todo_a = accts - set(self.acct_parts)
+        if todo_u:
+            ents: dict[int, dict[str, Any]] = {p: {} for p in todo_u}
+            metas: dict[int, Meta] = {}
+            for k, v in self.users_table.items():
+                if k.startswith(META_PREFIX):
+                    p = int(k[len(META_PREFIX) :])
+                    if p in ents:
+                        metas[p] = loads(v)
+                    continue
+                uid = k.decode("utf-8")
+                p = owner_of(uid, self.P)
+                if p in ents:
+                    ents[p][uid] = loads(v)
+            for p in todo_u:
+                self.user_parts[p] = LiveUserPartition(
+                    cfg, p, self.P, self.P, users=ents[p], meta=metas.get(p)
+                )
+            log.info(
+                "loaded user partitions %s (%d users)", sorted(todo_u), sum(map(len, ents.values()))
+            )
+        if todo_a:
+            aents: dict[int, dict[str, Any]] = {p: {} for p in todo_a}
+            wms: dict[int, int | None] = {}
+            for k, v in self.accounts_table.items():
+                if k.startswith(META_PREFIX):
+                    p = int(k[len(META_PREFIX) :])
+                    if p in aents:
+                        wms[p] = loads(v)
+                    continue
+                c = k.decode("utf-8")
+                p = owner_of(c, self.P)
+                if p in aents:
+                    aents[p][c] = loads(v)
+            for p in todo_a:
+                self.acct_parts[p] = LiveAccountPartition(
+                    cfg, p, accounts=aents[p], watermark=wms.get(p)
+                )
+            log.info("loaded account partitions %s", sorted(todo_a))
+
+    def user_part(self, p: int) -> LiveUserPartition:
+        part = self.user_parts.get(p)
+        if part is None:
+            self._load({p}, set())
+            part = self.user_parts[p]
+        return part
+
+    def acct_part(self, p: int) -> LiveAccountPartition:
+        part = self.acct_parts.get(p)
+        if part is None:
+            self._load(set(), {p})
+            part = self.acct_parts[p]
+        return part
+
+    # ---- stage 1: intake -------------------------------------------------------------------
+
+    async def _intake(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *self.input_names,
+            bootstrap_servers=self.s.bootstrap,
+            group_id=f"{self.s.app_id}-intake",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            while True:
+                data = await consumer.getmany(timeout_ms=200, max_records=20000)
+                if not data:
+                    continue
+                offsets = {}
+                for tp, msgs in data.items():
+                    base = self.input_names[tp.topic]
+                    recs = [(m.offset, m.timestamp, m.key, m.value) for m in msgs]
+                    for chunk in _chunks(recs):
+                        await self.batches_topic.send(
+                            partition=tp.partition,
+                            value=encode_batch(Batch(base, tp.partition, chunk)),
+                        )
+                    offsets[tp] = msgs[-1].offset + 1
+                    self.stats["intake_records"] += len(msgs)
+                await self.app.producer.flush()
+                await consumer.commit(offsets)
+        finally:
+            await consumer.stop()
+
+    # ---- stage 2: users ----------------------------------------------------------------------
+
+    async def _users_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            p = event.message.partition
+            batch = decode_batch(event.value)
+            part = self.user_part(p)
+            out = part.apply(batch)
+            sent = False
+            for q, fwd in out.forwards.items():
+                for b in fwd:
+                    await self.batches_topic.send(partition=q, value=encode_batch(b))
+                    sent = True
+            for q, facts in out.facts.items():
+                await self.facts_topic.send(partition=q, value=dumps(facts))
+                sent = True
+            for reason, detail, topic, sp, off, key, rts, value in out.dead_letters:
+                headers = [
+                    ("reason", reason.encode()),
+                    ("detail", detail.encode("utf-8", "replace")),
+                    ("source-topic", self.s.topic(topic).encode()),
+                    ("source-partition", str(sp).encode()),
+                    ("source-offset", str(off).encode()),
+                ]
+                await self.dead_letters.send(
+                    key=key, value=value, timestamp=rts / 1000, headers=headers
+                )
+                sent = True
+            for sig, customer, inst, topic, sp, off in out.signals:
+                body = {
+                    "signal": sig,
+                    "customer": customer,
+                    "instant": format_instant(inst),
+                    "source": {"topic": self.s.topic(topic), "partition": sp, "offset": off},
+                }
+                await self.churn_signals.send(
+                    key=customer.encode(), value=json.dumps(body).encode()
+                )
+                sent = True
+            if sent:
+                await self.app.producer.flush()
+            table = self.users_table
+            table[META_PREFIX + str(p).encode()] = dumps(part.meta)
+            users = part.users
+            for uid in out.dirty:
+                table[uid.encode("utf-8")] = dumps(users[uid])
+            self.stats["batches"] += 1
+            self.stats["records"] += len(batch.records)
+
+    # ---- stage 3: accounts -----------------------------------------------------------------
+
+    async def _accounts_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            p = event.message.partition
+            part = self.acct_part(p)
+            dirty = part.apply(loads(event.value))
+            table = self.accounts_table
+            table[META_PREFIX + str(p).encode()] = dumps(part.engine.watermark)
+            accounts = part.accounts
+            for c in dirty:
+                table[c.encode("utf-8")] = dumps(accounts[c])
+
+    # ---- gathering ---------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        """Register this worker (its URL) in Redis so any worker can gather a snapshot."""
+        try:
+            r = await self.get_redis()
+            await r.set(self.registry_key(self.s.worker_id), self.s.web_url, ex=5)
+        except Exception as exc:  # Redis away: /snapshot answers 503 until it is back
+            log.warning("cannot register in Redis: %s", exc)
+
+    def registry_key(self, worker_id: str) -> str:
+        return f"{self.s.topics.prefix}{self.s.app_id}:worker:{worker_id}"
+
+    async def get_redis(self) -> Any:
+        if self.redis is None:
+            import redis.asyncio as aioredis
+
+            self.redis = aioredis.from_url(
+                self.s.redis_url, socket_timeout=2, socket_connect_timeout=2
+            )
+        return self.redis
+
+    def local_partials(self, t: Instant) -> dict[str, Any]:
+        """This worker's contribution at T: a merged partial and what it covers."""
+        users, accts = self.assigned()
+        total = Partial()
+        coverage: dict[str, int] = {}
+        folds: list[Instant] = []
+        for p in sorted(users):
+            part = self.user_part(p)
+            total.merge(part.engine.partial(t))
+            folds.append(part.engine.fold)
+            for (topic, sp), off in part.meta.offs.items():
+                key = f"{self.s.topic(topic)}/{sp}"
+                coverage[key] = max(coverage.get(key, -1), off)
+        for p in sorted(accts):
+            part_a = self.acct_part(p)
+            total.merge(part_a.engine.partial(t))
+            folds.append(part_a.engine.fold)
+        return {
+            "worker": self.s.worker_id,
+            "user_partitions": sorted(users),
+            "account_partitions": sorted(accts),
+            "fold": max(folds, default=None) if folds else None,
+            "coverage": coverage,
+            "partial": partial_to_json(total),
+        }
+
+    async def gather(self, t: Instant) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body) of /snapshot at T: every partition's partial, from every worker."""
+        import aiohttp
+
+        try:
+            r = await self.get_redis()
+            keys = [k async for k in r.scan_iter(match=self.registry_key("*"))]
+            urls = sorted({(await r.get(k) or b"").decode() for k in keys} - {""})
+        except Exception as exc:
+            return 503, {
+                "error": f"Redis is unavailable ({type(exc).__name__}); the snapshot needs "
+                "the worker registry there. Retry when Redis is back."
+            }
+        parts: list[dict[str, Any]] = []
+        errors: list[str] = []
+        as_of = format_instant(t)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+            async def fetch(url: str) -> None:
+                if url == self.s.web_url:
+                    parts.append(self.local_partials(t))
+                    return
+                try:
+                    async with session.get(f"{url}/partials", params={"as_of": as_of}) as resp:
+                        if resp.status == 200:
+                            parts.append(await resp.json())
+                        else:
+                            errors.append(f"{url}: HTTP {resp.status}")
+                except Exception as exc:
+                    errors.append(f"{url}: {type(exc).__name__}")
+
+            await asyncio.gather(*(fetch(u) for u in urls))
+        total = Partial()
+        seen_u: dict[int, int] = {}
+        seen_a: dict[int, int] = {}
+        coverage: dict[str, int] = {}
+        fold: Instant | None = None
+        for body in parts:
+            for p in body["user_partitions"]:
+                seen_u[p] = seen_u.get(p, 0) + 1
+            for p in body["account_partitions"]:
+                seen_a[p] = seen_a.get(p, 0) + 1
+            total.merge(partial_from_json(body["partial"]))
+            for k, v in body["coverage"].items():
+                coverage[k] = max(coverage.get(k, -1), v)
+            f = body.get("fold")
+            if f is not None and (fold is None or f > fold):
+                fold = f
+        missing_u = [p for p in range(self.P) if seen_u.get(p) != 1]
+        missing_a = [p for p in range(self.P) if seen_a.get(p) != 1]
+        if missing_u or missing_a:
+            return 503, {
+                "error": "not every partition answered exactly once (a rebalance or a worker down?); retry",
+                "missing_user_partitions": missing_u,
+                "missing_account_partitions": missing_a,
+                "workers": urls,
+                "worker_errors": errors,
+            }
+        if fold is not None and t < fold:
+            return 422, {
+                "error": f"as_of {as_of} is older than the state still holds; the oldest "
+                f"instant answerable now is {format_instant(fold)}",
+            }
+        snap = finalize(total, t, self.s.config)
+        snap["coverage"] = coverage
+        return 200, snap
+
+    def parse_as_of(self, raw: str | None) -> Instant:
+        return self.now() if not raw else parse_as_of(raw)
+
+    # ---- health and metrics ------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        try:
+            users, accts = self.assigned()
+        except Exception:
+            users, accts = set(), set()
+        loaded = users <= set(self.user_parts) and accts <= set(self.acct_parts)
+        return {
+            "live": True,
+            "ready": bool(loaded and (users or accts)),
+            "worker": self.s.worker_id,
+            "user_partitions": sorted(users),
+            "account_partitions": sorted(accts),
+            "records_processed": self.stats["records"],
+            "clock": format_instant(self.now()),
+        }
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    @property
+    def registry(self) -> Any:
+        reg = getattr(self, "_registry", None)
+        if reg is None:
+            from prometheus_client import CollectorRegistry
+
+            from agents.metrics import EngagementCollector
+
+            reg = CollectorRegistry()
+            reg.register(EngagementCollector(self))
+            self._registry = reg
+        return reg
