@@ -138,6 +138,9 @@ class Worker:
         }
         self.stats = {"batches": 0, "records": 0, "intake_records": 0, "started": time.time()}
         self.redis: Any = None
+        # customers whose health must be re-published (agents/health.py drains it)
+        self.health_pending: dict[int, set[str]] = {}
+        self.intake_consumer: AIOKafkaConsumer | None = None
         self._register()
 
     # ---- clock -----------------------------------------------------------------------------
@@ -244,6 +247,7 @@ class Worker:
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         await consumer.start()
+        self.intake_consumer = consumer
         try:
             while True:
                 data = await consumer.getmany(timeout_ms=200, max_records=20000)
@@ -326,6 +330,8 @@ class Worker:
             accounts = part.accounts
             for c in dirty:
                 table[c.encode("utf-8")] = dumps(accounts[c])
+            if dirty:
+                self.health_pending.setdefault(p, set()).update(dirty)
 
     # ---- gathering ---------------------------------------------------------------------------
 
