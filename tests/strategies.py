@@ -53,6 +53,9 @@ TIMEZONES = ["UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", 
 # 40 days before it (US: 2026-03-08, 2026-11-01; EU: 2026-03-29, 2026-10-25; Lord Howe:
 # 2026-04-05, 2026-10-04).
 AS_OF_DATES = [
+    date(2026, 11, 1),  # D0 is a 25-hour day in New York
+    date(2026, 3, 8),  # D0 is a 23-hour day in New York
+    date(2026, 10, 25),
     date(2026, 11, 2),
     date(2026, 11, 20),
     date(2026, 3, 9),
@@ -870,14 +873,37 @@ class Builder:
 
     # ---- duplicates ------------------------------------------------------------------------
     def story_duplicate(self) -> None:
-        candidates = [i for i in self.items if i.copyable]
+        # any earlier record with a string user and id, valid or not (a valid copy of a
+        # rejected record is accepted: only accepted records reserve their id)
+        candidates = [
+            i
+            for i in self.items
+            if isinstance(i.obj, dict)
+            and isinstance(i.user, str)
+            and isinstance(i.obj.get(i.id_field or ""), str)
+        ]
         if not candidates:
             return
         orig = self.ch.pick(candidates)
-        if self.ch.bool(0.4):  # the very same content
+        if orig.copyable and self.ch.bool(0.4):  # the very same content
             self.emit(dict(orig.obj), orig.ts, topic=orig.topic)
             return
         t = (orig.ts or self.T) + self.ch.int(-3600, 3600) * SEC
+        twist = self.ch.weighted([(80, "same"), (12, "other_user"), (8, "other_topic")])
+        if twist == "other_user":  # the same id for another user: a new record
+            copy = self.random_event(self.user(), t)
+            copy["event_id"] = orig.obj[orig.id_field or ""]
+            self.emit(copy, t)
+            return
+        if twist == "other_topic":  # ids are scoped to the topic too
+            rid = orig.obj[orig.id_field or ""]
+            if orig.topic == PRODUCT:
+                self.emit(self.answer("ces", 4, orig.user, t, rid=rid), t, topic=SURVEY)
+            else:
+                copy = self.random_event(orig.user, t)
+                copy["event_id"] = rid
+                self.emit(copy, t)
+            return
         if orig.topic == SURVEY:
             copy = self.answer(
                 self.ch.pick(["csat", "nps"]),
@@ -1055,6 +1081,9 @@ class Builder:
                     }
                 ).encode(),
                 b'{"topic": "product-events", "ts": NaN, "payload": "{}"}',
+                b'{"topic": "product-events", "ts": 1, "payload": "{}", "partition": true}',
+                b'{"topic": "product-events", "ts": 1, "payload": "{}", "offset": 1.5}',
+                b'{"topic": "product-events", "ts": 1, "payload": "{}"} {}',
                 b'\xef\xbb\xbf{"topic": "product-events", "ts": 1, "payload": "{}"}',
                 '{"topic": "product-events", "ts": 1, "payload": "\udcff"}'.encode(
                     "utf-8", "surrogatepass"
@@ -1083,7 +1112,7 @@ def build(ch: Chooser, stories: int) -> Scenario:
     b.lateness_ms = lateness * 3_600_000
     if ch.bool(0.3):
         config["inactive_events"] = ch.pick(
-            [[], ["impression", "click"], ["page_view"], ["impression"]]
+            [[], ["impression", "click"], ["page_view"], ["impression"], ["impression", "signup"]]
         )
     if ch.bool(0.2):
         config["activation_events"] = ch.pick(
