@@ -500,6 +500,7 @@ class UserPartition:
                     if start is not None and start <= t:
                         p.session_dur += end - start
                         p.session_dur_n += 1
+                        p.session_durs.append(end - start)
                     a, b = st[2], st[3]
                     if a is not None and a <= t and (b is None or b > t):
                         p.bounces += 1
@@ -516,6 +517,7 @@ class UserPartition:
                 elif r > lo7:
                     p.resolution += r - o
                     p.resolution_n += 1
+                    p.resolution_durs.append(r - o)
         if u.returns:
             lo90 = t - _D90
             for r in u.returns.values():
@@ -838,6 +840,7 @@ class Partial:
     sessions: int = 0
     session_dur: Instant = 0
     session_dur_n: int = 0
+    session_durs: list[Instant] = field(default_factory=list)  # each of those durations (ns)
     bounces: int = 0
     clicks: int = 0
     impressions: int = 0
@@ -846,6 +849,7 @@ class Partial:
     open_tickets: int = 0
     resolution: Instant = 0
     resolution_n: int = 0
+    resolution_durs: list[Instant] = field(default_factory=list)  # each resolution time (ns)
     health: list[float] = field(default_factory=list)
     at_risk: int = 0
     sig1: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0))
@@ -992,6 +996,9 @@ def _dec(v: int | str) -> Instant:
     return int(f) if f.denominator == 1 else f
 
 
+_DURATION_LISTS = ("ttfv", "session_durs", "resolution_durs")  # lists of ns, maybe Fractions
+
+
 def partial_to_json(p: Partial) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(p):
@@ -1002,7 +1009,7 @@ def partial_to_json(p: Partial) -> dict[str, Any]:
             out[f.name] = {
                 tp: {g.name: list(getattr(c, g.name)) for g in fields(c)} for tp, c in v.items()
             }
-        elif f.name in ("ttfv",):
+        elif f.name in _DURATION_LISTS:
             out[f.name] = [_enc(x) for x in v]
         elif f.name in ("session_dur", "resolution"):
             out[f.name] = _enc(v)
@@ -1023,8 +1030,8 @@ def partial_from_json(d: dict[str, Any]) -> Partial:
             p.surveys = SurveyCounts(**v)
         elif f.name == "by_tp":
             p.by_tp = {tp: SurveyCounts(**c) for tp, c in v.items()}
-        elif f.name == "ttfv":
-            p.ttfv = [_dec(x) for x in v]
+        elif f.name in _DURATION_LISTS:
+            setattr(p, f.name, [_dec(x) for x in v])
         elif f.name in ("session_dur", "resolution"):
             setattr(p, f.name, _dec(v))
         else:

@@ -6,8 +6,9 @@
 #  2. Demo (if `engagement simulate` exists): a seeded record stream written to
 #     .run/demo/events.jsonl and replayed with `engagement replay`; the snapshot is printed and
 #     kept in .run/demo/snapshot.json.
-#  3. Live (if `engagement worker` exists): a generator feeding Kafka in the background and the
-#     worker in the foreground (Ctrl-C stops the worker; `make stack-down` stops the rest).
+#  3. Live (if `engagement worker` exists): the demo records loaded into Kafka (`engagement
+#     load`), then the worker in the foreground on WORKER_PORT (Ctrl-C stops it; `make
+#     stack-down` stops the rest).
 #
 # Environment: DEMO_USERS (300), DEMO_DURATION (6h), DEMO_RATE (10 records/s), DEMO_SEED (1),
 # RUN_DEMO=0 to skip the demo, RUN_WORKER=0 to skip the worker; ports as in docs/stack.md.
@@ -57,19 +58,21 @@ cat >&2 <<EOF
   Logs           $(rel "$LOG_DIR")/
 EOF
 
-# --- Live: generator into Kafka + worker ------------------------------------------------------
+# --- Live: the demo records into Kafka + the worker ------------------------------------------
 if [[ "${RUN_WORKER:-1}" == 0 ]]; then
     exit 0
 fi
 if ! has_command worker; then
-    log "worker: 'engagement worker' is not written yet; the stack stays up ('make stack-down' stops it)"
+    log "worker: 'engagement worker' is not available; the stack stays up ('make stack-down' stops it)"
     exit 0
 fi
-if has_command simulate && ! running_pid simulate engagement >/dev/null; then
-    gen_log="$LOG_DIR/simulate.log"
-    pid="$(spawn simulate "$gen_log" "$ENGAGEMENT" simulate --bootstrap "$KAFKA_BOOTSTRAP" \
-        --users "${DEMO_USERS:-300}" --rate "${DEMO_RATE:-10}" --progress lines)"
-    log "generator: feeding Kafka (pid $pid); log $(rel "$gen_log")"
+demo_file="$RUN_DIR/demo/events.jsonl"
+if [[ -s "$demo_file" ]] && has_command load; then
+    log "demo: loading $(rel "$demo_file") into Kafka ($KAFKA_BOOTSTRAP)"
+    "$ENGAGEMENT" load --bootstrap "$KAFKA_BOOTSTRAP" "$demo_file" 2>"$LOG_DIR/demo-load.log" ||
+        die "engagement load failed; see $(rel "$LOG_DIR/demo-load.log")"
 fi
-log "worker: starting in the foreground (Ctrl-C stops it); /metrics on http://$STACK_HOST:$WORKER_PORT/metrics"
-exec "$ENGAGEMENT" worker
+log "worker: starting in the foreground (Ctrl-C stops it; 'make stack-down' stops the stack)"
+log "worker: http://$STACK_HOST:$WORKER_PORT/metrics  http://$STACK_HOST:$WORKER_PORT/snapshot"
+exec "$ENGAGEMENT" worker --bootstrap "$KAFKA_BOOTSTRAP" --redis-url "$REDIS_URL" \
+    --web-host "$STACK_HOST" --web-port "$WORKER_PORT" --data-dir "$RUN_DIR/worker"

@@ -8,9 +8,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 stack_lock
 ensure_dirs
-# Started by deploy/local/run.sh, if at all.
-stop_service simulate "engagement" 10
-stop_service worker "engagement" 30
 stop_service alertmanager "--storage.path=$RUN_DIR/alertmanager/data" 15
 stop_service prometheus "--storage.tsdb.path=$RUN_DIR/prometheus/data" 15
 stop_service redis "redis-server $STACK_HOST:$REDIS_PORT" 15
