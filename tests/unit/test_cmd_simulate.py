@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from agents.cli import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, main
+from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 from agents.cmd_simulate import parse_duration
 
 
@@ -69,9 +70,36 @@ def test_max_records_and_stdout(capsysbinary: pytest.CaptureFixture[bytes]) -> N
     assert len(out.splitlines()) == 25
 
 
-def test_kafka_is_not_there_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["simulate", "--bootstrap", "localhost:9092"]) == EXIT_USAGE
-    assert "--out" in capsys.readouterr().err
+def test_unreachable_kafka_names_the_address_and_the_fix(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Nothing listens on port 1: the connection is refused at once.
+    rc = main(["simulate", "--bootstrap", "127.0.0.1:1", "--max-records", "5"])
+    assert rc == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert "cannot reach Kafka at 127.0.0.1:1" in err and "make stack-up" in err
+
+
+def test_prefix_is_for_kafka_only(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rc = main(["simulate", "--prefix", "t.", "--out", str(tmp_path / "x.jsonl")])
+    assert rc == EXIT_USAGE
+    assert "--prefix" in capsys.readouterr().err
+    rc = main(["simulate", "--kafka", "--prefix", "bad prefix!", "--max-records", "1"])
+    assert rc == EXIT_USAGE
+    assert "illegal characters" in capsys.readouterr().err
+
+
+def test_live_writes_records_when_their_time_comes(tmp_path: Path) -> None:
+    out = tmp_path / "live.jsonl"
+    before_ms = int(time.time() * 1000)
+    t0 = time.monotonic()
+    argv = ["simulate", "--live", "--duration", "1s", "--rate", "20", "--progress", "none"]
+    assert main([*argv, "--out", str(out)]) == EXIT_OK
+    elapsed = time.monotonic() - t0
+    stamps = [json.loads(line)["ts"] for line in out.read_text().splitlines()]
+    assert len(stamps) == 20
+    assert before_ms <= stamps[0] and stamps[-1] - stamps[0] == 950
+    assert 0.8 <= elapsed <= 10, elapsed
 
 
 def test_an_output_is_required() -> None:
