@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agents.cli import EXIT_CONFIG
+from agents.cli import EXIT_CONFIG, EXIT_FAILURE
 from streams.errors import ConfigError
 
 
@@ -61,9 +61,27 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"engagement worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    import asyncio
+
     import faust
 
-    from agents.worker import Worker
+    from agents.admin import AdminError, ensure_topics
+    from agents.worker import Worker, internal_topic_specs
+    from streams.topics import topic_specs
+
+    # Create every topic before Faust starts: Faust declares its internal topics lazily, and a
+    # consumer that subscribed before they existed would never be assigned their partitions.
+    specs = (*topic_specs(settings.topics), *internal_topic_specs(settings))
+    try:
+        statuses = asyncio.run(ensure_topics(settings.bootstrap, specs))
+    except AdminError as exc:
+        print(f"engagement worker: {exc} (is the stack up? `make stack-up`)", file=sys.stderr)
+        return EXIT_FAILURE
+    bad = [st for st in statuses if not st.ok]
+    if bad:
+        for st in bad:
+            print(f"engagement worker: {st.describe()}", file=sys.stderr)
+        return EXIT_FAILURE
 
     worker = Worker(settings)
     fw = faust.Worker(worker.app, loglevel=settings.log_level, quiet=True)

@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from types import MappingProxyType
 from typing import Any
 
 import faust
@@ -41,7 +42,7 @@ from streams.live import (
 )
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
 from streams.timeutil import Instant, format_instant, parse_as_of
-from streams.topics import CHURN_SIGNALS, DEAD_LETTERS
+from streams.topics import CHURN_SIGNALS, DEAD_LETTERS, TopicSpec
 
 log = logging.getLogger("engagement.worker")
 
@@ -58,6 +59,22 @@ def encode_batch(batch: Batch) -> bytes:
 def decode_batch(data: bytes) -> Batch:
     topic, partition, records = msgspec.msgpack.decode(data)
     return Batch(topic, partition, [tuple(r) for r in records])
+
+
+INTERNAL_CONFIGS = {
+    "max.message.bytes": str(INTERNAL_MAX_MESSAGE),
+    "retention.ms": str(7 * 86400_000),
+}
+
+
+def internal_topic_specs(s: Settings) -> tuple[TopicSpec, ...]:
+    """The worker's internal topics (micro-batches, account facts): P partitions each."""
+    rf = s.topics.replication_factor
+    cfg = MappingProxyType(dict(INTERNAL_CONFIGS))
+    return tuple(
+        TopicSpec(name, s.topic(f"{s.app_id}-{name}"), s.partitions, rf, cfg)
+        for name in ("batches", "account-facts")
+    )
 
 
 def _chunks(records: list[Any]) -> Iterable[list[Any]]:
@@ -94,16 +111,15 @@ class Worker:
             broker_commit_interval=1.0,
             table_standby_replicas=0,
             producer_max_request_size=INTERNAL_MAX_MESSAGE,
+            producer_linger_ms=20,
+            producer_max_batch_size=1024 * 1024,
             consumer_max_fetch_size=INTERNAL_MAX_MESSAGE,
             web_host=s.web_host,
             web_bind=s.web_host,
             web_port=s.web_port,
             web_in_thread=False,
         )
-        internal_cfg = {
-            "max.message.bytes": str(INTERNAL_MAX_MESSAGE),
-            "retention.ms": str(7 * 86400_000),
-        }
+        internal_cfg = dict(INTERNAL_CONFIGS)
         self.batches_topic = self.app.topic(
             s.topic(f"{s.app_id}-batches"),
             partitions=self.P,

@@ -50,9 +50,21 @@ class Batch:
     records: list[Record]
 
 
+_OWNER_CACHE: dict[tuple[str, int], int] = {}
+
+
 def owner_of(user_id: str, partitions: int) -> int:
-    """The partition that owns a user: Kafka's default partitioner on the user_id."""
-    return kafka_partition(user_id.encode("utf-8", "surrogatepass"), partitions)
+    """The partition that owns a user (or a customer): Kafka's default partitioner on the id.
+    Cached: the pure-Python murmur2 is the most expensive step of routing a record."""
+    key = (user_id, partitions)
+    p = _OWNER_CACHE.get(key)
+    if p is None:
+        if len(_OWNER_CACHE) >= 1_000_000:
+            _OWNER_CACHE.clear()
+        p = _OWNER_CACHE[key] = kafka_partition(
+            user_id.encode("utf-8", "surrogatepass"), partitions
+        )
+    return p
 
 
 class Meta:
@@ -123,7 +135,7 @@ class LiveUserPartition:
     def _emit(
         self, customer: str, ts: Instant, rts: int, act: bool, kind: int, value: float
     ) -> None:
-        q = kafka_partition(customer.encode("utf-8", "surrogatepass"), self.account_partitions)
+        q = owner_of(customer, self.account_partitions)
         topic, part, off = self._src
         self._out.facts.setdefault(q, []).append(
             (customer, ts, rts, act, kind, value, topic, part, off, self.partition)
