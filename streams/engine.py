@@ -658,10 +658,9 @@ class AccountPartition:
 
     def partial(self, t: Instant) -> Partial:
         p = Partial()
-        d0 = self.daycalc.day(t)
+        dc = self.daycalc
         t30 = t - _D30
         t90 = t - _D90
-        lo = d0 - 29
         for a in self.accounts.values():
             if a.first > t:
                 continue
@@ -694,38 +693,57 @@ class AccountPartition:
                 if n30:
                     p.customers_30 += 1
             # health
-            last = _max_below(a.last, a.lastp, t)
-            if last is None:
-                recency: Any = 0
-                freq: Any = 0
-            else:
-                recency = max(0.0, 1 - (t - last) / _D30)
-                n_days = sum(1 for d, m in (a.days or {}).items() if lo <= d <= d0 and m <= t)
-                freq = min(1.0, n_days / 20)
-            best = _latest(a.nps, a.npsp, t)
-            if best is not None:
-                sentiment: Any = -best[1] / 10
-                exact_s = Fraction(-best[1], 10)
-            else:
-                best = _latest(a.csat, a.csatp, t)
-                if best is not None:
-                    sentiment = (-best[1] - 1) / 4
-                    exact_s = Fraction(-best[1] - 1, 4)
-                else:
-                    sentiment = 0.5
-                    exact_s = Fraction(1, 2)
-            h = 100 * (0.4 * recency + 0.3 * freq + 0.3 * sentiment)
-            if abs(h - 40) < 1e-6:  # decide the threshold exactly
-                er = max(Fraction(0), 1 - Fraction(t - last, _D30)) if last is not None else 0
-                ef = min(Fraction(1), Fraction(n_days, 20)) if last is not None else 0
-                eh = 100 * (Fraction(2, 5) * er + Fraction(3, 10) * ef + Fraction(3, 10) * exact_s)
-                at_risk = eh < 40
-            else:
-                at_risk = h < 40
+            h = customer_health(a, t, dc)[0]
             p.health.append(h)
-            if at_risk:
+            if health_at_risk(a, t, dc, h):
                 p.at_risk += 1
         return p
+
+
+def customer_health(
+    a: AccountState, t: Instant, daycalc: DayCalc
+) -> tuple[float, float, float, float]:
+    """(health, recency, frequency, sentiment) of a customer at T (docs/metrics.md, "Customer
+    health"). Pure; the caller decides whether the customer exists at T (`a.first <= t`)."""
+    last = _max_below(a.last, a.lastp, t)
+    if last is None:
+        recency = freq = 0.0
+    else:
+        recency = float(max(0.0, 1 - (t - last) / _D30))
+        d0 = daycalc.day(t)
+        lo = d0 - 29
+        n_days = sum(1 for d, m in (a.days or {}).items() if lo <= d <= d0 and m <= t)
+        freq = min(1.0, n_days / 20)
+    best = _latest(a.nps, a.npsp, t)
+    if best is not None:
+        sentiment = -best[1] / 10
+    else:
+        best = _latest(a.csat, a.csatp, t)
+        sentiment = (-best[1] - 1) / 4 if best is not None else 0.5
+    h = 100 * (0.4 * recency + 0.3 * freq + 0.3 * sentiment)
+    return h, recency, freq, sentiment
+
+
+def health_at_risk(a: AccountState, t: Instant, daycalc: DayCalc, health: float) -> bool:
+    """health < 40, decided exactly (with fractions) when the float is within 1e-6 of 40."""
+    if abs(health - 40) >= 1e-6:
+        return health < 40
+    last = _max_below(a.last, a.lastp, t)
+    er: Fraction = Fraction(0)
+    ef: Fraction = Fraction(0)
+    if last is not None:
+        d0 = daycalc.day(t)
+        n_days = sum(1 for d, m in (a.days or {}).items() if d0 - 29 <= d <= d0 and m <= t)
+        er = max(Fraction(0), 1 - Fraction(t - last, _D30))
+        ef = min(Fraction(1), Fraction(n_days, 20))
+    best = _latest(a.nps, a.npsp, t)
+    if best is not None:
+        es = Fraction(-best[1], 10)
+    else:
+        best = _latest(a.csat, a.csatp, t)
+        es = Fraction(-best[1] - 1, 4) if best is not None else Fraction(1, 2)
+    eh = 100 * (Fraction(2, 5) * er + Fraction(3, 10) * ef + Fraction(3, 10) * es)
+    return eh < 40
 
 
 def _subscribed(a: AccountState, t: Instant) -> bool:
