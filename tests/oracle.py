@@ -21,7 +21,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -210,10 +210,12 @@ class Rec:
     survey: str | None = None  # survey answers
     score: int | None = None
     touchpoint: str | None = None
+    customer: str = ""  # account_id when there is one, else user_id (set in __post_init__)
 
-    @property
-    def customer(self) -> str:
-        return self.account if self.account is not None else self.user
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "customer", self.account if self.account is not None else self.user
+        )
 
     def prop(self, name: str) -> Any:
         return None if self.props is None else self.props.get(name)
@@ -241,8 +243,11 @@ def _parse_int(text: str) -> int:
         return int(Decimal(text))
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _has_lone_surrogate(s: str) -> bool:
-    return any(0xD800 <= ord(c) <= 0xDFFF for c in s)
+    return _SURROGATE.search(s) is not None
 
 
 def _strings_have_lone_surrogate(value: Any) -> bool:
@@ -419,7 +424,8 @@ def classify_value(
         return "too_large"
     if _has_lone_surrogate(payload):  # not UTF-8
         return "bad_json"
-    if max_depth(payload) > MAX_DEPTH:
+    # (the depth is at most the number of brackets: scan only when that could exceed the limit)
+    if payload.count("[") + payload.count("{") > MAX_DEPTH and max_depth(payload) > MAX_DEPTH:
         return "bad_json"
     try:
         obj = strict_json(payload)
@@ -522,6 +528,13 @@ class _Days:
         return day
 
 
+def _group(records: list[Rec], key: Callable[[Rec], str]) -> dict[str, list[Rec]]:
+    groups: dict[str, list[Rec]] = {}
+    for r in records:
+        groups.setdefault(key(r), []).append(r)
+    return groups
+
+
 def _lower_median(values: list[Fraction]) -> Fraction:
     ordered = sorted(values)
     return ordered[(len(ordered) - 1) // 2]
@@ -589,12 +602,15 @@ def compute_metrics(recs: list[Rec], cfg: Mapping[str, Any], T: Fraction) -> dic
     seen_events = [r for r in events if r.ts <= T]
     answers = [r for r in answers_all if r.ts <= T]
     activity = [r for r in seen_events if r.type not in inactive]
+    # the same lists, grouped (arrival order kept) only so that per-user questions stay fast
+    seen_by_user = _group(seen_events, lambda r: r.user)
+    activity_by_user = _group(activity, lambda r: r.user)
 
     def active_users(first_day: int, last_day: int) -> set[str]:
         return {r.user for r in activity if first_day <= day(r.ts) <= last_day}
 
     def is_active(user: str, d: int) -> bool:
-        return any(r.user == user and day(r.ts) == d for r in activity)
+        return any(day(r.ts) == d for r in activity_by_user.get(user, []))
 
     # ---- signup instants: the first accepted signup in arrival order, if it is <= T -----------
     first_signup: dict[str, Fraction] = {}
@@ -654,7 +670,7 @@ def compute_metrics(recs: list[Rec], cfg: Mapping[str, Any], T: Fraction) -> dic
     mature = {u for u, s in S.items() if D0 - 13 <= day(s) <= D0 - 7}
 
     def has_event(user: str, etype: str, lo: Fraction, hi_excl: Fraction) -> bool:
-        return any(r.user == user and r.type == etype and lo <= r.ts < hi_excl for r in seen_events)
+        return any(r.type == etype and lo <= r.ts < hi_excl for r in seen_by_user.get(user, []))
 
     activated = {
         u
@@ -665,7 +681,7 @@ def compute_metrics(recs: list[Rec], cfg: Mapping[str, Any], T: Fraction) -> dic
     returned = {
         u
         for u in mature
-        if any(r.user == u and day(r.ts) > day(S[u]) and r.ts < S[u] + 7 * DAY for r in activity)
+        if any(day(r.ts) > day(S[u]) and r.ts < S[u] + 7 * DAY for r in activity_by_user.get(u, []))
     }
     out["first_week_return_pct"] = _pct(len(returned), len(mature))
 
@@ -673,9 +689,7 @@ def compute_metrics(recs: list[Rec], cfg: Mapping[str, Any], T: Fraction) -> dic
     ttfv: list[Fraction] = []
     for u, s in recent.items():
         hits = [
-            r.ts
-            for r in seen_events
-            if r.user == u and r.type == cfg["value_event"] and s <= r.ts <= T
+            r.ts for r in seen_by_user.get(u, []) if r.type == cfg["value_event"] and s <= r.ts <= T
         ]
         if hits:
             ttfv.append(min(hits) - s)
@@ -688,11 +702,8 @@ def compute_metrics(recs: list[Rec], cfg: Mapping[str, Any], T: Fraction) -> dic
                 u
                 for u, s in recent.items()
                 if any(
-                    r.user == u
-                    and r.type == "onboarding_step"
-                    and r.prop("step") == step
-                    and s <= r.ts <= T
-                    for r in seen_events
+                    r.type == "onboarding_step" and r.prop("step") == step and s <= r.ts <= T
+                    for r in seen_by_user.get(u, [])
                 )
             }
         )
@@ -711,9 +722,10 @@ def compute_metrics(recs: list[Rec], cfg: Mapping[str, Any], T: Fraction) -> dic
 
     # ---- subscription churn -----------------------------------------------------------------
     subs = [r for r in seen_events if r.type in ("subscription_started", "subscription_cancelled")]
+    subs_by_customer = _group(subs, lambda r: r.customer)
 
     def subscribed(customer: str, t: Fraction) -> bool:
-        mine = [r for r in subs if r.customer == customer and r.ts <= t]
+        mine = [r for r in subs_by_customer[customer] if r.ts <= t]
         if not mine:
             return False
         latest = max(r.ts for r in mine)
@@ -748,9 +760,7 @@ def compute_metrics(recs: list[Rec], cfg: Mapping[str, Any], T: Fraction) -> dic
     out["orders_90d"] = len(orders90)
     out["revenue_90d"] = float(revenue90)
     out["aov_90d"] = None if not orders90 else float(revenue90 / len(orders90))
-    per_customer = {
-        c: sum(1 for r in orders90 if r.customer == c) for c in {r.customer for r in orders90}
-    }
+    per_customer = Counter(r.customer for r in orders90)
     out["repeat_purchase_rate_pct_90d"] = _pct(
         sum(1 for n in per_customer.values() if n >= 2), len(per_customer)
     )
@@ -815,9 +825,11 @@ def compute_metrics(recs: list[Rec], cfg: Mapping[str, Any], T: Fraction) -> dic
 
     # ---- customer health --------------------------------------------------------------------
     customers = {r.customer for r in visible}
+    activity_by_customer = _group(activity, lambda r: r.customer)
+    answers_by_customer = _group(answers, lambda r: r.customer)
     healths: list[Fraction] = []
     for c in customers:
-        acts = [r for r in activity if r.customer == c]
+        acts = activity_by_customer.get(c, [])
         if acts:
             since = (T - max(r.ts for r in acts)) / DAY
             recency = max(Fraction(0), 1 - since / 30)
@@ -825,8 +837,8 @@ def compute_metrics(recs: list[Rec], cfg: Mapping[str, Any], T: Fraction) -> dic
             frequency = min(Fraction(1), Fraction(len(days), 20))
         else:
             recency = frequency = Fraction(0)
-        nps_answers = [a for a in answers if a.customer == c and a.survey == "nps"]
-        csat_answers = [a for a in answers if a.customer == c and a.survey == "csat"]
+        nps_answers = [a for a in answers_by_customer.get(c, []) if a.survey == "nps"]
+        csat_answers = [a for a in answers_by_customer.get(c, []) if a.survey == "csat"]
         if nps_answers:
             latest = min(nps_answers, key=lambda a: (-a.ts, a.score))
             sentiment = Fraction(latest.score, 10)
@@ -857,8 +869,8 @@ def compute_metrics(recs: list[Rec], cfg: Mapping[str, Any], T: Fraction) -> dic
     signal_instants += [
         ("csat_negative", a.ts) for a in answers_all if a.survey == "csat" and a.score <= 2
     ]
-    for u in {r.user for r in activity}:
-        last = max(r.ts for r in activity if r.user == u)
+    for acts in activity_by_user.values():
+        last = max(r.ts for r in acts)
         signal_instants.append(("dormant", last + 14 * DAY))
     for suffix, width in (("1h", HOUR), ("24h", DAY)):
         out[f"churn_signals_{suffix}"] = {

@@ -202,6 +202,7 @@ class Builder:
     T: int = 0  # ps
     lateness_ms: int = 48 * 3600 * 1000
     items: list[Item] = field(default_factory=list)
+    with_ids: list[Item] = field(default_factory=list)  # items with a string user and id
     users: list[str] = field(default_factory=list)
     home_account: dict[str, str | None] = field(default_factory=dict)
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -370,6 +371,12 @@ class Builder:
             seq=len(self.items),
         )
         self.items.append(item)
+        if (
+            isinstance(obj, dict)
+            and isinstance(item.user, str)
+            and isinstance(obj.get(id_field or ""), str)
+        ):
+            self.with_ids.append(item)
         return item
 
     def user(self) -> str:
@@ -875,13 +882,7 @@ class Builder:
     def story_duplicate(self) -> None:
         # any earlier record with a string user and id, valid or not (a valid copy of a
         # rejected record is accepted: only accepted records reserve their id)
-        candidates = [
-            i
-            for i in self.items
-            if isinstance(i.obj, dict)
-            and isinstance(i.user, str)
-            and isinstance(i.obj.get(i.id_field or ""), str)
-        ]
+        candidates = self.with_ids
         if not candidates:
             return
         orig = self.ch.pick(candidates)

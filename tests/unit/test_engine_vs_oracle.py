@@ -11,6 +11,7 @@ the seeded generator.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -71,21 +72,24 @@ def differences(engine: Any, oracle: Any, path: str = "") -> list[str]:
     return [f"{where}: oracle value of unexpected type {oracle!r}"]
 
 
-def engine_snapshot(lines: Iterable[bytes], config: dict[str, Any], as_of: str,
-                    partitions: int = 1) -> dict[str, Any]:
-    return replay_lines(list(lines), Config.from_mapping(dict(config)), as_of,
-                        partitions=partitions)
+def engine_snapshot(
+    lines: Iterable[bytes], config: dict[str, Any], as_of: str, partitions: int = 1
+) -> dict[str, Any]:
+    return replay_lines(
+        list(lines), Config.from_mapping(dict(config)), as_of, partitions=partitions
+    )
 
 
-def minimize(scenario: Scenario, still_fails: Any) -> list[bytes]:
+def minimize(scenario: Scenario, still_fails: Any, budget_s: float = 60.0) -> list[bytes]:
     """Greedy delta debugging over lines: a small sub-list of lines that still fails."""
+    deadline = time.monotonic() + budget_s
     lines = list(scenario.lines)
     chunk = max(1, len(lines) // 2)
-    while chunk >= 1:
+    while chunk >= 1 and time.monotonic() < deadline:
         i = 0
         changed = False
         while i < len(lines):
-            candidate = lines[:i] + lines[i + chunk:]
+            candidate = lines[:i] + lines[i + chunk :]
             if candidate != lines and still_fails(candidate):
                 lines = candidate
                 changed = True
@@ -104,6 +108,7 @@ def check(scenario: Scenario, partitions: int = 1, shrink: bool = False) -> None
         return
     message = "\n".join(diffs[:30])
     if shrink:
+
         def fails(lines: list[bytes]) -> bool:
             want = snapshot(lines, scenario.config, scenario.as_of)
             got = engine_snapshot(lines, scenario.config, scenario.as_of, partitions)
@@ -114,8 +119,10 @@ def check(scenario: Scenario, partitions: int = 1, shrink: bool = False) -> None
         got = engine_snapshot(small, scenario.config, scenario.as_of, partitions)
         message += (
             f"\n\nminimal example (config={scenario.config!r}, as_of={scenario.as_of!r}, "
-            f"partitions={partitions}):\n" + "\n".join(f"  {line!r}" for line in small)
-            + "\n" + "\n".join(differences(got, want))
+            f"partitions={partitions}):\n"
+            + "\n".join(f"  {line!r}" for line in small)
+            + "\n"
+            + "\n".join(differences(got, want))
         )
     pytest.fail(f"engine != oracle ({len(diffs)} differences):\n{message}", pytrace=False)
 
