@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "topics": ("agents.admin", "create (or check) the project's Kafka topics"),
     "load": ("agents.cmd_load", "send a kcat-style JSONL file into Kafka (keys, timestamps)"),
     "worker": ("agents.cmd_worker", "run a live worker (Faust): metrics, /snapshot, /metrics"),
+    "at-risk": ("agents.cmd_at_risk", "list customers at risk (health < 40), from Redis"),
 }
 
 

@@ -177,6 +177,9 @@ class Worker:
         from agents import views
 
         views.register(self)
+        from agents import health
+
+        health.register(self)
 
     # ---- partition state -------------------------------------------------------------------
 
