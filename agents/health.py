@@ -160,7 +160,8 @@ class HealthPublisher:
                 except Exception:
                     pending.setdefault(p, set()).update(todo[i:])
                     for q, rest in taken[j + 1 :]:
-                        pending.setdefault(q, set()).update(rest)
+                        if q in self.w.acct_parts:
+                            pending.setdefault(q, set()).update(rest)
                     raise
                 await asyncio.sleep(0)
 
