@@ -13,6 +13,10 @@ from streams.errors import ConfigError
 
 TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}", re.ASCII)
 
+# [metrics] keys, and the label values their series reserve: "other" for the values outside
+# the allow-list, "none" for survey answers without a touchpoint.
+METRICS_KEYS = {"touchpoints": ("other", "none"), "features": ("other",)}
+
 
 @dataclass(frozen=True)
 class Config:
@@ -25,6 +29,10 @@ class Config:
     # Not a catalogue key: how far behind the newest record timestamp the live state folds
     # event-time detail (see docs/architecture.md "state"). Replay folds at min(W, as_of).
     fold_margin_seconds: float = field(default=300.0)
+    # [metrics]: allow-lists of the label values of the Prometheus series (agents/metrics.py);
+    # a touchpoint or feature outside its list is exported as "other".
+    metric_touchpoints: tuple[str, ...] = ("support", "checkout", "onboarding", "email", "in_app")
+    metric_features: tuple[str, ...] = ()
 
     KEYS = (
         "timezone",
@@ -33,6 +41,7 @@ class Config:
         "activation_events",
         "value_event",
         "funnel_steps",
+        "metrics",
     )
 
     @property
@@ -92,6 +101,8 @@ class Config:
                     f"{source}: value_event must be an event type matching [a-z][a-z0-9_]{{0,63}}"
                 )
             kw["value_event"] = v
+        if "metrics" in data:
+            kw.update(_metrics_table(data["metrics"], source))
         return cls(**kw)
 
     @classmethod
@@ -121,7 +132,43 @@ class Config:
             "activation_events": list(self.activation_events),
             "value_event": self.value_event,
             "funnel_steps": list(self.funnel_steps),
+            "metrics": {
+                "touchpoints": list(self.metric_touchpoints),
+                "features": list(self.metric_features),
+            },
         }
+
+
+def _metrics_table(v: Any, source: str) -> dict[str, tuple[str, ...]]:
+    if not isinstance(v, Mapping):
+        raise ConfigError(
+            f"{source}: metrics must be a table ([metrics] with touchpoints, features)"
+        )
+    unknown = sorted(set(v) - set(METRICS_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) metrics.{', metrics.'.join(unknown)}; "
+            f"valid keys: {', '.join('metrics.' + k for k in METRICS_KEYS)}"
+        )
+    kw: dict[str, tuple[str, ...]] = {}
+    for key, reserved_labels in METRICS_KEYS.items():
+        if key not in v:
+            continue
+        names = v[key]
+        if not isinstance(names, list) or not all(
+            isinstance(n, str) and 1 <= len(n) <= 128 for n in names
+        ):
+            raise ConfigError(
+                f"{source}: metrics.{key} must be a list of names (strings of 1-128 characters)"
+            )
+        reserved = sorted(set(names) & set(reserved_labels))
+        if reserved:
+            raise ConfigError(
+                f"{source}: metrics.{key} may not list {', '.join(map(repr, reserved))}: "
+                f"its series reserve {' and '.join(map(repr, reserved_labels))}"
+            )
+        kw["metric_" + key] = tuple(dict.fromkeys(names))
+    return kw
 
 
 def _type_list(v: Any, key: str, source: str, allow_empty: bool) -> tuple[str, ...]:
