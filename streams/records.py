@@ -35,6 +35,7 @@ FUTURE_NS = HOUR
 
 PRODUCT_EVENTS = "product-events"
 SURVEY_ANSWERS = "survey-answers"
+INPUT_TOPICS = frozenset((PRODUCT_EVENTS, SURVEY_ANSWERS))
 
 TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}", re.ASCII)
 SOCIAL_ACTIONS: tuple[str, ...] = ("like", "share", "comment", "mention", "save")

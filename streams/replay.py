@@ -18,6 +18,7 @@ from streams.engine import ACCEPTED, AccountPartition, EmitFact, Partial, UserPa
 from streams.errors import Reject
 from streams.records import (
     BAD_JSON,
+    INPUT_TOPICS,
     PRODUCT_EVENTS,
     SURVEY_ANSWERS,
     decode_product,
@@ -186,7 +187,7 @@ class Replayer:
         env: Envelope | None
         try:
             env = _envelope_decoder.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             env = self._strict_envelope(raw)
             if env is None:
                 return
@@ -197,6 +198,9 @@ class Replayer:
                 self.pipeline.redelivered += 1
                 return
             self.offsets[tp] = env.offset
+        if env.topic not in INPUT_TOPICS:
+            self.pipeline.skipped += 1
+            return
         if env.payload is None:
             self.pipeline.reject(
                 Reject(BAD_JSON, "empty value (null payload)"),

@@ -173,7 +173,6 @@ def test_seeded_large(seed: int, partitions: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="engine counts another topic's tombstone as bad_json")
 def test_other_topic_tombstone_is_skipped() -> None:
     # decisions.md #6: a null payload is a valid envelope; METRICS.md §4: records of other
     # topics are skipped. So nothing is counted (a tombstone is bad_json only on our topics).
@@ -183,7 +182,6 @@ def test_other_topic_tombstone_is_skipped() -> None:
     check(Scenario([line], {}, "2026-03-06T00:00:00Z"))
 
 
-@pytest.mark.xfail(strict=True, reason="engine raises RecursionError on a very deep envelope")
 def test_very_deep_envelope_line_does_not_crash() -> None:
     # "never crashing the worker": a line nested 100,000 levels deep in an envelope member.
     payload = '{"event_id": "e1", "type": "key_action", "user_id": "u1", "ts": 1795172400000}'
