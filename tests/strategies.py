@@ -573,6 +573,17 @@ class Builder:
 
     def story_subscription(self) -> None:
         user = self.user()
+        if self.ch.bool(0.5):  # subscribed before the period; maybe cancels within it
+            t = self.T - self.ch.int(31 * 86400, 80 * 86400) * SEC
+            self.emit(self.event("subscription_started", user, t), t)
+            if self.ch.bool(0.5):
+                t = self.T - self.ch.int(0, 30 * 86400) * SEC
+                self.emit(self.event("subscription_cancelled", user, t), t)
+            if self.ch.bool(0.5):  # and buys something in the last 30 days (CLV)
+                t = self.T - self.ch.int(0, 30 * 86400) * SEC
+                props = {"order_id": self.fresh("o"), "amount": self.amount()}
+                self.emit(self.event("purchase", user, t, props=props), t)
+            return
         for _ in range(self.ch.int(1, 3)):
             how = self.ch.weighted([(40, "any"), (30, "edge"), (20, "tie"), (10, "old")])
             if how == "any":
