@@ -168,8 +168,7 @@ def test_seeded_large(seed: int, partitions: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Known disagreements, pinned (strict xfail: they turn red once fixed, to drop the marker and
-# re-enable the case in tests/strategies.py)
+# Disagreements the property tests found, kept as regression tests (both fixed in the engine)
 # ---------------------------------------------------------------------------------------------
 
 
