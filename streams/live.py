@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.config import Config
-from streams.engine import ACCEPTED, AccountPartition, UserPartition
+from streams.engine import ACCEPTED, AccountPartition, UserPartition, _max_below
 from streams.errors import Reject
 from streams.records import (
     PRODUCT_EVENTS,
@@ -35,7 +35,9 @@ from streams.records import (
 )
 from streams.simulate import kafka_partition
 from streams.state import AccountState, UserState
-from streams.timeutil import MS, DayCalc, Instant
+from streams.timeutil import DAY, MS, DayCalc, Instant
+
+DORMANT_AFTER = 14 * DAY
 
 # A source record: (offset, record timestamp ms, key bytes or None, value bytes or None)
 Record = tuple[int, int, "bytes | None", "bytes | None"]
@@ -70,9 +72,11 @@ def owner_of(user_id: str, partitions: int) -> int:
 class Meta:
     """Per user partition: counters and the last offset counted per source topic-partition."""
 
-    __slots__ = ("accepted", "duplicates", "offs", "rejected", "watermark")
+    __slots__ = ("accepted", "dormant_until", "duplicates", "offs", "rejected", "watermark")
 
     def __init__(self) -> None:
+        # dormant signals are published up to this instant of the worker's clock
+        self.dormant_until: Instant | None = None
         self.accepted = 0
         self.duplicates = 0
         self.rejected = dict.fromkeys(REJECT_REASONS, 0)
@@ -223,6 +227,28 @@ class LiveUserPartition:
         meta.accepted = eng.accepted
         meta.duplicates = eng.duplicates
         meta.watermark = eng.watermark
+        return out
+
+    def dormant_signals(self, until: Instant) -> list[Signal]:
+        """Dormant signals (a user's last activity L, with none after, signals at L + 14d) whose
+        instant is in (meta.dormant_until, until], and advance the mark. At-least-once: the mark
+        is persisted with the next micro-batch's meta write, so a restart may repeat some.
+        The signal's customer is the user (no record carries it: it comes from silence)."""
+        since = getattr(self.meta, "dormant_until", None)
+        if since is None:
+            self.meta.dormant_until = until
+            return []
+        out: list[Signal] = []
+        if until <= since:
+            return out
+        lo, hi = since - DORMANT_AFTER, until - DORMANT_AFTER
+        for uid, u in self.engine.users.items():
+            if u.last is None and not u.lastp:
+                continue
+            last = _max_below(u.last, u.lastp, until)
+            if last is not None and lo < last <= hi:
+                out.append(("dormant", uid, last + DORMANT_AFTER, "", -1, -1))
+        self.meta.dormant_until = until
         return out
 
 

@@ -131,7 +131,7 @@ def make_input(partitions: int, seed: int) -> tuple[list[dict[str, Any]], str]:
         start_ms=1_790_000_000_000,
         duration_s=35 * 86400,
         users=150,
-        rate=0.004,
+        rate=0.002,
         seed=seed,
         partitions=partitions,
         bad_fraction=0.05,
@@ -180,3 +180,34 @@ def test_crashes_and_redeliveries_change_nothing() -> None:
         for o in order
     )
     assert r.snapshot() == clean
+
+
+def test_dormant_signals_once_each_at_last_activity_plus_14_days() -> None:
+    from streams.timeutil import DAY, parse_as_of
+    from tests.unit.records_builder import ev, ms
+
+    def rec(eid: str, user: str, ts: str) -> tuple[int, int, bytes, bytes]:
+        value = json.loads(ev(eid, "page_view", user, ts, session_id="s"))["payload"].encode()
+        return (int(eid), ms(ts), user.encode(), value)
+
+    part = LiveUserPartition(Config(), 0, 1, 1)
+    part.apply(
+        Batch(
+            "product-events",
+            0,
+            [
+                rec("1", "a", "2026-11-01T10:00:00Z"),
+                rec("2", "b", "2026-11-01T12:00:00Z"),
+                rec("3", "b", "2026-11-03T12:00:00Z"),  # b's last activity: Nov 3
+            ],
+        )
+    )
+    start = parse_as_of("2026-11-15T09:00:00Z")
+    assert part.dormant_signals(start) == []  # the first call only sets the mark
+    got = part.dormant_signals(parse_as_of("2026-11-15T11:00:00Z"))
+    assert [(s[0], s[1], s[2]) for s in got] == [
+        ("dormant", "a", ms("2026-11-01T10:00:00Z") * 1_000_000 + 14 * DAY)
+    ]
+    assert part.dormant_signals(parse_as_of("2026-11-16T00:00:00Z")) == []  # not twice
+    got = part.dormant_signals(parse_as_of("2026-11-17T12:00:00Z"))
+    assert [s[1] for s in got] == ["b"]
