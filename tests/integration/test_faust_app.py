@@ -1,5 +1,11 @@
 """Faust (faust-streaming) on the local broker: an agent counts per key into a RocksDB table,
-and a second worker with an empty data directory recovers the table from its changelog."""
+and a second worker with an empty data directory recovers the table from its changelog.
+
+The records after the restart are produced once the second worker is ready: faust-streaming
+0.15.3 can skip the first record of a partition's backlog when a worker starts (it resumes
+fetching before it seeks to the committed offsets; see docs/stack.md, "Known issues"), which
+would make this test flaky without testing anything of ours.
+"""
 
 from __future__ import annotations
 
@@ -96,6 +102,19 @@ def _wait_for_counts(
     return counts
 
 
+def _wait_until_ready(proc: subprocess.Popen[bytes], log: Path, offset: int) -> None:
+    """Wait for the worker's "Ready" (after recovery and the seek to committed offsets)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with log.open("rb") as f:
+            f.seek(offset)
+            if b"[^Worker]: Ready" in f.read():
+                return
+        assert proc.poll() is None, f"the Faust worker exited ({proc.returncode}):\n{_tail(log)}"
+        time.sleep(0.2)
+    pytest.fail(f"the Faust worker was not ready after 120s:\n{_tail(log)}")
+
+
 def test_table_state_survives_a_restart_through_the_changelog(
     stack: Stack, topic_prefix: str, tmp_path: Path
 ) -> None:
@@ -123,6 +142,8 @@ def test_table_state_survives_a_restart_through_the_changelog(
 
     # Second worker, empty data directory: the table must come back from the changelog, and
     # the committed offsets must keep the first records from being counted twice.
-    produce(stack.kafka_bootstrap, source, [Record(k, b"b") for k in KEYS])
+    log_size = log.stat().st_size
     with faust_worker({**env, "COUNTER_DATADIR": str(tmp_path / "data-2")}, log) as proc:
+        _wait_until_ready(proc, log, log_size)
+        produce(stack.kafka_bootstrap, source, [Record(k, b"b") for k in KEYS])
         _wait_for_counts(stack, sink, 4, proc, log)
