@@ -45,6 +45,7 @@ def test_valid_instants(text: str, expected: int) -> None:
         "2026-11-20T10:00:00+01:60",
         "0001-01-01T00:00:00+01:00",  # year 0 in UTC
         "0000-12-31T23:00:00Z",
+        "0000-12-31T23:30:00-01:00",  # written year 0000 (its UTC instant is in year 1)
         "9999-12-31T23:00:00-01:00",  # year 10000 in UTC
         "2026-11-20T10:00:0\u0663Z",  # a non-ASCII digit
         "1795168800000",
