@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from typing import Any
 
+from prometheus_client import generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -61,6 +62,10 @@ RESOLUTION_BUCKETS: tuple[int, ...] = (
 )  # fmt: skip
 HEALTH_BUCKETS: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 
+# The classic text format, which generate_latest writes. Without "; charset=utf-8": aiohttp (the
+# Faust web driver) refuses a charset inside content_type, and the format is UTF-8 anyway.
+CONTENT_TYPE = "text/plain; version=0.0.4"
+
 # (survey, window label, index in SurveyCounts lists) for every survey count of the catalogue
 _CSAT_WINDOWS = (("1h", 0), ("24h", 1), ("7d", 2))
 _NPS_CES_WINDOWS = (("7d", 0), ("30d", 1))
@@ -74,6 +79,11 @@ def _version() -> str:
         return version("engagement-metrics")
     except Exception:
         return "unknown"
+
+
+def exposition(registry: Any) -> tuple[bytes, str]:
+    """The body and content type of GET /metrics for `registry`."""
+    return generate_latest(registry), CONTENT_TYPE
 
 
 def fold(value: str, allowed: Iterable[str]) -> str:
@@ -213,7 +223,9 @@ class EngagementCollector(Collector):
         lag = GaugeMetricFamily(
             "engagement_consumer_lag_records",
             "records on the broker not yet consumed, per stage and topic-partition this worker "
-            "consumes (last known high watermark minus position; absent when not yet known)",
+            "consumes: last known high watermark minus the intake's position, or minus the "
+            "offset the users/accounts agent committed (a record of those topics is a "
+            "micro-batch or a list of account facts); absent while not known",
             labels=["stage", "topic", "partition"],
         )
         for stage, topic, partition, n in consumer_lags(w):
@@ -516,6 +528,10 @@ def _faust_lags(w: Any) -> Iterator[tuple[str, str, int, int]]:
     if consumer is None:
         return
     stages = {w.batches_topic.get_topic_name(): "users", w.facts_topic.get_topic_name(): "accounts"}
+    # The next offset to process: Faust's committed offset (processed, acknowledged and
+    # committed, every broker_commit_interval); else the last offset read into the stream's
+    # buffer, + 1 (an underestimate: the buffer holds thousands of events); else the position.
+    committed = getattr(consumer, "_committed_offset", {})
     read = getattr(consumer, "_read_offset", {})
     thread_consumer = getattr(getattr(consumer, "_thread", None), "_consumer", None)
     for tp in sorted(app.assignor.assigned_actives()):
@@ -524,14 +540,16 @@ def _faust_lags(w: Any) -> Iterator[tuple[str, str, int, int]]:
             continue
         try:
             hw = consumer.highwater(tp)
-            last = read.get(tp)  # the last offset handed to the agent's stream
-            nxt = last + 1 if last is not None else None
+            nxt = committed.get(tp)
+            if nxt is None:
+                last = read.get(tp)
+                nxt = last + 1 if last is not None else None
             if nxt is None and thread_consumer is not None:
                 nxt = _position(thread_consumer, tp)
         except Exception:
             continue
         if hw is not None and nxt is not None:
-            yield stage, tp.topic, tp.partition, max(0, int(hw) - nxt)
+            yield stage, tp.topic, tp.partition, max(0, int(hw) - int(nxt))
 
 
 def consumer_lags(w: Any) -> list[tuple[str, str, int, int]]:

@@ -489,9 +489,9 @@ class Worker:
         }
 
     def metrics_text(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from agents.metrics import exposition
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return exposition(self.registry)
 
     @property
     def registry(self) -> Any:

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.metrics import EngagementCollector, consumer_lags, fold
+from agents.metrics import EngagementCollector, consumer_lags, exposition, fold
 from streams.config import Config
 from streams.errors import ConfigError
 from streams.live import Batch, LiveAccountPartition, LiveUserPartition, owner_of
@@ -461,6 +461,15 @@ def test_exposition_is_valid_prometheus_text(world: World) -> None:
     assert by_name["engagement_active_users"].type == "gauge"
 
 
+def test_exposition_content_type_suits_the_web_server(world: World) -> None:
+    from aiohttp import web
+
+    body, content_type = exposition(world.reg)
+    assert content_type == "text/plain; version=0.0.4"  # the classic format, UTF-8
+    web.Response(body=body, content_type=content_type)  # aiohttp refuses "; charset=" there
+    assert b"engagement_active_users{" in body
+
+
 def test_registry_is_passed_in_never_global() -> None:
     import agents.metrics  # noqa: F401  (importing registers nothing)
 
@@ -587,23 +596,26 @@ class _Topic:
 def test_faust_stage_lag_from_read_offsets() -> None:
     class Consumer:
         def __init__(self) -> None:
-            self._read_offset = {TP("b", 0): 9, TP("f", 1): 41}
+            self._committed_offset = {TP("b", 0): 6, TP("f", 1): 30}  # next offset to process
+            self._read_offset = {TP("b", 0): 9, TP("f", 1): 41, TP("f", 2): 3}  # last read
             self._thread = type("T", (), {"_consumer": FakeAiokafka({TP("b", 1): (7, 5)})})()
 
         def highwater(self, tp: TP) -> int:
-            return {TP("b", 0): 15, TP("b", 1): 7, TP("f", 1): 42, TP("users-changelog", 0): 99}[tp]
+            return {TP("b", 0): 15, TP("b", 1): 7, TP("f", 1): 42, TP("f", 2): 4}.get(tp, 99)
 
     class Assignor:
         def assigned_actives(self) -> set[TP]:
-            return {TP("b", 0), TP("b", 1), TP("f", 1), TP("users-changelog", 0)}
+            return {TP("b", 0), TP("b", 1), TP("f", 1), TP("f", 2), TP("users-changelog", 0)}
 
     app = type("App", (), {"_consumer": Consumer(), "assignor": Assignor()})()
     w = type("W", (), {"app": app, "batches_topic": _Topic("b"), "facts_topic": _Topic("f")})()
-    # b/0: read up to 9, highwater 15 -> 5 left; b/1: nothing read yet, fetch position 5 -> 2;
-    # f/1: read 41 of [0, 42) -> 0; the changelog is no stage
+    # b/0: committed 6 of [0, 15) -> 9 (what was read into the buffer is not processed yet);
+    # b/1: nothing committed nor read, fetch position 5 of [0, 7) -> 2; f/1: committed 30 of
+    # [0, 42) -> 12; f/2: nothing committed, read up to 3 of [0, 4) -> 0; the changelog: no stage
     assert sorted(consumer_lags(w)) == [
-        ("accounts", "f", 1, 0),
-        ("users", "b", 0, 5),
+        ("accounts", "f", 1, 12),
+        ("accounts", "f", 2, 0),
+        ("users", "b", 0, 9),
         ("users", "b", 1, 2),
     ]
     w.app._consumer = None  # not started: no lag, no error
