@@ -83,7 +83,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"engagement worker: {st.describe()}", file=sys.stderr)
         return EXIT_FAILURE
 
-    worker = Worker(settings)
+    try:
+        worker = Worker(settings)
+    except ConfigError as exc:
+        print(f"engagement worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     fw = faust.Worker(worker.app, loglevel=settings.log_level, quiet=True)
     fw.execute_from_commandline()
     return 0

@@ -47,6 +47,7 @@ from streams.topics import CHURN_SIGNALS, DEAD_LETTERS, TopicSpec
 log = logging.getLogger("engagement.worker")
 
 META_PREFIX = b"\x00meta:"
+DORMANT_CHECK_SECONDS = 30.0
 MAX_BATCH_RECORDS = 2000
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 INTERNAL_MAX_MESSAGE = 16 * 1024 * 1024
@@ -99,7 +100,8 @@ class Worker:
         s = settings
         self.P = s.partitions
         self.app = faust.App(
-            s.app_id,
+            # the topic prefix isolates the consumer groups and table changelogs too
+            s.topic(s.app_id),
             broker=f"kafka://{s.bootstrap}",
             store=s.store,
             datadir=s.data_dir,
@@ -172,6 +174,7 @@ class Worker:
         app.agent(self.facts_topic, name="accounts")(self._accounts_agent)
         app.task(self._intake)
         app.timer(interval=1.0)(self._heartbeat)
+        app.timer(interval=DORMANT_CHECK_SECONDS)(self._dormant)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         from agents import views
@@ -260,7 +263,7 @@ class Worker:
         consumer = AIOKafkaConsumer(
             *self.input_names,
             bootstrap_servers=self.s.bootstrap,
-            group_id=f"{self.s.app_id}-intake",
+            group_id=self.s.topic(f"{self.s.app_id}-intake"),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
@@ -353,6 +356,19 @@ class Worker:
                 self.health_pending.setdefault(p, set()).update(dirty)
 
     # ---- gathering ---------------------------------------------------------------------------
+
+    async def _dormant(self) -> None:
+        """Publish the dormant signals whose instant the worker's clock has passed."""
+        now = self.now()
+        for p, part in list(self.user_parts.items()):
+            signals = part.dormant_signals(now)
+            for sig, customer, inst, _topic, _sp, _off in signals:
+                body = {"signal": sig, "customer": customer, "instant": format_instant(inst),
+                        "source": None, "user_partition": p}  # fmt: skip
+                await self.churn_signals.send(
+                    key=customer.encode(), value=json.dumps(body).encode()
+                )
+            await asyncio.sleep(0)
 
     async def _heartbeat(self) -> None:
         """Register this worker (its URL) in Redis so any worker can gather a snapshot."""

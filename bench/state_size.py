@@ -25,9 +25,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.config import Config  # noqa: E402
-from streams.replay import Replayer  # noqa: E402
-from streams.simulate import SimConfig, envelope_line, simulate  # noqa: E402
+from streams.config import Config
+from streams.replay import Replayer
+from streams.simulate import SimConfig, envelope_line, simulate
 
 
 def deep_size(obj: Any, seen: set[int] | None = None) -> int:

@@ -235,3 +235,72 @@ def wait_for_snapshot(
     raise AssertionError(
         f"snapshot did not count {expected_total} records in {timeout}s; last: {last}\n{logs}"
     )
+
+
+def metric_sums(workers: list[WorkerProc]) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of every worker's /metrics, summed over the workers."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sums: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for w in workers:
+        status, text = w.get("/metrics")
+        assert status == 200, text
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                key = (s.name, frozenset(s.labels.items()))
+                sums[key] = sums.get(key, 0.0) + s.value
+    return sums
+
+
+def series(
+    sums: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    want = set(labels.items())
+    found = [v for (n, ls), v in sums.items() if n == name and want <= ls]
+    assert found, f"no series {name}{labels}"
+    return sum(found)
+
+
+def metrics_vs_snapshot(
+    sums: dict[tuple[str, frozenset[tuple[str, str]]], float], snap: dict[str, Any]
+) -> dict[str, tuple[float, Any]]:
+    """The snapshot counts that the summed series must reproduce, and the mismatches."""
+    pairs: dict[str, tuple[float, Any]] = {
+        "dau": (series(sums, "engagement_active_users", window="1d"), snap["dau"]),
+        "wau": (series(sums, "engagement_active_users", window="7d"), snap["wau"]),
+        "mau": (series(sums, "engagement_active_users", window="30d"), snap["mau"]),
+        "accepted": (series(sums, "engagement_records_accepted_total"), snap["accepted"]),
+        "duplicates": (series(sums, "engagement_records_duplicate_total"), snap["duplicates"]),
+        "subscribers": (series(sums, "engagement_subscribers"), snap["subscribers"]),
+        "orders_90d": (series(sums, "engagement_orders", window="90d"), snap["orders_90d"]),
+        "sessions_24h": (series(sums, "engagement_sessions"), snap["sessions_24h"]),
+        "tickets_opened_24h": (series(sums, "engagement_tickets_opened"), snap["tickets_opened_24h"]),
+        "open_tickets": (series(sums, "engagement_open_tickets"), snap["open_tickets"]),
+        "customers_at_risk": (series(sums, "engagement_customers_at_risk"), snap["customers_at_risk"]),
+        "csat_responses_24h": (series(sums, "engagement_survey_responses", survey="csat", window="24h"), snap["csat_responses_24h"]),
+        "nps_responses_30d": (series(sums, "engagement_survey_responses", survey="nps", window="30d"), snap["nps_responses_30d"]),
+    }  # fmt: skip
+    for reason, n in snap["rejected"].items():
+        pairs[f"rejected.{reason}"] = (
+            series(sums, "engagement_records_rejected_total", reason=reason),
+            n,
+        )
+    for state, n in snap["lifecycle"].items():
+        pairs[f"lifecycle.{state}"] = (series(sums, "engagement_lifecycle_users", state=state), n)
+    for step, n in snap["funnel_reached"].items():
+        pairs[f"funnel_reached.{step}"] = (
+            series(sums, "engagement_funnel_reached_users", step=step),
+            n,
+        )
+    for sig, n in snap["churn_signals_24h"].items():
+        pairs[f"churn_signals_24h.{sig}"] = (
+            series(sums, "engagement_churn_signals", window="24h", signal=sig),
+            n,
+        )
+    for action, n in snap["social_interactions_24h"].items():
+        pairs[f"social.{action}"] = (
+            series(sums, "engagement_social_interactions", action=action),
+            n,
+        )
+    return {k: v for k, v in pairs.items() if v[0] != v[1]} | {"_checked": (len(pairs), len(pairs))}
