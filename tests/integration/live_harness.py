@@ -210,6 +210,12 @@ def wait_for_snapshot(
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
+        dead = [w for w in workers if w.proc is not None and w.proc.poll() is not None]
+        if dead and len(dead) == len(workers):
+            logs = "\n\n".join(f"--- {w.name}\n{w.tail(40)}" for w in workers)
+            raise AssertionError(
+                f"every worker exited ({[w.proc.returncode for w in dead if w.proc]}):\n{logs}"
+            )
         for w in workers:
             if w.proc is None or w.proc.poll() is not None:
                 continue
