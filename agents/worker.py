@@ -35,9 +35,9 @@ from streams.live import (
     Batch,
     LiveAccountPartition,
     LiveUserPartition,
-    Meta,
     dumps,
     loads,
+    missing,
     owner_of,
 )
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
@@ -47,6 +47,7 @@ from streams.topics import CHURN_SIGNALS, DEAD_LETTERS, TopicSpec
 log = logging.getLogger("engagement.worker")
 
 META_PREFIX = b"\x00meta:"
+APPLIED_PREFIX = b"\x00applied:"
 DORMANT_CHECK_SECONDS = 30.0
 MAX_BATCH_RECORDS = 2000
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -159,6 +160,7 @@ class Worker:
         # customers whose health must be re-published (agents/health.py drains it)
         self.health_pending: dict[int, set[str]] = {}
         self.intake_consumer: AIOKafkaConsumer | None = None
+        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._register()
 
     # ---- clock -----------------------------------------------------------------------------
@@ -175,6 +177,7 @@ class Worker:
         app.task(self._intake)
         app.timer(interval=1.0)(self._heartbeat)
         app.timer(interval=DORMANT_CHECK_SECONDS)(self._dormant)
+        app.timer(interval=5.0)(self._check_gaps)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         from agents import views
@@ -205,43 +208,43 @@ class Worker:
         todo_u = users - set(self.user_parts)
         todo_a = accts - set(self.acct_parts)
         if todo_u:
-            ents: dict[int, dict[str, Any]] = {p: {} for p in todo_u}
-            metas: dict[int, Meta] = {}
-            for k, v in self.users_table.items():
-                if k.startswith(META_PREFIX):
-                    p = int(k[len(META_PREFIX) :])
-                    if p in ents:
-                        metas[p] = loads(v)
-                    continue
-                uid = k.decode("utf-8")
-                p = owner_of(uid, self.P)
-                if p in ents:
-                    ents[p][uid] = loads(v)
+            ents, metas, applied = self._read_table(self.users_table, todo_u)
             for p in todo_u:
-                self.user_parts[p] = LiveUserPartition(
-                    cfg, p, self.P, self.P, users=ents[p], meta=metas.get(p)
-                )
-            log.info(
-                "loaded user partitions %s (%d users)", sorted(todo_u), sum(map(len, ents.values()))
-            )
+                part = LiveUserPartition(cfg, p, self.P, self.P, users=ents[p], meta=metas.get(p))
+                part.meta.event_offset = applied.get(p, -1)
+                self.user_parts[p] = part
+            n = sum(map(len, ents.values()))
+            log.info("loaded user partitions %s (%d users)", sorted(todo_u), n)
         if todo_a:
-            aents: dict[int, dict[str, Any]] = {p: {} for p in todo_a}
-            wms: dict[int, int | None] = {}
-            for k, v in self.accounts_table.items():
-                if k.startswith(META_PREFIX):
-                    p = int(k[len(META_PREFIX) :])
-                    if p in aents:
-                        wms[p] = loads(v)
-                    continue
-                c = k.decode("utf-8")
-                p = owner_of(c, self.P)
-                if p in aents:
-                    aents[p][c] = loads(v)
+            aents, ametas, aapplied = self._read_table(self.accounts_table, todo_a)
             for p in todo_a:
-                self.acct_parts[p] = LiveAccountPartition(
-                    cfg, p, accounts=aents[p], watermark=wms.get(p)
-                )
+                apart = LiveAccountPartition(cfg, p, accounts=aents[p], meta=ametas.get(p))
+                apart.meta.event_offset = aapplied.get(p, -1)
+                self.acct_parts[p] = apart
             log.info("loaded account partitions %s", sorted(todo_a))
+
+    def _read_table(
+        self, table: Any, parts: set[int]
+    ) -> tuple[dict[int, dict[str, Any]], dict[int, Any], dict[int, int]]:
+        """Entities, meta and applied marker of the given partitions, from a table."""
+        ents: dict[int, dict[str, Any]] = {p: {} for p in parts}
+        metas: dict[int, Any] = {}
+        applied: dict[int, int] = {}
+        for k, v in table.items():
+            if k.startswith(META_PREFIX):
+                p = int(k[len(META_PREFIX) :])
+                if p in ents:
+                    metas[p] = loads(v)
+            elif k.startswith(APPLIED_PREFIX):
+                p = int(k[len(APPLIED_PREFIX) :])
+                if p in ents:
+                    applied[p] = int(v)
+            else:
+                key = k.decode("utf-8")
+                p = owner_of(key, self.P)
+                if p in ents:
+                    ents[p][key] = loads(v)
+        return ents, metas, applied
 
     def user_part(self, p: int) -> LiveUserPartition:
         part = self.user_parts.get(p)
@@ -296,64 +299,153 @@ class Worker:
     async def _users_agent(self, stream: Any) -> None:
         async for event in stream.events():
             p = event.message.partition
-            batch = decode_batch(event.value)
+            await self._users_message(p, event.message.offset, event.value)
+
+    async def _users_message(self, p: int, offset: int, value: bytes) -> None:
+        """Apply one micro-batch message, after any message Faust skipped before it."""
+        async with self._lock(("users", p)):
             part = self.user_part(p)
-            out = part.apply(batch)
-            sent = False
-            for q, fwd in out.forwards.items():
-                for b in fwd:
-                    await self.batches_topic.send(partition=q, value=encode_batch(b))
-                    sent = True
-            for q, facts in out.facts.items():
-                await self.facts_topic.send(partition=q, value=dumps(facts))
+            gap = missing(part.meta.event_offset, offset)
+            if gap:
+                log.warning("users %d: re-reading skipped micro-batches %s", p, gap)
+                for off, val in await self._read_internal(self.batches_topic, p, gap):
+                    await self._users_apply(p, part, off, val)
+            # a redelivered message (offset <= the marker) is applied too: the rules of
+            # streams/live.py make it change nothing that was durable
+            await self._users_apply(p, part, offset, value)
+
+    async def _users_apply(
+        self, p: int, part: LiveUserPartition, offset: int, value: bytes
+    ) -> None:
+        batch = decode_batch(value)
+        out = part.apply(batch)
+        sent = False
+        for q, fwd in out.forwards.items():
+            for b in fwd:
+                await self.batches_topic.send(partition=q, value=encode_batch(b))
                 sent = True
-            for reason, detail, topic, sp, off, key, rts, value in out.dead_letters:
-                headers = [
-                    ("reason", reason.encode()),
-                    ("detail", detail.encode("utf-8", "replace")),
-                    ("source-topic", self.s.topic(topic).encode()),
-                    ("source-partition", str(sp).encode()),
-                    ("source-offset", str(off).encode()),
-                ]
-                await self.dead_letters.send(
-                    key=key, value=value, timestamp=rts / 1000, headers=headers
-                )
-                sent = True
-            for sig, customer, inst, topic, sp, off in out.signals:
-                body = {
-                    "signal": sig,
-                    "customer": customer,
-                    "instant": format_instant(inst),
-                    "source": {"topic": self.s.topic(topic), "partition": sp, "offset": off},
-                }
-                await self.churn_signals.send(
-                    key=customer.encode(), value=json.dumps(body).encode()
-                )
-                sent = True
-            if sent:
-                await self.app.producer.flush()
-            table = self.users_table
-            table[META_PREFIX + str(p).encode()] = dumps(part.meta)
-            users = part.users
-            for uid in out.dirty:
-                table[uid.encode("utf-8")] = dumps(users[uid])
-            self.stats["batches"] += 1
-            self.stats["records"] += len(batch.records)
+        for q, facts in out.facts.items():
+            await self.facts_topic.send(partition=q, value=dumps(facts))
+            sent = True
+        for reason, detail, topic, sp, off, key, rts, val in out.dead_letters:
+            headers = [
+                ("reason", reason.encode()),
+                ("detail", detail.encode("utf-8", "replace")),
+                ("source-topic", self.s.topic(topic).encode()),
+                ("source-partition", str(sp).encode()),
+                ("source-offset", str(off).encode()),
+            ]
+            await self.dead_letters.send(key=key, value=val, timestamp=rts / 1000, headers=headers)
+            sent = True
+        for sig, customer, inst, topic, sp, off in out.signals:
+            body = {
+                "signal": sig,
+                "customer": customer,
+                "instant": format_instant(inst),
+                "source": {"topic": self.s.topic(topic), "partition": sp, "offset": off},
+            }
+            await self.churn_signals.send(key=customer.encode(), value=json.dumps(body).encode())
+            sent = True
+        if sent:
+            await self.app.producer.flush()
+        # the meta (counters) first, then the users, then the applied marker (streams/live.py)
+        table = self.users_table
+        table[META_PREFIX + str(p).encode()] = dumps(part.meta)
+        users = part.users
+        for uid in out.dirty:
+            table[uid.encode("utf-8")] = dumps(users[uid])
+        if offset > part.meta.event_offset:
+            part.meta.event_offset = offset
+            table[APPLIED_PREFIX + str(p).encode()] = str(offset).encode()
+        self.stats["batches"] += 1
+        self.stats["records"] += len(batch.records)
 
     # ---- stage 3: accounts -----------------------------------------------------------------
 
     async def _accounts_agent(self, stream: Any) -> None:
         async for event in stream.events():
             p = event.message.partition
+            await self._accounts_message(p, event.message.offset, event.value)
+
+    async def _accounts_message(self, p: int, offset: int, value: bytes) -> None:
+        async with self._lock(("accounts", p)):
             part = self.acct_part(p)
-            dirty = part.apply(loads(event.value))
-            table = self.accounts_table
-            table[META_PREFIX + str(p).encode()] = dumps(part.engine.watermark)
-            accounts = part.accounts
-            for c in dirty:
-                table[c.encode("utf-8")] = dumps(accounts[c])
-            if dirty:
-                self.health_pending.setdefault(p, set()).update(dirty)
+            gap = missing(part.meta.event_offset, offset)
+            if gap:
+                log.warning("accounts %d: re-reading skipped messages %s", p, gap)
+                for off, val in await self._read_internal(self.facts_topic, p, gap):
+                    self._accounts_apply(p, part, off, val)
+            self._accounts_apply(p, part, offset, value)
+
+    def _accounts_apply(
+        self, p: int, part: LiveAccountPartition, offset: int, value: bytes
+    ) -> None:
+        dirty = part.apply(loads(value))
+        table = self.accounts_table
+        table[META_PREFIX + str(p).encode()] = dumps(part.meta)
+        accounts = part.accounts
+        for c in dirty:
+            table[c.encode("utf-8")] = dumps(accounts[c])
+        if offset > part.meta.event_offset:
+            part.meta.event_offset = offset
+            table[APPLIED_PREFIX + str(p).encode()] = str(offset).encode()
+        if dirty:
+            self.health_pending.setdefault(p, set()).update(dirty)
+
+    # ---- skipped messages ------------------------------------------------------------------
+
+    def _lock(self, key: tuple[str, int]) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def _read_internal(self, topic: Any, p: int, offsets: range) -> list[tuple[int, bytes]]:
+        """Messages `offsets` of partition p of an internal topic, read directly from Kafka."""
+        from aiokafka import TopicPartition
+
+        tp = TopicPartition(topic.get_topic_name(), p)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.s.bootstrap,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=INTERNAL_MAX_MESSAGE,
+            fetch_max_bytes=INTERNAL_MAX_MESSAGE,
+        )
+        await consumer.start()
+        out: list[tuple[int, bytes]] = []
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, offsets.start)
+            deadline = time.monotonic() + 60
+            while (not out or out[-1][0] < offsets.stop - 1) and time.monotonic() < deadline:
+                data = await consumer.getmany(tp, timeout_ms=1000)
+                for m in data.get(tp, []):
+                    if m.offset in offsets and m.value is not None:
+                        out.append((m.offset, m.value))
+                    if m.offset >= offsets.stop - 1:
+                        break
+        finally:
+            await consumer.stop()
+        if not out or out[-1][0] < offsets.stop - 1:
+            raise RuntimeError(f"could not re-read {tp} offsets {offsets} (the worker restarts)")
+        return out
+
+    async def _check_gaps(self) -> None:
+        """Apply messages Faust committed past without delivering (no later message came)."""
+        committed = getattr(self.app.consumer, "_committed_offset", {})
+        stages: list[tuple[Any, dict[int, Any], Any]] = [
+            (self.batches_topic, self.user_parts, self._users_message),
+            (self.facts_topic, self.acct_parts, self._accounts_message),
+        ]
+        for topic, parts, handler in stages:
+            name = topic.get_topic_name()
+            for p, part in list(parts.items()):
+                for tp, off in list(committed.items()):
+                    if tp.topic == name and tp.partition == p and off is not None:
+                        last = off - 1  # the committed offset is the next one to read
+                        if last > part.meta.event_offset:
+                            msgs = await self._read_internal(topic, p, range(last, last + 1))
+                            await handler(p, msgs[0][0], msgs[0][1])
 
     # ---- gathering ---------------------------------------------------------------------------
 

@@ -72,9 +72,20 @@ def owner_of(user_id: str, partitions: int) -> int:
 class Meta:
     """Per user partition: counters and the last offset counted per source topic-partition."""
 
-    __slots__ = ("accepted", "dormant_until", "duplicates", "offs", "rejected", "watermark")
+    __slots__ = (
+        "accepted",
+        "dormant_until",
+        "duplicates",
+        "event_offset",
+        "offs",
+        "rejected",
+        "watermark",
+    )
 
     def __init__(self) -> None:
+        # offset (in the micro-batch topic) of the last micro-batch applied, see `missing`; the
+        # runtime persists it in a marker written after the entities, not with this meta
+        self.event_offset = -1
         # dormant signals are published up to this instant of the worker's clock
         self.dormant_until: Instant | None = None
         self.accepted = 0
@@ -252,6 +263,29 @@ class LiveUserPartition:
         return out
 
 
+def missing(last_applied: int, offset: int) -> range:
+    """Offsets of the internal topic skipped between the last message applied and this one.
+
+    Faust may skip a message after a restart or a rebalance (its fetcher can resume before it
+    seeks to the committed offset: faust-streaming #216, #596) and commit past it. Every
+    message of the internal topics must be applied, in order, so the runtime re-reads the
+    skipped ones from Kafka and applies them first. Redeliveries (offset <= last) are no gap.
+    `last_applied` must come from a marker written after every entity write of that message:
+    with the offset committed past it, a message whose writes were cut short by a crash would
+    otherwise never be applied again."""
+    return range(last_applied + 1, offset) if offset > last_applied + 1 else range(0)
+
+
+class AccountMeta:
+    """Per account partition: the watermark and the last facts message applied."""
+
+    __slots__ = ("event_offset", "watermark")
+
+    def __init__(self) -> None:
+        self.watermark: int | None = None
+        self.event_offset = -1
+
+
 class LiveAccountPartition:
     """One customer partition: account facts applied once each (by source offset)."""
 
@@ -260,13 +294,14 @@ class LiveAccountPartition:
         config: Config,
         partition: int,
         accounts: MutableMapping[str, AccountState] | None = None,
-        watermark: int | None = None,
+        meta: AccountMeta | None = None,
         daycalc: DayCalc | None = None,
     ) -> None:
         self.partition = partition
+        self.meta = meta or AccountMeta()
         self.engine = AccountPartition(config, accounts=accounts, daycalc=daycalc)
-        if watermark is not None:
-            self.engine.see_record_ts(watermark)
+        if self.meta.watermark is not None:
+            self.engine.see_record_ts(self.meta.watermark)
 
     @property
     def accounts(self) -> MutableMapping[str, AccountState]:
@@ -287,6 +322,7 @@ class LiveAccountPartition:
                 a.offs = {}
             a.offs[tp] = off
             dirty.add(customer)
+        self.meta.watermark = eng.watermark
         return dirty
 
 

@@ -16,16 +16,29 @@ from typing import Any
 
 from streams.config import Config
 from streams.engine import Partial, finalize
-from streams.live import Batch, LiveAccountPartition, LiveUserPartition, Meta, dumps, loads
+from streams.live import (
+    Batch,
+    LiveAccountPartition,
+    LiveUserPartition,
+    Meta,
+    dumps,
+    loads,
+    missing,
+)
 from streams.replay import Replayer
 from streams.simulate import SimConfig, simulate
 from streams.timeutil import parse_as_of
 
 META = "\x00meta"
+APPLIED = "\x00applied"
 
 
 class World:
-    def __init__(self, cfg: Config, partitions: int, crash_rate: float, seed: int) -> None:
+    def __init__(
+        self, cfg: Config, partitions: int, crash_rate: float, seed: int, skip_rate: float = 0.0
+    ) -> None:
+        self.skip_rate = skip_rate
+        self.skips = 0
         self.cfg = cfg
         self.n = partitions
         self.rng = random.Random(seed)
@@ -45,12 +58,17 @@ class World:
 
     def load(self, kind: str, p: int) -> Any:
         table = self.tables[kind][p]
-        ents = {k: loads(v) for k, v in table.items() if k != META}
+        ents = {k: loads(v) for k, v in table.items() if k not in (META, APPLIED)}
+        applied = loads(table[APPLIED]) if APPLIED in table else -1
+        part: Any
         if kind == "u":
             meta = loads(table[META]) if META in table else Meta()
-            return LiveUserPartition(self.cfg, p, self.n, self.n, users=ents, meta=meta)
-        wm = loads(table[META]) if META in table else None
-        return LiveAccountPartition(self.cfg, p, accounts=ents, watermark=wm)
+            part = LiveUserPartition(self.cfg, p, self.n, self.n, users=ents, meta=meta)
+        else:
+            meta_a = loads(table[META]) if META in table else None
+            part = LiveAccountPartition(self.cfg, p, accounts=ents, meta=meta_a)
+        part.meta.event_offset = applied
+        return part
 
     def crash(self, kind: str, p: int) -> None:
         self.crashes += 1
@@ -68,19 +86,31 @@ class World:
         if key not in self.live:
             self.live[key] = self.load(kind, p)
         part = self.live[key]
-        msg = self.logs[kind][p][self.pos[key]]
+        index = self.pos[key]
+        if self.skip_rate and self.rng.random() < self.skip_rate:
+            # Faust's restart race: the message is skipped and its offset committed past
+            self.skips += 1
+            self.pos[key] = self.committed[key] = index + 1
+            return
+        # the runtime: re-read and apply the skipped messages first, then this one
+        for i in [*missing(part.meta.event_offset, index), index]:
+            if not self.apply(kind, p, part, i):
+                return
+        self.pos[key] = index + 1
+        if self.rng.random() < 0.5:
+            self.committed[key] = self.pos[key]
+
+    def apply(self, kind: str, p: int, part: Any, index: int) -> bool:
+        """Apply message `index` of the log and write the state; False after a crash."""
+        msg = self.logs[kind][p][index]
         table = self.tables[kind][p]
         if kind == "u":
-            before = {
-                (b.topic, b.partition): part.meta.offs.get((b.topic, b.partition), -1)
-                for b in [msg]
-            }
+            counted = part.meta.offs.get((msg.topic, msg.partition), -1)
             out = part.apply(msg)
             for q, batches in out.forwards.items():
                 self.logs["u"][q].extend(batches)
             for q, facts in out.facts.items():
                 self.logs["a"][q].append(facts)
-            counted = before[(msg.topic, msg.partition)]
             forwarded = {
                 (b.topic, b.partition, r[0])
                 for bs in out.forwards.values()
@@ -91,30 +121,43 @@ class World:
                 ident = (msg.topic, msg.partition, off)
                 if off > counted and ident not in forwarded:  # first time here, and stays here
                     self.applied_order.append(ident)
-            writes = [(META, part.meta)] + [(u, part.users[u]) for u in sorted(out.dirty)]
+            dirty: list[Any] = [(u, part.users[u]) for u in sorted(out.dirty)]
         else:
-            dirty = part.apply(msg)
-            writes = [(META, part.engine.watermark)] + [
-                (c, part.accounts[c]) for c in sorted(dirty)
-            ]
+            dirty = [(c, part.accounts[c]) for c in sorted(part.apply(msg))]
+        part.meta.event_offset = index
+        # the meta first (counters), then the entities, then the "applied" marker: a message is
+        # applied only once all its writes are durable (a crash before re-applies it)
+        writes = [(META, part.meta), *dirty, (APPLIED, index)]
         ok = self.writes_ok(len(writes))
         for i, (k, v) in enumerate(writes):
             if ok is not None and i >= ok:
                 self.crash(kind, p)
-                return
+                return False
             table[k] = dumps(v)
         if ok is not None:  # crashed after the last write, before the commit
             self.crash(kind, p)
-            return
-        self.pos[key] += 1
-        if self.rng.random() < 0.5:
-            self.committed[key] = self.pos[key]
+            return False
+        return True
 
     def run(self) -> None:
         while True:
             ready = [k for k in self.pos if self.pos[k] < len(self.logs[k[0]][k[1]])]
             if not ready:
-                return
+                # the runtime's periodic check: committed past what was applied
+                for kind, p in self.pos:
+                    key = (kind, p)
+                    part = self.live.get(key) or self.load(kind, p)
+                    self.live[key] = part
+                    for i in missing(part.meta.event_offset, self.committed[key]):
+                        if not self.apply(kind, p, part, i):
+                            break
+                ready = [k for k in self.pos if self.pos[k] < len(self.logs[k[0]][k[1]])]
+                if not ready and all(
+                    self.load(k, p).meta.event_offset >= len(self.logs[k][p]) - 1
+                    for k, p in self.pos
+                ):
+                    return
+                continue
             self.step(*self.rng.choice(ready))
 
     def snapshot(self, as_of: str) -> dict[str, Any]:
@@ -159,13 +202,14 @@ def test_crashes_and_redeliveries_change_nothing() -> None:
     envs, as_of = make_input(n, seed=11)
     assert any(e["key"] is None or json.loads(e["payload"] or "null") for e in envs)
     results = []
-    for crash_rate, seed in ((0.0, 1), (0.3, 2), (0.6, 3)):
-        w = World(Config(), n, crash_rate, seed)
+    for crash_rate, seed, skip_rate in ((0.0, 1, 0.0), (0.3, 2, 0.0), (0.4, 3, 0.1)):
+        w = World(Config(), n, crash_rate, seed, skip_rate)
         feed(w, envs, batch_size=17)
         w.run()
         results.append((w.snapshot(as_of), w))
     clean, crashed, very = results[0][0], results[1][0], results[2][0]
-    assert results[1][1].crashes > 20 and results[2][1].crashes > 40
+    assert results[1][1].crashes > 20 and results[2][1].crashes > 20
+    assert results[2][1].skips > 20  # Faust skipped messages, the runtime re-read them
     assert crashed == clean
     assert very == clean
     assert clean["accepted"] > 1000 and clean["duplicates"] > 0
