@@ -10,8 +10,12 @@
 #     load`), then the worker in the foreground on WORKER_PORT (Ctrl-C stops it; `make
 #     stack-down` stops the rest).
 #
+#  4. A live generator (`engagement simulate --live`) in the background at DEMO_LIVE_RATE records/s
+#     (0: none), stopped with the worker.
+#
 # Environment: DEMO_USERS (300), DEMO_DURATION (6h), DEMO_RATE (10 records/s), DEMO_SEED (1),
-# RUN_DEMO=0 to skip the demo, RUN_WORKER=0 to skip the worker; ports as in docs/stack.md.
+# DEMO_LIVE_RATE (20), RUN_DEMO=0 to skip the demo, RUN_WORKER=0 to skip the worker; ports as in
+# docs/stack.md.
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -72,7 +76,21 @@ if [[ -s "$demo_file" ]] && has_command load; then
     "$ENGAGEMENT" load --bootstrap "$KAFKA_BOOTSTRAP" "$demo_file" 2>"$LOG_DIR/demo-load.log" ||
         die "engagement load failed; see $(rel "$LOG_DIR/demo-load.log")"
 fi
-log "worker: starting in the foreground (Ctrl-C stops it; 'make stack-down' stops the stack)"
-log "worker: http://$STACK_HOST:$WORKER_PORT/metrics  http://$STACK_HOST:$WORKER_PORT/snapshot"
-exec "$ENGAGEMENT" worker --bootstrap "$KAFKA_BOOTSTRAP" --redis-url "$REDIS_URL" \
+# A live demo generator: the same simulated mix, stamped now, at DEMO_LIVE_RATE records/s.
+generator_pid=""
+if [[ "${DEMO_LIVE_RATE:-20}" != 0 ]]; then
+    log "demo: live generator at ${DEMO_LIVE_RATE:-20} records/s (log: $(rel "$LOG_DIR/demo-live.log"))"
+    "$ENGAGEMENT" simulate --bootstrap "$KAFKA_BOOTSTRAP" --live --rate "${DEMO_LIVE_RATE:-20}" \
+        --duration 24h --users "${DEMO_USERS:-300}" --seed "$((${DEMO_SEED:-1} + 1))" \
+        --progress lines >"$LOG_DIR/demo-live.log" 2>&1 &
+    generator_pid=$!
+fi
+stop_generator() { [[ -n "$generator_pid" ]] && kill "$generator_pid" 2>/dev/null || true; }
+trap stop_generator EXIT
+
+log "worker: starting in the foreground (Ctrl-C stops it and the generator; 'make stack-down' stops the stack)"
+log "watch it:  curl -s http://$STACK_HOST:$WORKER_PORT/snapshot | python3 -m json.tool"
+log "           curl -s http://$STACK_HOST:$WORKER_PORT/metrics | grep ^engagement_active_users"
+log "           curl -s http://$STACK_HOST:$WORKER_PORT/at-risk   or   .venv/bin/engagement at-risk"
+"$ENGAGEMENT" worker --bootstrap "$KAFKA_BOOTSTRAP" --redis-url "$REDIS_URL" \
     --web-host "$STACK_HOST" --web-port "$WORKER_PORT" --data-dir "$RUN_DIR/worker"
