@@ -85,7 +85,7 @@ if [[ "${DEMO_LIVE_RATE:-20}" != 0 ]]; then
         --progress lines >"$LOG_DIR/demo-live.log" 2>&1 &
     generator_pid=$!
 fi
-stop_generator() { [[ -n "$generator_pid" ]] && kill "$generator_pid" 2>/dev/null || true; }
+stop_generator() { if [[ -n "$generator_pid" ]]; then kill "$generator_pid" 2>/dev/null || true; fi; }
 trap stop_generator EXIT
 
 log "worker: starting in the foreground (Ctrl-C stops it and the generator; 'make stack-down' stops the stack)"
