@@ -117,6 +117,14 @@ def _run(
         mismatches = metrics_vs_snapshot(metric_sums(alive), expected)
         checked = mismatches.pop("_checked")
         assert checked[0] > 30 and not mismatches, mismatches
+        if disturb == "none":
+            # an as-of older than the state holds, and one that is no instant
+            status, body = workers[0].get("/snapshot?as_of=2001-01-01T00:00:00Z")
+            assert status == 422 and "older than the state" in body["error"]
+            status, body = workers[0].get("/snapshot?as_of=yesterday")
+            assert status == 400 and "RFC 3339" in body["error"]
+            status, body = workers[0].get("/health?ready=1")
+            assert status == 200 and body["ready"] and body["live"]
         # every worker answers the same global snapshot
         for w in workers:
             status, body = w.get(f"/snapshot?as_of={as_of}")
@@ -141,3 +149,18 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(stack: Stack, topics: dict
 def test_third_worker_joining_mid_stream(stack: Stack, topics: dict[str, str], topic_prefix: str,
                                          redis_db: int, tmp_path: Path, dataset: Any) -> None:  # fmt: skip
     _run(stack, topics, topic_prefix, redis_db, tmp_path, dataset, "join")
+
+
+def test_snapshot_answers_503_without_redis(stack: Stack, topics: dict[str, str],
+                                            topic_prefix: str, tmp_path: Path) -> None:  # fmt: skip
+    env = _env(stack, topic_prefix, 0, tmp_path, "2026-11-20T12:00:00Z")
+    env["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    w = _worker("w1", env, tmp_path).start()
+    try:
+        wait_ready([w])
+        status, body = w.get("/snapshot")
+        assert status == 503 and "Redis is unavailable" in body["error"]
+        status, _ = w.get("/metrics")
+        assert status == 200  # processing and /metrics go on without Redis
+    finally:
+        w.stop()
