@@ -483,20 +483,26 @@ class Worker:
         return self.redis
 
     def local_partials(self, t: Instant) -> dict[str, Any]:
-        """This worker's contribution at T: a merged partial and what it covers."""
-        users, accts = self.assigned()
+        """This worker's contribution at T: a merged partial and what it covers.
+
+        Only partitions whose state is loaded count: a partition still recovering after a
+        rebalance is left out (the gathering worker then answers 503 naming it), and it is never
+        loaded from here, since its table may be half-restored."""
+        assigned_u, assigned_a = self.assigned()
+        users = assigned_u & set(self.user_parts)
+        accts = assigned_a & set(self.acct_parts)
         total = Partial()
         coverage: dict[str, int] = {}
         folds: list[Instant] = []
         for p in sorted(users):
-            part = self.user_part(p)
+            part = self.user_parts[p]
             total.merge(part.engine.partial(t))
             folds.append(part.engine.fold)
             for (topic, sp), off in part.meta.offs.items():
                 key = f"{self.s.topic(topic)}/{sp}"
                 coverage[key] = max(coverage.get(key, -1), off)
         for p in sorted(accts):
-            part_a = self.acct_part(p)
+            part_a = self.acct_parts[p]
             total.merge(part_a.engine.partial(t))
             folds.append(part_a.engine.fold)
         return {
