@@ -61,6 +61,25 @@ _D31 = 31 * DAY
 _D90 = 90 * DAY
 
 
+def _note_activity(s: UserState | AccountState, day: int, ts: Instant, fold: Instant) -> None:
+    """An activity at ts: the earliest ts of its local day, and the last activity (folded when
+    at or before the fold point F, else pending)."""
+    days = s.days
+    if days is None:
+        s.days = {day: ts}
+    else:
+        cur = days.get(day)
+        if cur is None or ts < cur:
+            days[day] = ts
+    if ts <= fold:
+        if s.last is None or ts > s.last:
+            s.last = ts
+    elif s.lastp is None:
+        s.lastp = [ts]
+    else:
+        s.lastp.append(ts)
+
+
 def _max_below(folded: Instant | None, pending: list[Instant] | None, t: Instant) -> Instant | None:
     best = folded
     if pending:
@@ -135,21 +154,7 @@ class UserPartition:
         t = ev.type
         activity = t not in self.inactive
         if activity:
-            day = self.daycalc.day(ts)
-            days = u.days
-            if days is None:
-                u.days = {day: ts}
-            else:
-                cur = days.get(day)
-                if cur is None or ts < cur:
-                    days[day] = ts
-            if ts <= fold:
-                if u.last is None or ts > u.last:
-                    u.last = ts
-            elif u.lastp is None:
-                u.lastp = [ts]
-            else:
-                u.lastp.append(ts)
+            _note_activity(u, self.daycalc.day(ts), ts, fold)
         kind = K_NONE
         value = 0.0
         props = ev.props
@@ -571,21 +576,7 @@ class AccountPartition:
         elif ts < a.first:
             a.first = ts
         if activity:
-            day = self.daycalc.day(ts)
-            days = a.days
-            if days is None:
-                a.days = {day: ts}
-            else:
-                cur = days.get(day)
-                if cur is None or ts < cur:
-                    days[day] = ts
-            if ts <= fold:
-                if a.last is None or ts > a.last:
-                    a.last = ts
-            elif a.lastp is None:
-                a.lastp = [ts]
-            else:
-                a.lastp.append(ts)
+            _note_activity(a, self.daycalc.day(ts), ts, fold)
         if kind == K_NONE:
             return
         if kind == K_ORDER:
