@@ -72,5 +72,6 @@ stack-status: ## show which services of the stack are running
 stack-clean: stack-down ## stop the stack and delete its data and logs (.run/)
 	rm -rf .run
 
-bench: ## benchmarks (see bench/)
-	@echo "see bench/ (benchmarks and their recorded results)"
+bench: install ## benchmarks: replay throughput and state size (more in bench/README.md)
+	$(PY) bench/replay_bench.py --records 300000
+	$(PY) bench/state_size.py --records 200000
