@@ -5,11 +5,12 @@ Errors never echo raw record content; they name the problem and what to do.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from faust.web import Request, Response, View
 
 from streams.errors import AsOfError
+from streams.timeutil import Instant
 
 if TYPE_CHECKING:
     from agents.worker import Worker
@@ -18,26 +19,26 @@ if TYPE_CHECKING:
 def register(worker: Worker) -> None:
     app = worker.app
 
-    def as_of(view: View, request: Request) -> Any:
-        raw = request.query.get("as_of")
+    def as_of(request: Request) -> tuple[Instant | None, str]:
+        """The as-of instant of a request (default: the worker's clock), or an error."""
         try:
-            return worker.parse_as_of(raw)
+            return worker.parse_as_of(request.query.get("as_of")), ""
         except AsOfError as exc:
-            return view.json({"error": str(exc)}, status=400)
+            return None, str(exc)
 
     @app.page("/snapshot")
     async def snapshot(self: View, request: Request) -> Response:
-        t = as_of(self, request)
-        if isinstance(t, Response):
-            return t
+        t, error = as_of(request)
+        if t is None:
+            return self.json({"error": error}, status=400)
         status, body = await worker.gather(t)
         return self.json(body, status=status)
 
     @app.page("/partials")
     async def partials(self: View, request: Request) -> Response:
-        t = as_of(self, request)
-        if isinstance(t, Response):
-            return t
+        t, error = as_of(request)
+        if t is None:
+            return self.json({"error": error}, status=400)
         return self.json(worker.local_partials(t))
 
     @app.page("/health")

@@ -28,6 +28,7 @@ from typing import Any
 import faust
 import msgspec
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from agents.settings import Settings
 from streams.engine import Partial, finalize, partial_from_json, partial_to_json
@@ -290,7 +291,16 @@ class Worker:
                     offsets[tp] = msgs[-1].offset + 1
                     self.stats["intake_records"] += len(msgs)
                 await self.app.producer.flush()
-                await consumer.commit(offsets)
+                # A rebalance of the intake group may have taken partitions away meanwhile:
+                # commit what is still ours; the new owner re-reads the rest (the users stage
+                # ignores what it has already applied).
+                mine = consumer.assignment()
+                offsets = {tp: o for tp, o in offsets.items() if tp in mine}
+                try:
+                    if offsets:
+                        await consumer.commit(offsets)
+                except (CommitFailedError, IllegalStateError) as exc:
+                    log.info("intake: commit skipped after a rebalance (%s)", exc)
         finally:
             await consumer.stop()
 
