@@ -23,7 +23,7 @@ import sys
 import time
 
 from agents.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
-from streams.simulate import kafka_partition
+from streams.partitioner import kafka_partition
 from streams.topics import ENV_PREFIX
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from streams.config import Config
 from streams.engine import ACCEPTED, AccountPartition, UserPartition, _max_below
 from streams.errors import Reject
+from streams.partitioner import kafka_partition
 from streams.records import (
     PRODUCT_EVENTS,
     REJECT_REASONS,
@@ -33,7 +34,6 @@ from streams.records import (
     decode_survey,
     time_reason,
 )
-from streams.simulate import kafka_partition
 from streams.state import AccountState, UserState
 from streams.timeutil import DAY, MS, DayCalc, Instant
 
