@@ -71,12 +71,22 @@ INTERNAL_CONFIGS = {
 
 
 def internal_topic_specs(s: Settings) -> tuple[TopicSpec, ...]:
-    """The worker's internal topics (micro-batches, account facts): P partitions each."""
+    """The worker's internal topics (micro-batches, account facts) and its tables' changelogs
+    (Faust's names), P partitions each: created before Faust starts, so two workers starting
+    together never race to create them (Faust then sees no partitions and crashes an agent)."""
     rf = s.topics.replication_factor
     cfg = MappingProxyType(dict(INTERNAL_CONFIGS))
-    return tuple(
-        TopicSpec(name, s.topic(f"{s.app_id}-{name}"), s.partitions, rf, cfg)
-        for name in ("batches", "account-facts")
+    compact = MappingProxyType({"cleanup.policy": "compact"})
+    app = s.topic(s.app_id)
+    return (
+        *(
+            TopicSpec(name, s.topic(f"{s.app_id}-{name}"), s.partitions, rf, cfg)
+            for name in ("batches", "account-facts")
+        ),
+        *(
+            TopicSpec(f"{t}-changelog", f"{app}-{t}-changelog", s.partitions, rf, compact)
+            for t in ("users", "accounts")
+        ),
     )
 
 
@@ -441,21 +451,25 @@ class Worker:
         return out
 
     async def _check_gaps(self) -> None:
-        """Apply messages Faust committed past without delivering (no later message came)."""
+        """Messages Faust committed past without delivering, with nothing after them: send the
+        partition an empty message, whose arrival makes its agent re-read the gap (a table may
+        only be written from inside the agent's stream)."""
         committed = getattr(self.app.consumer, "_committed_offset", {})
-        stages: list[tuple[Any, dict[int, Any], Any]] = [
-            (self.batches_topic, self.user_parts, self._users_message),
-            (self.facts_topic, self.acct_parts, self._accounts_message),
+        stages: list[tuple[Any, dict[int, Any], bytes]] = [
+            (self.batches_topic, self.user_parts, encode_batch(Batch("", 0, []))),
+            (self.facts_topic, self.acct_parts, dumps([])),
         ]
-        for topic, parts, handler in stages:
+        for topic, parts, nudge in stages:
             name = topic.get_topic_name()
             for p, part in list(parts.items()):
                 for tp, off in list(committed.items()):
                     if tp.topic == name and tp.partition == p and off is not None:
                         last = off - 1  # the committed offset is the next one to read
                         if last > part.meta.event_offset:
-                            msgs = await self._read_internal(topic, p, range(last, last + 1))
-                            await handler(p, msgs[0][0], msgs[0][1])
+                            log.warning(
+                                "%s %d: committed past %d unapplied; nudging", name, p, last
+                            )
+                            await topic.send(partition=p, value=nudge)
 
     # ---- gathering ---------------------------------------------------------------------------
 

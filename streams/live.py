@@ -158,6 +158,8 @@ class LiveUserPartition:
 
     def apply(self, batch: Batch) -> Output:
         out = self._out = Output()
+        if not batch.records:  # e.g. the runtime's nudge after a skipped message
+            return out
         meta = self.meta
         eng = self.engine
         topic, part = batch.topic, batch.partition
