@@ -85,12 +85,19 @@ if [[ "${DEMO_LIVE_RATE:-20}" != 0 ]]; then
         --progress lines >"$LOG_DIR/demo-live.log" 2>&1 &
     generator_pid=$!
 fi
-stop_generator() { if [[ -n "$generator_pid" ]]; then kill "$generator_pid" 2>/dev/null || true; fi; }
-trap stop_generator EXIT
+worker_pid=""
+stop_all() {
+    trap - EXIT INT TERM
+    for pid in $generator_pid $worker_pid; do kill "$pid" 2>/dev/null || true; done
+    if [[ -n "$worker_pid" ]]; then wait "$worker_pid" 2>/dev/null || true; fi
+}
+trap stop_all EXIT INT TERM
 
 log "worker: starting in the foreground (Ctrl-C stops it and the generator; 'make stack-down' stops the stack)"
 log "watch it:  curl -s http://$STACK_HOST:$WORKER_PORT/snapshot | python3 -m json.tool"
 log "           curl -s http://$STACK_HOST:$WORKER_PORT/metrics | grep ^engagement_active_users"
 log "           curl -s http://$STACK_HOST:$WORKER_PORT/at-risk   or   .venv/bin/engagement at-risk"
 "$ENGAGEMENT" worker --bootstrap "$KAFKA_BOOTSTRAP" --redis-url "$REDIS_URL" \
-    --web-host "$STACK_HOST" --web-port "$WORKER_PORT" --data-dir "$RUN_DIR/worker"
+    --web-host "$STACK_HOST" --web-port "$WORKER_PORT" --data-dir "$RUN_DIR/worker" &
+worker_pid=$!
+wait "$worker_pid"
