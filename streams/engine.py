@@ -89,7 +89,37 @@ def _max_below(folded: Instant | None, pending: list[Instant] | None, t: Instant
     return best
 
 
-class UserPartition:
+class _Clock:
+    """A partition's time: W, the newest record timestamp seen (ns), and F, the fold point
+    (W - margin live, min(W, as-of) in replay); expiry runs as F moves."""
+
+    fold_limit: Instant | None
+    margin: int
+    watermark: int | None
+    fold: Instant
+    _last_sweep: Instant | None
+
+    def see_record_ts(self, record_ts_ns: int) -> None:
+        w = self.watermark
+        if w is None or record_ts_ns > w:
+            self.watermark = record_ts_ns
+            lim = self.fold_limit
+            f: Instant = record_ts_ns - self.margin if lim is None else min(record_ts_ns, lim)
+            if f > self.fold:
+                self.fold = f
+
+    def maybe_sweep(self, every: int = 6 * HOUR) -> None:
+        """Expire state when F has moved `every` past the last sweep (amortised)."""
+        if self._last_sweep is None:
+            self._last_sweep = self.fold
+        elif self.fold - self._last_sweep >= every:
+            self.sweep()
+
+    def sweep(self) -> object:
+        raise NotImplementedError
+
+
+class UserPartition(_Clock):
     """State and counters of one user-keyed partition."""
 
     def __init__(
@@ -118,18 +148,6 @@ class UserPartition:
         self._last_sweep: Instant | None = None
 
     # ---- time ------------------------------------------------------------------------------
-
-    def see_record_ts(self, record_ts_ns: int) -> None:
-        w = self.watermark
-        if w is None or record_ts_ns > w:
-            self.watermark = record_ts_ns
-            f: Instant = (
-                record_ts_ns - self.margin
-                if self.fold_limit is None
-                else min(record_ts_ns, self.fold_limit)
-            )
-            if f > self.fold:
-                self.fold = f
 
     def count_reject(self, reason: str) -> None:
         self.rejected[reason] += 1
@@ -304,13 +322,6 @@ class UserPartition:
             s[1] = ts
 
     # ---- expiry ----------------------------------------------------------------------------
-
-    def maybe_sweep(self, every: int = 6 * HOUR) -> None:
-        """Expire state when F has moved `every` past the last sweep (amortised)."""
-        if self._last_sweep is None:
-            self._last_sweep = self.fold
-        elif self.fold - self._last_sweep >= every:
-            self.sweep()
 
     def sweep(self) -> int:
         """Forget what no window can reach any more; returns the number of users deleted."""
@@ -534,7 +545,7 @@ def _drop_fact(customer: str, ts: Instant, rts: int, act: bool, kind: int, value
     return None
 
 
-class AccountPartition:
+class AccountPartition(_Clock):
     """State of one customer-keyed partition, fed by account facts."""
 
     def __init__(
@@ -552,18 +563,6 @@ class AccountPartition:
         self.watermark: int | None = None
         self.fold: Instant = -(10**30)
         self._last_sweep: Instant | None = None
-
-    def see_record_ts(self, record_ts: int) -> None:
-        w = self.watermark
-        if w is None or record_ts > w:
-            self.watermark = record_ts
-            f: Instant = (
-                record_ts - self.margin
-                if self.fold_limit is None
-                else min(record_ts, self.fold_limit)
-            )
-            if f > self.fold:
-                self.fold = f
 
     def fact(
         self, customer: str, ts: Instant, record_ts: int, activity: bool, kind: int, value: float
@@ -610,12 +609,6 @@ class AccountPartition:
                 a.subp = [ev]
             else:
                 a.subp.append(ev)
-
-    def maybe_sweep(self, every: int = 6 * HOUR) -> None:
-        if self._last_sweep is None:
-            self._last_sweep = self.fold
-        elif self.fold - self._last_sweep >= every:
-            self.sweep()
 
     def sweep(self) -> None:
         self._last_sweep = f = self.fold
