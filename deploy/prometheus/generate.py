@@ -414,7 +414,7 @@ def kpi_alerts_group(cfg: dict[str, Any]) -> Group:
             "kpi",
             "Spike of {{ $labels.signal }} churn signals",
             f"About {{{{ $value }}}} {{{{ $labels.signal }}}} signals in the last {short}, more "
-            f"than {spike['factor']} x the average {short} of the last "
+            f"than {spike['factor']} x the average per {short} over the last "
             f"{spike['baseline_window']}.",
         ),
         _alert(

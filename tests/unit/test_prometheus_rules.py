@@ -1,0 +1,157 @@
+"""The Prometheus rules and the Alertmanager config: generated files are up to date, promtool
+accepts the rules and their unit tests (deploy/prometheus/tests/) pass, every alert has its
+runbook, and amtool accepts the Alertmanager config and routes alerts by severity.
+
+promtool and amtool come with the Debian packages prometheus and prometheus-alertmanager
+(deploy/local/install-packages.sh). Without them these tests fail: they never skip.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PROM = REPO / "deploy" / "prometheus"
+RULES = sorted((PROM / "rules").glob("*.yml"))
+RULE_TESTS = sorted((PROM / "tests").glob("*.yml"))
+ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else "")
+    if not path:
+        pytest.fail(
+            f"{name} not found on PATH or in /usr/bin: install it with "
+            "deploy/local/install-packages.sh (Debian packages prometheus, prometheus-alertmanager)"
+        )
+    return path
+
+
+def _run(*args: str, stdout_only: bool = False) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{output}"
+    return result.stdout if stdout_only else output
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("prom_rules_generate", PROM / "generate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rules(kind: str) -> list[dict[str, object]]:
+    return [
+        rule
+        for path in RULES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if kind in rule
+    ]
+
+
+def _groups() -> list[str]:
+    return [g["name"] for p in RULES for g in yaml.safe_load(p.read_text())["groups"]]
+
+
+def test_the_committed_rule_files_are_what_generate_py_writes() -> None:
+    gen = _generator()
+    generated = gen.generate(gen.load_config())
+    assert sorted(generated) == RULES
+    for path, text in generated.items():
+        assert path.read_text() == text, (
+            f"{path.relative_to(REPO)} is stale: run .venv/bin/python deploy/prometheus/generate.py"
+        )
+
+
+def test_promtool_accepts_the_rules() -> None:
+    output = _run(_tool("promtool"), "check", "rules", *map(str, RULES))
+    assert "SUCCESS" in output
+
+
+def test_promtool_accepts_the_config_with_its_rule_files() -> None:
+    output = _run(_tool("promtool"), "check", "config", str(PROM / "prometheus.yml"))
+    assert f"SUCCESS: {len(RULES)} rule files found" in output
+
+
+def test_every_rule_group_has_its_promtool_test_file() -> None:
+    assert sorted(p.stem for p in RULE_TESTS) == sorted(_groups())
+
+
+@pytest.mark.parametrize("test_file", RULE_TESTS, ids=lambda p: p.stem)
+def test_promtool_unit_tests_pass(test_file: Path) -> None:
+    output = _run(_tool("promtool"), "test", "rules", str(test_file))
+    assert "SUCCESS" in output
+
+
+def test_every_recording_rule_is_checked_by_a_promtool_test() -> None:
+    tested = "\n".join(p.read_text() for p in RULE_TESTS)
+    missing = [r["record"] for r in _rules("record") if f"expr: {r['record']}" not in tested]
+    assert not missing, f"recording rules without a promql_expr_test: {missing}"
+
+
+def test_every_alert_fires_in_a_promtool_test_and_has_its_runbook() -> None:
+    tested = "\n".join(p.read_text() for p in RULE_TESTS)
+    for rule in _rules("alert"):
+        name = str(rule["alert"])
+        assert f"alertname: {name}" in tested, f"{name} is not tested"
+        assert rule.get("for"), f"{name} has no for"
+        labels = rule["labels"]
+        annotations = rule["annotations"]
+        assert isinstance(labels, dict) and labels["severity"] in {"page", "ticket"}
+        assert isinstance(annotations, dict)
+        assert {"summary", "description", "runbook_url"} <= set(annotations)
+        assert annotations["runbook_url"] == f"docs/runbooks/{name}.md"
+        runbook = REPO / "docs" / "runbooks" / f"{name}.md"
+        assert runbook.is_file(), f"{runbook.relative_to(REPO)} is missing"
+
+
+def test_amtool_accepts_the_alertmanager_config() -> None:
+    output = _run(_tool("amtool"), "check-config", str(ALERTMANAGER_CONFIG))
+    assert "SUCCESS" in output
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["alertname=EngagementWorkerDown", "severity=page", "layer=worker"], "pager"),
+        (["alertname=EngagementChurnSignalSpike", "severity=page", "layer=kpi"], "pager"),
+        (["alertname=EngagementCsatDrop", "severity=ticket", "layer=kpi"], "tickets"),
+        (["alertname=SomethingElse"], "default"),
+    ],
+)
+def test_alertmanager_routes_by_severity(labels: list[str], receiver: str) -> None:
+    output = _run(
+        _tool("amtool"),
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_CONFIG}",
+        f"--verify.receivers={receiver}",  # a mismatch exits with an error
+        *labels,
+        stdout_only=True,
+    )
+    assert output.strip() == receiver
+
+
+def test_alertmanager_inhibits_symptoms_while_a_worker_is_down() -> None:
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    rules = config["inhibit_rules"]
+    worker_down = [r for r in rules if 'alertname="EngagementWorkerDown"' in r["source_matchers"]]
+    assert len(worker_down) == 1
+    rule = worker_down[0]
+    assert rule["target_matchers"] == ['layer=~"kpi|pipeline"']
+    layers = {r["alert"]: r["labels"]["layer"] for r in _rules("alert")}  # type: ignore[index]
+    assert layers.pop("EngagementWorkerDown") == "worker"
+    assert set(layers.values()) == {"kpi", "pipeline"}
