@@ -338,6 +338,7 @@ class Worker:
         self, p: int, part: LiveUserPartition, offset: int, value: bytes
     ) -> None:
         batch = decode_batch(value)
+        part.engine.fold_limit = self.now() - part.engine.margin
         out = part.apply(batch)
         sent = False
         for q, fwd in out.forwards.items():
@@ -400,6 +401,7 @@ class Worker:
     def _accounts_apply(
         self, p: int, part: LiveAccountPartition, offset: int, value: bytes
     ) -> None:
+        part.engine.fold_limit = self.now() - part.engine.margin
         dirty = part.apply(loads(value))
         table = self.accounts_table
         table[META_PREFIX + str(p).encode()] = dumps(part.meta)

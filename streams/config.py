@@ -27,7 +27,8 @@ class Config:
     value_event: str = "key_action"
     funnel_steps: tuple[str, ...] = ("welcome", "profile", "invite", "tour", "done")
     # Not a catalogue key: how far behind the newest record timestamp the live state folds
-    # event-time detail (see docs/architecture.md "state"). Replay folds at min(W, as_of).
+    # event-time detail (docs/architecture.md, "State and its retention"); capped by the as-of in
+    # replay and by the worker's clock live.
     fold_margin_seconds: float = field(default=300.0)
     # [metrics]: allow-lists of the label values of the Prometheus series (agents/metrics.py);
     # a touchpoint or feature outside its list is exported as "other".

@@ -90,8 +90,10 @@ def _max_below(folded: Instant | None, pending: list[Instant] | None, t: Instant
 
 
 class _Clock:
-    """A partition's time: W, the newest record timestamp seen (ns), and F, the fold point
-    (W - margin live, min(W, as-of) in replay); expiry runs as F moves."""
+    """A partition's time: W, the newest record timestamp seen (ns), and F, the fold point:
+    W - margin, but never later than `fold_limit` (the as-of in replay; live, the worker's clock
+    minus the margin, so a producer whose clock runs ahead cannot push F past "now").
+    Expiry runs as F moves."""
 
     fold_limit: Instant | None
     margin: int
@@ -103,8 +105,10 @@ class _Clock:
         w = self.watermark
         if w is None or record_ts_ns > w:
             self.watermark = record_ts_ns
-            lim = self.fold_limit
-            f: Instant = record_ts_ns - self.margin if lim is None else min(record_ts_ns, lim)
+            f: Instant = record_ts_ns - self.margin
+            lim = self.fold_limit  # replay: the as-of; live: the worker's clock - margin
+            if lim is not None and lim < f:
+                f = lim
             if f > self.fold:
                 self.fold = f
 

@@ -66,11 +66,11 @@ def test_sweep_forgets_what_no_window_reaches() -> None:
 
 
 def test_identity_horizon() -> None:
-    # an event id is remembered until W passes ts + lateness + 1 h
+    # an event id is remembered until F passes ts + lateness + 1 h (F = W here: no fold margin)
     lateness = 2
     base = ms("2026-11-01T00:00:00Z")
     r = Replayer(
-        Config.from_mapping({"allowed_lateness_hours": lateness}),
+        Config(allowed_lateness_hours=lateness, fold_margin_seconds=0.0),
         parse_as_of("2027-01-01T00:00:00Z"),
     )
     r.feed([ev("a", "page_view", "u", "2026-11-01T00:00:00Z", session_id="s")])
