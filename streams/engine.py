@@ -95,11 +95,15 @@ class _Clock:
     minus the margin, so a producer whose clock runs ahead cannot push F past "now").
     Expiry runs as F moves."""
 
-    fold_limit: Instant | None
-    margin: int
-    watermark: int | None
-    fold: Instant
-    _last_sweep: Instant | None
+    def _init_clock(
+        self, config: Config, fold_limit: Instant | None, daycalc: DayCalc | None
+    ) -> None:
+        self.fold_limit = fold_limit  # replay: the as-of instant; live: set per micro-batch
+        self.daycalc = daycalc or DayCalc(config.timezone)
+        self.margin = int(config.fold_margin_seconds * NS)
+        self.watermark: int | None = None  # W: newest record ts seen (ns)
+        self.fold: Instant = -(10**30)  # F
+        self._last_sweep: Instant | None = None
 
     def see_record_ts(self, record_ts_ns: int) -> None:
         w = self.watermark
@@ -135,21 +139,16 @@ class UserPartition(_Clock):
         daycalc: DayCalc | None = None,
     ) -> None:
         self.config = config
+        self._init_clock(config, fold_limit, daycalc)
         self.users: MutableMapping[str, UserState] = {} if users is None else users
         self.emit: EmitFact = emit if emit is not None else _drop_fact
-        self.fold_limit = fold_limit  # replay: the as-of instant
-        self.daycalc = daycalc or DayCalc(config.timezone)
         self.lateness = config.lateness_ns
-        self.margin = int(config.fold_margin_seconds * NS)
         self.inactive = frozenset(config.inactive_events)
         self.milestones = frozenset((*config.activation_events, config.value_event))
         self.steps = {s: "step:" + s for s in config.funnel_steps}
         self.accepted = 0
         self.duplicates = 0
         self.rejected = dict.fromkeys(REJECT_REASONS, 0)
-        self.watermark: int | None = None  # W: newest record ts seen (ns)
-        self.fold: Instant = -(10**30)  # F
-        self._last_sweep: Instant | None = None
 
     # ---- time ------------------------------------------------------------------------------
 
@@ -560,13 +559,8 @@ class AccountPartition(_Clock):
         daycalc: DayCalc | None = None,
     ) -> None:
         self.config = config
+        self._init_clock(config, fold_limit, daycalc)
         self.accounts: MutableMapping[str, AccountState] = {} if accounts is None else accounts
-        self.fold_limit = fold_limit
-        self.daycalc = daycalc or DayCalc(config.timezone)
-        self.margin = int(config.fold_margin_seconds * NS)
-        self.watermark: int | None = None
-        self.fold: Instant = -(10**30)
-        self._last_sweep: Instant | None = None
 
     def fact(
         self, customer: str, ts: Instant, record_ts: int, activity: bool, kind: int, value: float
