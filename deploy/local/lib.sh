@@ -6,6 +6,7 @@
 #   KAFKA_PORT=9092  KAFKA_CONTROLLER_PORT=19093  REDIS_PORT=6379
 #   PROMETHEUS_PORT=9090  ALERTMANAGER_PORT=9093  WORKER_PORT=6066
 #   KAFKA_VERSION=4.3.1  ENGAGEMENT_RUN_DIR=<repo>/.run  STACK_TIMEOUT=60 (seconds per service)
+#   STACK_SERVICES="kafka redis prometheus alertmanager" (what stack-up.sh starts)
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DEPLOY_DIR="$REPO_ROOT/deploy"
@@ -24,6 +25,10 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.3.1}"
 KAFKA_CLUSTER_ID="${KAFKA_CLUSTER_ID:-ZW5nYWdlbWVudC1sb2NhbA}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 STACK_TIMEOUT="${STACK_TIMEOUT:-60}"
+# Which services stack-up.sh starts (a subset, e.g. "kafka redis" for the fault tests' private
+# stack); stack-down.sh and stack-status.sh take service names as arguments instead.
+STACK_ALL_SERVICES="kafka redis prometheus alertmanager"
+STACK_SERVICES="${STACK_SERVICES:-$STACK_ALL_SERVICES}"
 
 RUN_DIR="${ENGAGEMENT_RUN_DIR:-$REPO_ROOT/.run}"
 LOG_DIR="$RUN_DIR/logs"
@@ -150,4 +155,22 @@ spawn() {
     local pid=$!
     printf '%s\n' "$pid" >"$PID_DIR/$name.pid"
     printf '%s' "$pid"
+}
+
+# Is SERVICE one of the names in the list LIST (space-separated)?
+in_list() {
+    local service="$1" list="$2" name
+    for name in $list; do
+        [[ "$name" == "$service" ]] && return 0
+    done
+    return 1
+}
+
+# Check that every name in LIST is a service of the stack.
+check_services() {
+    local name
+    for name in $1; do
+        in_list "$name" "$STACK_ALL_SERVICES" ||
+            die "unknown service '$name' (the services are: $STACK_ALL_SERVICES)"
+    done
 }

@@ -2,19 +2,38 @@
 # Stop everything the local stack started (and only that: processes are found through the pid
 # files under .run/pids and checked against their command line), then verify that none of the
 # stack's ports is still listening. Data and logs stay in .run/ (delete it for a clean slate).
+#
+# With arguments, stop only those services, e.g. `deploy/local/stack-down.sh kafka` (the
+# others keep running; `STACK_SERVICES=kafka deploy/local/stack-up.sh` starts it again).
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+services="${*:-$STACK_ALL_SERVICES}"
+check_services "$services"
 stack_lock
 ensure_dirs
-stop_service alertmanager "--storage.path=$RUN_DIR/alertmanager/data" 15
-stop_service prometheus "--storage.tsdb.path=$RUN_DIR/prometheus/data" 15
-stop_service redis "redis-server $STACK_HOST:$REDIS_PORT" 15
-stop_service kafka "kafka.Kafka $RUN_DIR/kafka/server.properties" 60
+if in_list alertmanager "$services"; then
+    stop_service alertmanager "--storage.path=$RUN_DIR/alertmanager/data" 15
+fi
+if in_list prometheus "$services"; then
+    stop_service prometheus "--storage.tsdb.path=$RUN_DIR/prometheus/data" 15
+fi
+if in_list redis "$services"; then
+    stop_service redis "redis-server $STACK_HOST:$REDIS_PORT" 15
+fi
+if in_list kafka "$services"; then
+    stop_service kafka "kafka.Kafka $RUN_DIR/kafka/server.properties" 60
+fi
 
+vars=()
+if in_list kafka "$services"; then vars+=(KAFKA_PORT KAFKA_CONTROLLER_PORT); fi
+if in_list redis "$services"; then vars+=(REDIS_PORT); fi
+if in_list prometheus "$services"; then vars+=(PROMETHEUS_PORT); fi
+if in_list alertmanager "$services"; then vars+=(ALERTMANAGER_PORT); fi
+if (($# == 0)); then vars+=(WORKER_PORT); fi
 busy=0
-for var in KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT PROMETHEUS_PORT ALERTMANAGER_PORT WORKER_PORT; do
+for var in "${vars[@]}"; do
     port="${!var}"
     if port_listening "$port"; then
         log "WARNING: port $port ($var) is still in use by $(port_owner "$port"), which this stack did not start"
@@ -22,5 +41,5 @@ for var in KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT PROMETHEUS_PORT ALERTMANA
     fi
 done
 if ((busy == 0)); then
-    log "down: no process of the stack is left and none of its ports is listening"
+    log "down ($services): no process of it is left and none of its ports is listening"
 fi

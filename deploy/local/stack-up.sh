@@ -4,7 +4,8 @@
 # Idempotent: services already started by this stack are reused, not restarted.
 # Then creates the project's topics (when the virtualenv exists; `make install` makes it).
 #
-# Environment: see deploy/local/lib.sh and docs/stack.md. STACK_SKIP_TOPICS=1 skips topics.
+# Environment: see deploy/local/lib.sh and docs/stack.md. STACK_SKIP_TOPICS=1 skips topics;
+# STACK_SERVICES="kafka redis" starts only those services (default: all four).
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -228,17 +229,28 @@ create_topics() {
 }
 
 # --- Main -------------------------------------------------------------------------------------
+# STACK_SERVICES picks a subset (e.g. STACK_SERVICES="kafka redis"; default: all four).
+check_services "$STACK_SERVICES"
+wants() { in_list "$1" "$STACK_SERVICES"; }
 # Kafka takes the longest to boot: start it first and start the others meanwhile.
-start_kafka
-if [[ -z "$(running_pid kafka "$KAFKA_PATTERN" || true)" ]]; then
-    die "kafka exited at once; see $(rel "$KAFKA_LOG")"
+if wants kafka; then
+    start_kafka
+    if [[ -z "$(running_pid kafka "$KAFKA_PATTERN" || true)" ]]; then
+        die "kafka exited at once; see $(rel "$KAFKA_LOG")"
+    fi
 fi
-start_redis
-start_prometheus
-start_alertmanager
-wait_until kafka "$KAFKA_LOG" "$kafka_pid" kafka_ready
-create_topics
+if wants redis; then start_redis; fi
+if wants prometheus; then start_prometheus; fi
+if wants alertmanager; then start_alertmanager; fi
+if wants kafka; then
+    wait_until kafka "$KAFKA_LOG" "$kafka_pid" kafka_ready
+    create_topics
+fi
 
-log "up in $((SECONDS - started_at))s: kafka $KAFKA_BOOTSTRAP (controller :$KAFKA_CONTROLLER_PORT), \
-redis $STACK_HOST:$REDIS_PORT, prometheus http://$STACK_HOST:$PROMETHEUS_PORT, \
-alertmanager http://$STACK_HOST:$ALERTMANAGER_PORT; logs in $(rel "$LOG_DIR")"
+up=()
+if wants kafka; then up+=("kafka $KAFKA_BOOTSTRAP (controller :$KAFKA_CONTROLLER_PORT)"); fi
+if wants redis; then up+=("redis $STACK_HOST:$REDIS_PORT"); fi
+if wants prometheus; then up+=("prometheus http://$STACK_HOST:$PROMETHEUS_PORT"); fi
+if wants alertmanager; then up+=("alertmanager http://$STACK_HOST:$ALERTMANAGER_PORT"); fi
+joined="$(printf ', %s' "${up[@]}")"
+log "up in $((SECONDS - started_at))s: ${joined:2}; logs in $(rel "$LOG_DIR")"
