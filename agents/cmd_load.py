@@ -5,12 +5,15 @@ record value (its UTF-8 bytes), `key` the record key, `ts` the record timestamp.
 topic is the line's topic with the configured prefix. Records go to the partition Kafka's
 default partitioner picks for their key (so a user stays in one partition); `--keep-partitions`
 uses each line's `partition` instead. Lines that are not valid envelopes are reported and
-skipped. The producer is idempotent (acks=all) and flushed before exit.
+skipped. The producer is idempotent (acks=all) and flushed before exit; a record Kafka cannot
+take (e.g. a broker restarting) is retried for up to 2 minutes, and the command exits 1 if any
+record was not acknowledged. `--rate N` paces the sending to N records per second.
 
 examples:
   engagement load events.jsonl
   engagement simulate --duration 1d --out - | engagement load -
   engagement load --prefix test-1. --keep-partitions backfill.jsonl
+  engagement load --rate 500 events.jsonl        # a steady stream of 500 records/s
 """
 
 from __future__ import annotations
@@ -21,10 +24,46 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 from agents.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 from streams.partitioner import kafka_partition
 from streams.topics import ENV_PREFIX
+
+# How long a record may wait for Kafka (retried every retry_backoff_ms) before it is given up:
+# long enough to ride out a broker restart (docs/operations.md, "Faults we test").
+DELIVERY_TIMEOUT_MS = 120_000
+
+
+def _rate(v: str) -> float:
+    try:
+        r = float(v)
+    except ValueError:
+        r = -1.0
+    if not (r >= 0 and r < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected records per second >= 0, got {v!r}")
+    return r
+
+
+class _Acks:
+    """The done-callback of every send: counts acknowledged records, keeps the first error."""
+
+    __slots__ = ("count", "error")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.error: BaseException | None = None
+
+    def __call__(self, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            if self.error is None:
+                self.error = asyncio.CancelledError()
+            return
+        exc = fut.exception()
+        if exc is None:
+            self.count += 1
+        elif self.error is None:
+            self.error = exc
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,6 +83,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--keep-partitions", action="store_true", help="send each record to its line's partition"
     )
+    p.add_argument(
+        "--rate",
+        type=_rate,
+        default=0.0,
+        metavar="N",
+        help="send at most N records per second (default 0: as fast as Kafka takes them)",
+    )
 
 
 async def _load(args: argparse.Namespace) -> int:
@@ -57,7 +103,8 @@ async def _load(args: argparse.Namespace) -> int:
         linger_ms=20,
         max_batch_size=1024 * 1024,
         max_request_size=2 * 1024 * 1024,
-        request_timeout_ms=30000,
+        request_timeout_ms=DELIVERY_TIMEOUT_MS,
+        retry_backoff_ms=200,
     )
     try:
         await producer.start()
@@ -67,6 +114,8 @@ async def _load(args: argparse.Namespace) -> int:
     sent = skipped = 0
     parts: dict[str, int] = {}
     start = time.monotonic()
+    acks = _Acks()
+    error: BaseException | None = None
     try:
         for name in args.files:
             try:
@@ -100,16 +149,36 @@ async def _load(args: argparse.Namespace) -> int:
                         partition = kafka_partition(kb, parts[topic])
                     else:
                         partition = None
-                    await producer.send(
-                        topic, value=value, key=kb, timestamp_ms=ts, partition=partition
-                    )
+                    if args.rate > 0:
+                        ahead = start + sent / args.rate - time.monotonic()
+                        if ahead > 0:
+                            await asyncio.sleep(ahead)
+                    try:
+                        fut = await producer.send(
+                            topic, value=value, key=kb, timestamp_ms=ts, partition=partition
+                        )
+                    except KafkaError as exc:  # the send buffer stayed full past the timeout
+                        error = exc
+                        break
+                    fut.add_done_callback(acks)
                     sent += 1
                     if sent % 50_000 == 0:
                         rate = sent / max(time.monotonic() - start, 1e-9)
                         print(f"load: {sent:,} records, {rate:,.0f}/s", file=sys.stderr)
+            if error is not None:
+                break
         await producer.flush()
     finally:
-        await producer.stop()
+        await producer.stop()  # waits for what is still pending
+    await asyncio.sleep(0)  # the done-callbacks of the last sends
+    error = error or acks.error
+    if error is not None or acks.count < sent:
+        print(
+            f"engagement load: delivery to Kafka at {args.bootstrap} failed after "
+            f"{acks.count:,} of {sent:,} records: {error!r}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     print(f"load: sent {sent:,} records ({skipped} lines skipped)", file=sys.stderr)
     return EXIT_OK
 

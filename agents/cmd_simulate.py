@@ -12,7 +12,8 @@ HOST:PORT (or --kafka: $KAFKA_BOOTSTRAP, else 127.0.0.1:9092) produces to Kafka:
 goes to the prefixed topic (--prefix, default $ENGAGEMENT_TOPIC_PREFIX) with its key, its value
 bytes and its record timestamp, in the partition Kafka's default partitioner picks for the key
 among the topic's partitions (a null key: the producer picks). The producer is idempotent
-(acks=all), batches and retries; the topics must exist (`engagement topics`, `make stack-up`).
+(acks=all), batches and retries each record for up to 2 minutes (a broker restart is ridden
+out); the topics must exist (`engagement topics`, `make stack-up`).
 
 When: by default records go out as fast as they are made, a backfill: --start defaults to
 now - --duration, so the history ends now. With --live (--real-time) each record goes out when
@@ -545,8 +546,9 @@ async def _produce_to(
         linger_ms=20,
         max_batch_size=512 * 1024,
         max_request_size=2 * 1024 * 1024,
-        # A batch is retried (every retry_backoff_ms) until it is request_timeout_ms old.
-        request_timeout_ms=30_000,
+        # A batch is retried (every retry_backoff_ms) until it is request_timeout_ms old: 2
+        # minutes ride out a broker restart (docs/operations.md, "Faults we test").
+        request_timeout_ms=120_000,
         retry_backoff_ms=200,
     )
     try:
