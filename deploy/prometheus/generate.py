@@ -1,11 +1,19 @@
 """Generate deploy/prometheus/rules/{recording,alerts}.yml from deploy/prometheus/rules.toml.
 
 Usage: python deploy/prometheus/generate.py [--check]
+       python deploy/prometheus/generate.py --time-scale N --out-dir DIR
+
 
 The recording rules compute every global KPI of docs/metrics.md section 3 from the series of
 section 7 summed over the workers ("sum each series over the workers, then divide"). The alert
 rules take their thresholds and windows from rules.toml. Both files are committed; --check (and
 tests/unit/test_prometheus_rules.py) fails when they differ from what this script generates.
+
+--time-scale N writes, into DIR, the same rules with every PromQL range, offset and `for` of
+rules.toml divided by N (the names of exported windows, such as the "24h" of a baseline, stay):
+alerts.yml, and recording-scaled.yml with the recording rules whose names change with the scale
+(load it next to the committed recording.yml). The end-to-end alert test uses it, so a fresh
+Prometheus without hours of history runs the real rules.
 
 Stdlib and PyYAML only (PyYAML checks that the output parses as the rules it means to write).
 """
@@ -42,6 +50,38 @@ def seconds(duration: str) -> int:
     if unit not in _UNITS or not number.isdigit():
         raise ValueError(f"not a simple duration: {duration!r}")
     return int(number) * _UNITS[unit]
+
+
+def duration(secs: int) -> str:
+    """The shortest simple Prometheus duration for `secs` seconds ("5m", "15s")."""
+    for unit, size in sorted(_UNITS.items(), key=lambda kv: -kv[1]):
+        if secs % size == 0:
+            return f"{secs // size}{unit}"
+    raise AssertionError("unreachable: 's' divides every integer")
+
+
+# Keys of rules.toml's alerts that are PromQL durations (besides `for`), scaled by --time-scale.
+# The other duration-like keys name the windows the workers export and never scale.
+PROMQL_DURATIONS = {
+    "EngagementChurnSignalSpike": ("short_window",),
+    "EngagementNpsDrop": ("baseline_window",),
+    "EngagementDauBelowLastWeek": ("offset",),
+    "EngagementDeadLetterRate": ("window",),
+    "EngagementConsumerLagGrowing": ("window",),
+    "EngagementNoRecords": ("window",),
+}
+
+
+def scaled(cfg: dict[str, Any], factor: int) -> dict[str, Any]:
+    """A copy of `cfg` with its PromQL durations and `for`s divided by `factor`."""
+    out = {**cfg, "alerts": {name: dict(a) for name, a in cfg["alerts"].items()}}
+    for name, a in out["alerts"].items():
+        for key in ("for", *PROMQL_DURATIONS.get(name, ())):
+            secs = seconds(a[key])
+            if secs % factor:
+                raise ValueError(f"{name}.{key} = {a[key]} is not divisible by {factor}")
+            a[key] = duration(secs // factor)
+    return out
 
 
 @dataclass
@@ -443,8 +483,8 @@ def kpi_alerts_group(cfg: dict[str, Any]) -> Group:
         _alert(
             cfg,
             "EngagementDauBelowLastWeek",
-            f"engagement:dau:users < {dau['min_fraction']} * engagement:dau:users offset 7d\n"
-            f"and on ()\nengagement:dau:users offset 7d >= {dau['min_users']}",
+            f"engagement:dau:users < {dau['min_fraction']} * engagement:dau:users offset {dau['offset']}\n"
+            f"and on ()\nengagement:dau:users offset {dau['offset']} >= {dau['min_users']}",
             "kpi",
             "DAU below the same weekday last week",
             f"{{{{ $value }}}} users active so far today, less than {dau['min_fraction']} x the "
@@ -547,10 +587,45 @@ def generate(cfg: dict[str, Any]) -> dict[Path, str]:
     return {RECORDING: render(recording), ALERTS: render(alerts)}
 
 
+def _names_and_exprs(text: str) -> dict[str, str]:
+    groups = yaml.safe_load(text)["groups"]
+    return {r.get("record") or r["alert"]: r["expr"] for g in groups for r in g["rules"]}
+
+
+def generate_scaled(cfg: dict[str, Any], factor: int) -> dict[str, str]:
+    """{file name: text}: the alerts of `cfg` scaled by `factor`, and the recording rules the
+    scale renames (the others are the committed recording.yml's, expression for expression)."""
+    base = _names_and_exprs(generate(cfg)[RECORDING])
+    small = scaled(cfg, factor)
+    groups = [activity_group(), surveys_group(), business_group(), pipeline_group(small)]
+    extra = []
+    for g in groups:
+        rules = []
+        for r in g.rules:
+            if r.name not in base:
+                rules.append(r)
+            elif base[r.name] != r.expr:
+                raise ValueError(f"{r.name} changes with the time scale but keeps its name")
+        if rules:
+            extra.append(Group(f"{g.name}_scaled", f"{g.comment} Scaled by {factor}.", rules))
+    alerts = [kpi_alerts_group(small), pipeline_alerts_group(small)]
+    return {"recording-scaled.yml": render(extra), "alerts.yml": render(alerts)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the files are stale")
+    parser.add_argument("--time-scale", type=int, metavar="N", help="divide PromQL durations by N")
+    parser.add_argument("--out-dir", type=Path, metavar="DIR", help="where --time-scale writes")
     args = parser.parse_args(argv)
+    if args.time_scale is not None:
+        if args.out_dir is None or args.check:
+            parser.error("--time-scale needs --out-dir (and no --check)")
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in generate_scaled(load_config(), args.time_scale).items():
+            (args.out_dir / name).write_text(text)
+            print(f"wrote {args.out_dir / name}")
+        return 0
     stale = []
     for path, text in generate(load_config()).items():
         if args.check:

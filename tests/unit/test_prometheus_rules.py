@@ -9,6 +9,7 @@ promtool and amtool come with the Debian packages prometheus and prometheus-aler
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -155,3 +156,47 @@ def test_alertmanager_inhibits_symptoms_while_a_worker_is_down() -> None:
     layers = {r["alert"]: r["labels"]["layer"] for r in _rules("alert")}  # type: ignore[index]
     assert layers.pop("EngagementWorkerDown") == "worker"
     assert set(layers.values()) == {"kpi", "pipeline"}
+
+
+def test_time_scaled_rules_divide_promql_durations_and_keep_exported_windows(
+    tmp_path: Path,
+) -> None:
+    """`generate.py --time-scale 20` (used by the end-to-end alert test): every `for`, range and
+    offset of the committed alerts divided by 20; label windows ("1h", "24h") unchanged;
+    promtool accepts the scaled files next to the committed recording rules."""
+    gen = _generator()
+    assert gen.main(["--time-scale", "20", "--out-dir", str(tmp_path)]) == 0
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def secs(text: str) -> float:
+        return int(text[:-1]) * units[text[-1]]
+
+    def alerts(path: Path) -> dict[str, dict[str, object]]:
+        groups = yaml.safe_load(path.read_text())["groups"]
+        return {r["alert"]: r for g in groups for r in g["rules"]}
+
+    full, small = alerts(PROM / "rules" / "alerts.yml"), alerts(tmp_path / "alerts.yml")
+    assert sorted(full) == sorted(small)
+    duration = re.compile(r"(\[|offset )(\d+[smhd])")
+    for name, rule in full.items():
+        assert secs(str(small[name]["for"])) * 20 == secs(str(rule["for"])), name
+        big = [secs(d) for _, d in duration.findall(str(rule["expr"]))]
+        little = [secs(d) for _, d in duration.findall(str(small[name]["expr"]))]
+        assert [d / 20 for d in big] == little, name
+        labels = re.compile(r'window="[^"]+"')
+        assert labels.findall(str(rule["expr"])) == labels.findall(str(small[name]["expr"]))
+    scaled_records = [
+        r["record"]
+        for g in yaml.safe_load((tmp_path / "recording-scaled.yml").read_text())["groups"]
+        for r in g["rules"]
+    ]
+    assert "engagement:churn_signals_new_15s:estimate" in scaled_records
+    assert not set(scaled_records) & {str(r["record"]) for r in _rules("record")}
+    _run(
+        _tool("promtool"),
+        "check",
+        "rules",
+        str(PROM / "rules" / "recording.yml"),
+        str(tmp_path / "recording-scaled.yml"),
+        str(tmp_path / "alerts.yml"),
+    )
