@@ -132,6 +132,7 @@ class Worker:
             web_bind=s.web_host,
             web_port=s.web_port,
             web_in_thread=False,
+            **s.kafka_security.faust_settings(),
         )
         internal_cfg = dict(INTERNAL_CONFIGS)
         self.batches_topic = self.app.topic(
@@ -281,6 +282,7 @@ class Worker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            **self.s.kafka_security.aiokafka_kwargs(),
         )
         await consumer.start()
         self.intake_consumer = consumer
@@ -432,6 +434,7 @@ class Worker:
             enable_auto_commit=False,
             max_partition_fetch_bytes=INTERNAL_MAX_MESSAGE,
             fetch_max_bytes=INTERNAL_MAX_MESSAGE,
+            **self.s.kafka_security.aiokafka_kwargs(),
         )
         await consumer.start()
         out: list[tuple[int, bytes]] = []
@@ -504,7 +507,10 @@ class Worker:
             import redis.asyncio as aioredis
 
             self.redis = aioredis.from_url(
-                self.s.redis_url, socket_timeout=2, socket_connect_timeout=2
+                self.s.redis_url,
+                socket_timeout=2,
+                socket_connect_timeout=2,
+                **self.s.redis_security.client_kwargs(self.s.redis_url),
             )
         return self.redis
 

@@ -20,6 +20,16 @@ from typing import Any
 import msgspec
 
 from streams.errors import Reject
+from streams.recordspec import (
+    PLACEMENT_TYPES,
+    PRODUCT_EVENTS,
+    PROPS_NAMES,
+    SESSION_TYPES,
+    SOCIAL_ACTIONS,
+    SURVEY_ANSWERS,
+    SURVEYS,
+    TYPE_PATTERN,
+)
 from streams.timeutil import END_MS, HOUR, MIN_MS, MS, Instant, parse_rfc3339
 
 TOO_LARGE = "too_large"
@@ -33,25 +43,13 @@ MAX_VALUE_BYTES = 65536
 MAX_DEPTH = 64
 FUTURE_NS = HOUR
 
-PRODUCT_EVENTS = "product-events"
-SURVEY_ANSWERS = "survey-answers"
 INPUT_TOPICS = frozenset((PRODUCT_EVENTS, SURVEY_ANSWERS))
 
-TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}", re.ASCII)
-SOCIAL_ACTIONS: tuple[str, ...] = ("like", "share", "comment", "mention", "save")
-SURVEYS: dict[str, tuple[int, int]] = {"csat": (1, 5), "nps": (0, 10), "ces": (1, 7)}
-
-# type -> props fields that must be names (strings of 1-128 code points)
-_PROPS_NAMES: dict[str, tuple[str, ...]] = {
-    "onboarding_step": ("step",),
-    "feature_used": ("feature",),
-    "purchase": ("order_id",),
-    "return": ("order_id",),
-    "ticket_opened": ("ticket_id", "category"),
-    "ticket_resolved": ("ticket_id",),
-}
-_SESSION_TYPES = frozenset(("session_start", "session_end", "page_view"))
-_PLACEMENT_TYPES = frozenset(("click", "impression"))
+# The definitions live in streams/recordspec.py (shared with the JSON Schemas and the SDK).
+TYPE_RE = re.compile(TYPE_PATTERN, re.ASCII)
+_PROPS_NAMES = PROPS_NAMES
+_SESSION_TYPES = frozenset(SESSION_TYPES)
+_PLACEMENT_TYPES = frozenset(PLACEMENT_TYPES)
 
 
 class ProductEvent(msgspec.Struct, gc=False):
