@@ -19,6 +19,7 @@ environment:
   ENGAGEMENT_INPUT_PARTITIONS     default for --input-partitions (8)
   ENGAGEMENT_OUTPUT_PARTITIONS    default for --output-partitions (4)
   ENGAGEMENT_REPLICATION_FACTOR   default for --replication-factor (1)
+  KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*   TLS and SASL (docs/operations.md, Security)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 
+from streams.errors import ConfigError
 from streams.topics import (
     TopicSettings,
     TopicSettingsError,
@@ -86,13 +88,21 @@ def default_bootstrap() -> str:
 
 
 async def connect(bootstrap: str, timeout: float = 30.0) -> AIOKafkaAdminClient:
-    """A started admin client; retries until `timeout` seconds while the broker is not up."""
+    """A started admin client; retries until `timeout` seconds while the broker is not up.
+    TLS/SASL settings come from the environment (agents/security.py)."""
+    from agents.security import kafka_kwargs
+
+    try:
+        security = kafka_kwargs()
+    except ConfigError as exc:
+        raise AdminError(str(exc)) from None
     deadline = time.monotonic() + timeout
     while True:
         client = AIOKafkaAdminClient(
             bootstrap_servers=bootstrap,
             client_id="engagement-admin",
             request_timeout_ms=max(1000, int(timeout * 1000)),
+            **security,
         )
         try:
             await client.start()

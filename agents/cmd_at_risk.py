@@ -24,8 +24,9 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from agents.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from agents.health import DEFAULT_LIMIT, MAX_LIMIT, health_keys, parse_limit, read_at_risk_sync
+from streams.errors import ConfigError
 from streams.topics import ENV_PREFIX, TopicSettingsError, validate_prefix
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -116,7 +117,14 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     url = args.redis_url
     try:
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+        from agents.security import redis_kwargs
+
+        client = redis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=3, **redis_kwargs(url)
+        )
+    except ConfigError as exc:
+        print(f"engagement at-risk: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except ValueError as exc:
         print(
             f"engagement at-risk: --redis-url {_redact(url)!r} is not a Redis URL ({exc}); "

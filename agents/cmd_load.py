@@ -26,7 +26,8 @@ import sys
 import time
 from typing import Any
 
-from agents.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from streams.errors import ConfigError
 from streams.partitioner import kafka_partition
 from streams.topics import ENV_PREFIX
 
@@ -96,8 +97,16 @@ async def _load(args: argparse.Namespace) -> int:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
+    from agents.security import kafka_kwargs
+
+    try:
+        security = kafka_kwargs()
+    except ConfigError as exc:
+        print(f"engagement load: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     producer = AIOKafkaProducer(
         bootstrap_servers=args.bootstrap,
+        **security,
         acks="all",
         enable_idempotence=True,
         linger_ms=20,

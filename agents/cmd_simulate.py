@@ -538,9 +538,17 @@ async def _produce_to(
     level = kafka_log.level
     if not logging.getLogger().handlers:
         kafka_log.setLevel(logging.CRITICAL)
+    from agents.security import kafka_kwargs
+
+    try:
+        security = kafka_kwargs()
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_CONFIG
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id="engagement-simulate",
+        **security,
         acks="all",
         enable_idempotence=True,
         linger_ms=20,

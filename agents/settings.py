@@ -11,6 +11,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from agents.security import KafkaSecurity, RedisSecurity
 from streams.config import Config
 from streams.errors import ConfigError
 from streams.timeutil import Instant, parse_as_of
@@ -46,6 +47,9 @@ class Settings:
     log_level: str = "info"
     topics: TopicSettings = field(default_factory=TopicSettings)
     config: Config = field(default_factory=Config)
+    # TLS/SASL of every Kafka client and TLS/ACL of Redis (agents/security.py; env only)
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    redis_security: RedisSecurity = field(default_factory=RedisSecurity)
 
     @property
     def partitions(self) -> int:
@@ -75,7 +79,11 @@ class Settings:
             topics = TopicSettings.from_env(env)
         except (TopicSettingsError, ValueError) as exc:
             raise ConfigError(str(exc)) from exc
-        kw: dict[str, object] = {"topics": topics}
+        kw: dict[str, object] = {
+            "topics": topics,
+            "kafka_security": KafkaSecurity.from_env(env),
+            "redis_security": RedisSecurity.from_env(env),
+        }
         for name, value in values.items():
             if name == "web_port":
                 try:
