@@ -13,6 +13,19 @@ DEPLOY_DIR="$REPO_ROOT/deploy"
 LOCAL_DIR="$DEPLOY_DIR/local"
 
 STACK_HOST=127.0.0.1
+# SECURE=1 (or STACK_SECURE=1): Kafka over SASL_SSL and Redis over TLS with an ACL user
+# (deploy/local/secure.sh), with a run directory and ports of its own by default, so that it
+# runs alongside the plain stack.
+STACK_SECURE="${STACK_SECURE:-${SECURE:-0}}"
+if [[ "$STACK_SECURE" == 1 ]]; then
+    ENGAGEMENT_RUN_DIR="${ENGAGEMENT_RUN_DIR:-$REPO_ROOT/.run/secure-stack}"
+    KAFKA_PORT="${KAFKA_PORT:-49092}"
+    KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-49093}"
+    REDIS_PORT="${REDIS_PORT:-46379}"
+    PROMETHEUS_PORT="${PROMETHEUS_PORT:-49090}"
+    ALERTMANAGER_PORT="${ALERTMANAGER_PORT:-49094}"
+    WORKER_PORT="${WORKER_PORT:-46066}"
+fi
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
 REDIS_PORT="${REDIS_PORT:-6379}"
@@ -35,6 +48,9 @@ LOG_DIR="$RUN_DIR/logs"
 PID_DIR="$RUN_DIR/pids"
 
 export KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-$STACK_HOST:$KAFKA_PORT}"
+
+# shellcheck source=deploy/local/secure.sh
+source "$LOCAL_DIR/secure.sh"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() {

@@ -15,6 +15,7 @@ stack_lock
 
 "$LOCAL_DIR/install-packages.sh"
 ensure_dirs
+if secure_enabled; then secure_prepare; fi
 
 # Substitute @NAME@ placeholders of a template with the values of the named variables.
 render() {
@@ -75,13 +76,19 @@ start_kafka() {
     resolve_kafka_libs
     render "$LOCAL_DIR/kafka/server.properties.in" "$KAFKA_DIR/server.properties" \
         KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_DATA_DIR
+    local format_args=()
+    if secure_enabled; then
+        secure_kafka_properties "$KAFKA_DIR/server.properties"
+        mapfile -t format_args < <(secure_format_args)
+    fi
     if [[ ! -f "$KAFKA_DATA_DIR/meta.properties" ]]; then
         log "kafka: formatting $(rel "$KAFKA_DATA_DIR") (cluster id $KAFKA_CLUSTER_ID)"
         if ! java -cp "$KAFKA_LIB/*" \
             -Dlog4j2.configurationFile="$LOCAL_DIR/kafka/log4j2.properties" \
             -Dkafka.log.file="$KAFKA_LOG" \
             kafka.tools.StorageTool format --config "$KAFKA_DIR/server.properties" \
-            --cluster-id "$KAFKA_CLUSTER_ID" --ignore-formatted >>"$KAFKA_LOG" 2>&1; then
+            --cluster-id "$KAFKA_CLUSTER_ID" --ignore-formatted "${format_args[@]}" \
+            >>"$KAFKA_LOG" 2>&1; then
             die "kafka: formatting the storage failed; see $(rel "$KAFKA_LOG")"
         fi
     fi
@@ -121,6 +128,7 @@ start_redis() {
         mkdir -p "$REDIS_DATA_DIR"
         render "$LOCAL_DIR/redis/redis.conf.in" "$REDIS_DATA_DIR/redis.conf" \
             REDIS_PORT PID_DIR LOG_DIR REDIS_DATA_DIR
+        if secure_enabled; then secure_redis_conf "$REDIS_DATA_DIR/redis.conf"; fi
         rm -f "$PID_DIR/redis.pid"
         redis-server "$REDIS_DATA_DIR/redis.conf" >>"$REDIS_LOG" 2>&1 </dev/null 9>&- ||
             die "redis did not start; see $(rel "$REDIS_LOG")"
@@ -130,7 +138,7 @@ start_redis() {
     record_port redis "$REDIS_PORT"
 }
 
-redis_ready() { [[ "$(redis-cli -h "$STACK_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; }
+redis_ready() { [[ "$(stack_redis_cli ping 2>/dev/null)" == PONG ]]; }
 
 # --- Prometheus -------------------------------------------------------------------------------
 PROM_DIR="$RUN_DIR/prometheus"
