@@ -291,8 +291,10 @@ def register(worker: Worker) -> HealthPublisher:
     async def at_risk(self: View, request: Request) -> Response:
         try:
             limit = parse_limit(request.query.get("limit"))
-        except ValueError as exc:
-            return self.json({"error": str(exc)}, status=400)
+        except ValueError:  # the message would echo the value: name what is expected
+            return self.json(
+                {"error": f"limit must be an integer from 1 to {MAX_LIMIT}"}, status=400
+            )
         try:
             r = await worker.get_redis()
             body = await read_at_risk(r, pub.zkey, pub.hkey, limit)

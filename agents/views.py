@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     from agents.worker import Worker
 
 
+# The 400 body of a bad as_of: what is expected, never the value received (which could be any
+# text a caller or an attacker chose, e.g. markup or a record pasted into the URL).
+AS_OF_ERROR = (
+    "as_of must be an RFC 3339 instant in years 0001-9999 with an offset "
+    "(e.g. 2026-11-20T10:00:00Z) or epoch milliseconds"
+)
+
+
 def register(worker: Worker) -> None:
     app = worker.app
 
@@ -23,8 +31,8 @@ def register(worker: Worker) -> None:
         """The as-of instant of a request (default: the worker's clock), or an error."""
         try:
             return worker.parse_as_of(request.query.get("as_of")), ""
-        except AsOfError as exc:
-            return None, str(exc)
+        except AsOfError:
+            return None, AS_OF_ERROR
 
     @app.page("/snapshot")
     async def snapshot(self: View, request: Request) -> Response:
