@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "load": ("agents.cmd_load", "send a kcat-style JSONL file into Kafka (keys, timestamps)"),
     "worker": ("agents.cmd_worker", "run a live worker (Faust): metrics, /snapshot, /metrics"),
     "at-risk": ("agents.cmd_at_risk", "list customers at risk (health < 40), from Redis"),
+    "forget": ("agents.cmd_forget", "erase a user (GDPR) from the workers' tables and Redis"),
 }
 
 

@@ -30,6 +30,17 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from agents.forget import (
+    FORGET_TOPIC,
+    FORGOT_PREFIX,
+    RECEIPT_SECONDS,
+    Tombstones,
+    drop_forgotten_facts,
+    drop_forgotten_records,
+    receipt_key,
+    receipt_value,
+    user_hash,
+)
 from agents.settings import Settings
 from streams.engine import Partial, finalize, partial_from_json, partial_to_json
 from streams.live import (
@@ -173,6 +184,12 @@ class Worker:
         self.health_pending: dict[int, set[str]] = {}
         self.intake_consumer: AIOKafkaConsumer | None = None
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+        # forgotten users and customers per partition (agents/forget.py), and the Redis work
+        # (health entry removal, receipt) of forgets applied by the accounts agent
+        self.user_tombs: dict[int, Tombstones] = {}
+        self.acct_tombs: dict[int, Tombstones] = {}
+        self.forget_redis: list[tuple[str, str, int]] = []
+        self.health_pub: Any = None
         self._register()
 
     # ---- clock -----------------------------------------------------------------------------
@@ -197,7 +214,7 @@ class Worker:
         views.register(self)
         from agents import health
 
-        health.register(self)
+        self.health_pub = health.register(self)
 
     # ---- partition state -------------------------------------------------------------------
 
@@ -220,7 +237,7 @@ class Worker:
         todo_u = users - set(self.user_parts)
         todo_a = accts - set(self.acct_parts)
         if todo_u:
-            ents, metas, applied = self._read_table(self.users_table, todo_u)
+            ents, metas, applied = self._read_table(self.users_table, todo_u, self.user_tombs)
             for p in todo_u:
                 part = LiveUserPartition(cfg, p, self.P, self.P, users=ents[p], meta=metas.get(p))
                 part.meta.event_offset = applied.get(p, -1)
@@ -228,7 +245,7 @@ class Worker:
             n = sum(map(len, ents.values()))
             log.info("loaded user partitions %s (%d users)", sorted(todo_u), n)
         if todo_a:
-            aents, ametas, aapplied = self._read_table(self.accounts_table, todo_a)
+            aents, ametas, aapplied = self._read_table(self.accounts_table, todo_a, self.acct_tombs)
             for p in todo_a:
                 apart = LiveAccountPartition(cfg, p, accounts=aents[p], meta=ametas.get(p))
                 apart.meta.event_offset = aapplied.get(p, -1)
@@ -236,9 +253,12 @@ class Worker:
             log.info("loaded account partitions %s", sorted(todo_a))
 
     def _read_table(
-        self, table: Any, parts: set[int]
+        self, table: Any, parts: set[int], tombs: dict[int, Tombstones]
     ) -> tuple[dict[int, dict[str, Any]], dict[int, Any], dict[int, int]]:
-        """Entities, meta and applied marker of the given partitions, from a table."""
+        """Entities, meta and applied marker of the given partitions, from a table (and their
+        tombstones into `tombs`)."""
+        for p in parts:
+            tombs.pop(p, None)
         ents: dict[int, dict[str, Any]] = {p: {} for p in parts}
         metas: dict[int, Any] = {}
         applied: dict[int, int] = {}
@@ -251,6 +271,10 @@ class Worker:
                 p = int(k[len(APPLIED_PREFIX) :])
                 if p in ents:
                     applied[p] = int(v)
+            elif k.startswith(FORGOT_PREFIX):
+                p = int(k[len(FORGOT_PREFIX) :])
+                if p in ents:
+                    tombs[p] = Tombstones.loads(v)
             else:
                 key = k.decode("utf-8")
                 p = owner_of(key, self.P)
@@ -340,6 +364,14 @@ class Worker:
         self, p: int, part: LiveUserPartition, offset: int, value: bytes
     ) -> None:
         batch = decode_batch(value)
+        if batch.topic == FORGET_TOPIC:
+            await self._forget_users(p, part, offset, batch)
+            return
+        tombs = self.user_tombs.get(p)
+        if tombs:
+            batch.records = drop_forgotten_records(
+                tombs, batch.topic, batch.partition, batch.records
+            )
         part.engine.fold_limit = self.now() - part.engine.margin
         out = part.apply(batch)
         sent = False
@@ -383,6 +415,35 @@ class Worker:
         self.stats["batches"] += 1
         self.stats["records"] += len(batch.records)
 
+    async def _forget_users(
+        self, p: int, part: LiveUserPartition, offset: int, batch: Batch
+    ) -> None:
+        """Apply a forget control message (agents/forget.py): delete each user's state, keep a
+        tombstone of what it had counted, and pass the request on to the customer's partition."""
+        table = self.users_table
+        tombs = self.user_tombs.setdefault(p, Tombstones())
+        for _off, _rts, key, val in batch.records:
+            if not key:
+                continue
+            uid = key.decode("utf-8", "surrogatepass")
+            u = part.users.pop(uid, None)
+            offs = dict(part.meta.offs)
+            for tp, o in ((u.offs or {}) if u is not None else {}).items():
+                offs[tp] = max(o, offs.get(tp, -1))
+            tombs.add(user_hash(uid), offs)
+            q = owner_of(uid, self.P)
+            msg = (FORGET_TOPIC, uid, (val or b"").decode())
+            await self.facts_topic.send(partition=q, value=dumps(msg))
+            log.info("users %d: forgot a user (%s state)", p, "its" if u is not None else "no")
+        await self.app.producer.flush()
+        table[FORGOT_PREFIX + str(p).encode()] = tombs.dumps()
+        for _off, _rts, key, _val in batch.records:
+            if key and key in table:
+                del table[key]
+        if offset > part.meta.event_offset:
+            part.meta.event_offset = offset
+            table[APPLIED_PREFIX + str(p).encode()] = str(offset).encode()
+
     # ---- stage 3: accounts -----------------------------------------------------------------
 
     async def _accounts_agent(self, stream: Any) -> None:
@@ -399,13 +460,53 @@ class Worker:
                 for off, val in await self._read_internal(self.facts_topic, p, gap):
                     self._accounts_apply(p, part, off, val)
             self._accounts_apply(p, part, offset, value)
+        if self.forget_redis:
+            await self._forget_in_redis()
+
+    async def _forget_in_redis(self) -> None:
+        """Remove forgotten customers' health entries from Redis and write the receipts the
+        `engagement forget` command waits for; on a Redis error they stay pending (retried with
+        the next message) and processing goes on."""
+        from agents.health import health_keys
+
+        zkey, hkey = health_keys(self.s.topics.prefix, self.s.app_id)
+        try:
+            r = await self.get_redis()
+            lock = self.health_pub._lock if self.health_pub is not None else asyncio.Lock()
+            async with lock:  # a health chunk computed before the delete is written first
+                while self.forget_redis:
+                    customer, request_id, p = self.forget_redis[0]
+                    pipe = r.pipeline(transaction=True)
+                    pipe.zrem(zkey, customer)
+                    pipe.hdel(hkey, customer)
+                    if request_id:
+                        key = receipt_key(self.s.topics.prefix, self.s.app_id, request_id)
+                        pipe.set(key, receipt_value(p), ex=RECEIPT_SECONDS)
+                    await pipe.execute()
+                    self.forget_redis.pop(0)
+        except Exception as exc:
+            log.warning("forget: cannot update Redis (%s); retrying with the next message", exc)
 
     def _accounts_apply(
         self, p: int, part: LiveAccountPartition, offset: int, value: bytes
     ) -> None:
         part.engine.fold_limit = self.now() - part.engine.margin
-        dirty = part.apply(loads(value))
+        facts = loads(value)
         table = self.accounts_table
+        tombs = self.acct_tombs.get(p)
+        if isinstance(facts, tuple) and facts and facts[0] == FORGET_TOPIC:
+            _, customer, request_id = facts
+            a = part.accounts.pop(customer, None)
+            tombs = self.acct_tombs.setdefault(p, Tombstones())
+            tombs.add(user_hash(customer), dict(a.offs or {}) if a is not None else {})
+            table[FORGOT_PREFIX + str(p).encode()] = tombs.dumps()
+            if customer.encode("utf-8", "surrogatepass") in table:
+                del table[customer.encode("utf-8", "surrogatepass")]
+            self.forget_redis.append((customer, request_id, p))
+            facts = []
+        elif tombs:
+            facts = drop_forgotten_facts(tombs, facts)
+        dirty = part.apply(facts)
         table[META_PREFIX + str(p).encode()] = dumps(part.meta)
         accounts = part.accounts
         for c in dirty:
