@@ -5,9 +5,9 @@ record value (its UTF-8 bytes), `key` the record key, `ts` the record timestamp.
 topic is the line's topic with the configured prefix. Records go to the partition Kafka's
 default partitioner picks for their key (so a user stays in one partition); `--keep-partitions`
 uses each line's `partition` instead. Lines that are not valid envelopes are reported and
-skipped. The producer is idempotent (acks=all) and flushed before exit; a record Kafka cannot
-take (e.g. a broker restarting) is retried for up to 2 minutes, and the command exits 1 if any
-record was not acknowledged. `--rate N` paces the sending to N records per second.
+skipped. The producer (agents/producer.py, shared with `engagement emit`) is idempotent
+(acks=all) and flushed before exit; a record Kafka cannot take (e.g. a broker restarting) is
+retried for up to 2 minutes, and the command exits 1 if any record was not acknowledged. `--rate N` paces the sending to N records per second.
 
 examples:
   engagement load events.jsonl
@@ -24,16 +24,14 @@ import json
 import os
 import sys
 import time
-from typing import Any
 
 from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_INPUT, EXIT_OK
-from streams.errors import ConfigError
-from streams.partitioner import kafka_partition
-from streams.topics import ENV_PREFIX
 
-# How long a record may wait for Kafka (retried every retry_backoff_ms) before it is given up:
-# long enough to ride out a broker restart (docs/operations.md, "Faults we test").
-DELIVERY_TIMEOUT_MS = 120_000
+# DELIVERY_TIMEOUT_MS: how long a record may wait for Kafka (retried every retry_backoff_ms)
+# before it is given up, long enough to ride out a broker restart (docs/operations.md).
+from agents.producer import DELIVERY_TIMEOUT_MS
+from streams.errors import ConfigError
+from streams.topics import ENV_PREFIX
 
 
 def _rate(v: str) -> float:
@@ -44,27 +42,6 @@ def _rate(v: str) -> float:
     if not (r >= 0 and r < float("inf")):
         raise argparse.ArgumentTypeError(f"expected records per second >= 0, got {v!r}")
     return r
-
-
-class _Acks:
-    """The done-callback of every send: counts acknowledged records, keeps the first error."""
-
-    __slots__ = ("count", "error")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.error: BaseException | None = None
-
-    def __call__(self, fut: asyncio.Future[Any]) -> None:
-        if fut.cancelled():
-            if self.error is None:
-                self.error = asyncio.CancelledError()
-            return
-        exc = fut.exception()
-        if exc is None:
-            self.count += 1
-        elif self.error is None:
-            self.error = exc
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,36 +71,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def _load(args: argparse.Namespace) -> int:
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaError
-
-    from agents.security import kafka_kwargs
+    from agents.producer import Producer, ProducerError
 
     try:
-        security = kafka_kwargs()
-    except ConfigError as exc:
+        producer = Producer(
+            args.bootstrap, client_id="engagement-load", delivery_timeout_ms=DELIVERY_TIMEOUT_MS
+        )
+    except ConfigError as exc:  # bad security settings
         print(f"engagement load: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    producer = AIOKafkaProducer(
-        bootstrap_servers=args.bootstrap,
-        **security,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=20,
-        max_batch_size=1024 * 1024,
-        max_request_size=2 * 1024 * 1024,
-        request_timeout_ms=DELIVERY_TIMEOUT_MS,
-        retry_backoff_ms=200,
-    )
     try:
         await producer.start()
-    except KafkaError as exc:
-        print(f"engagement load: cannot reach Kafka at {args.bootstrap}: {exc}", file=sys.stderr)
+    except ProducerError as exc:
+        print(f"engagement load: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    sent = skipped = 0
-    parts: dict[str, int] = {}
+    skipped = 0
     start = time.monotonic()
-    acks = _Acks()
     error: BaseException | None = None
     try:
         for name in args.files:
@@ -150,41 +113,31 @@ async def _load(args: argparse.Namespace) -> int:
                         continue
                     value = None if payload is None else payload.encode("utf-8", "surrogatepass")
                     kb = None if key is None else key.encode("utf-8", "surrogatepass")
+                    partition = None  # the key's partition (Kafka's default partitioner)
                     if args.keep_partitions and env.get("partition") is not None:
                         partition = int(env["partition"])
-                    elif kb is not None:
-                        if topic not in parts:
-                            parts[topic] = len(await producer.partitions_for(topic))
-                        partition = kafka_partition(kb, parts[topic])
-                    else:
-                        partition = None
                     if args.rate > 0:
-                        ahead = start + sent / args.rate - time.monotonic()
+                        ahead = start + producer.sent / args.rate - time.monotonic()
                         if ahead > 0:
                             await asyncio.sleep(ahead)
                     try:
-                        fut = await producer.send(
-                            topic, value=value, key=kb, timestamp_ms=ts, partition=partition
-                        )
-                    except KafkaError as exc:  # the send buffer stayed full past the timeout
+                        await producer.send_raw(topic, value, kb, ts, partition)
+                    except ProducerError as exc:  # a missing topic, a buffer full too long
                         error = exc
                         break
-                    fut.add_done_callback(acks)
-                    sent += 1
-                    if sent % 50_000 == 0:
-                        rate = sent / max(time.monotonic() - start, 1e-9)
-                        print(f"load: {sent:,} records, {rate:,.0f}/s", file=sys.stderr)
+                    if producer.sent % 50_000 == 0:
+                        rate = producer.sent / max(time.monotonic() - start, 1e-9)
+                        print(f"load: {producer.sent:,} records, {rate:,.0f}/s", file=sys.stderr)
             if error is not None:
                 break
-        await producer.flush()
     finally:
-        await producer.stop()  # waits for what is still pending
-    await asyncio.sleep(0)  # the done-callbacks of the last sends
-    error = error or acks.error
-    if error is not None or acks.count < sent:
+        await producer.stop()  # flushes, waits for what is still pending
+    sent = producer.sent
+    error = error or producer.error
+    if error is not None or producer.acked < sent:
         print(
             f"engagement load: delivery to Kafka at {args.bootstrap} failed after "
-            f"{acks.count:,} of {sent:,} records: {error!r}",
+            f"{producer.acked:,} of {sent:,} records: {error}",
             file=sys.stderr,
         )
         return EXIT_FAILURE
