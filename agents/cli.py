@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("agents.cmd_simulate", "generate a realistic record stream (to a file or Kafka)"),
     "topics": ("agents.admin", "create (or check) the project's Kafka topics"),
     "load": ("agents.cmd_load", "send a kcat-style JSONL file into Kafka (keys, timestamps)"),
+    "emit": ("agents.cmd_emit", "send one event or survey answer, validated as the engine would"),
+    "snapshot": ("agents.cmd_snapshot", "print the live snapshot of the workers (table or JSON)"),
     "worker": ("agents.cmd_worker", "run a live worker (Faust): metrics, /snapshot, /metrics"),
     "at-risk": ("agents.cmd_at_risk", "list customers at risk (health < 40), from Redis"),
     "forget": ("agents.cmd_forget", "erase a user (GDPR) from the workers' tables and Redis"),
