@@ -1,13 +1,16 @@
 """Worker settings: environment variables (and flags) plus the metric configuration TOML.
 
-Precedence: command-line flags > environment variables > the TOML file > defaults.
-Every setting is documented in docs/operations.md.
+Precedence: command-line flags > environment variables > the TOML file's `[worker]` table >
+defaults. The TOML file itself is named by `--config` or ENGAGEMENT_CONFIG (so it cannot name
+itself); its other keys are the metric configuration. Secrets and connection security stay in
+the environment (agents/security.py). Every setting is documented in docs/operations.md.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -30,6 +33,41 @@ ENV = {
     "worker_id": "ENGAGEMENT_WORKER_ID",
     "log_level": "ENGAGEMENT_LOG_LEVEL",
 }
+# [worker] keys of the TOML file: the settings above (but the file itself), and the topic
+# settings, read as if they were these environment variables.
+TOML_TOPIC_KEYS = {
+    "topic_prefix": "ENGAGEMENT_TOPIC_PREFIX",
+    "input_partitions": "ENGAGEMENT_INPUT_PARTITIONS",
+    "output_partitions": "ENGAGEMENT_OUTPUT_PARTITIONS",
+    "replication_factor": "ENGAGEMENT_REPLICATION_FACTOR",
+}
+TOML_KEYS = tuple(k for k in ENV if k != "config_file") + tuple(TOML_TOPIC_KEYS)
+
+
+def worker_table(path: str) -> dict[str, str]:
+    """The `[worker]` table of a TOML file, as strings (like environment values)."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    table = data.get("worker", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: worker must be a table ([worker])")
+    unknown = sorted(set(table) - set(TOML_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) worker.{', worker.'.join(unknown)}; "
+            f"valid keys: {', '.join(TOML_KEYS)}"
+        )
+    out: dict[str, str] = {}
+    for key, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ConfigError(f"{path}: worker.{key} must be a string or an integer")
+        out[key] = str(value)
+    return out
 
 
 @dataclass(frozen=True)
@@ -69,6 +107,13 @@ class Settings:
         """Settings from `env` (default os.environ) and flag `overrides` (None values ignored)."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}
+        config_file = (overrides or {}).get("config_file") or env.get(ENV["config_file"], "")
+        toml = worker_table(str(config_file).strip()) if str(config_file).strip() else {}
+        for name, text in toml.items():  # the TOML file, below the environment
+            if name in ENV:
+                values[name] = text.strip()
+        topic_env = {var: toml[k] for k, var in TOML_TOPIC_KEYS.items() if k in toml}
+        topic_env.update({k: v for k, v in env.items() if v.strip()})
         for name, var in ENV.items():
             if env.get(var, "").strip():
                 values[name] = env[var].strip()
@@ -76,7 +121,7 @@ class Settings:
             if value is not None:
                 values[name] = value
         try:
-            topics = TopicSettings.from_env(env)
+            topics = TopicSettings.from_env(topic_env)
         except (TopicSettingsError, ValueError) as exc:
             raise ConfigError(str(exc)) from exc
         kw: dict[str, object] = {

@@ -43,6 +43,9 @@ class Config:
         "value_event",
         "funnel_steps",
         "metrics",
+        # [worker]: the worker's settings below flags and environment (agents/settings.py
+        # reads and checks them; the metric configuration ignores them)
+        "worker",
     )
 
     @property
@@ -104,6 +107,8 @@ class Config:
             kw["value_event"] = v
         if "metrics" in data:
             kw.update(_metrics_table(data["metrics"], source))
+        if "worker" in data and not isinstance(data["worker"], Mapping):
+            raise ConfigError(f"{source}: worker must be a table ([worker])")
         return cls(**kw)
 
     @classmethod
