@@ -177,6 +177,20 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_MAX_INT_DIGITS = 4000  # below Python's limit on int <-> str conversions (4300 digits)
+_BEYOND_EVERY_RANGE = 10**_MAX_INT_DIGITS
+
+
+def _parse_int(s: str) -> int:
+    """A JSON integer. One of thousands of digits is still JSON (RFC 8259 sets no limit), but
+    Python refuses to convert it: it becomes an integer just as far beyond every range a field
+    has (a `ts`, a score, an amount), so the record is judged the same (`schema`, or accepted
+    when the field is ignored) instead of failing as `bad_json`."""
+    if len(s) <= _MAX_INT_DIGITS:
+        return int(s)
+    return -_BEYOND_EVERY_RANGE if s[0] == "-" else _BEYOND_EVERY_RANGE
+
+
 def _has_surrogate(s: str) -> bool:
     try:
         s.encode("utf-8")
@@ -221,7 +235,7 @@ def strict_json(data: bytes | str) -> Any:
         except UnicodeEncodeError:
             raise Reject(BAD_JSON, "not UTF-8 (a lone surrogate)") from None
     try:
-        obj = json.loads(text, parse_constant=_no_constant)
+        obj = json.loads(text, parse_constant=_no_constant, parse_int=_parse_int)
     except RecursionError:
         raise Reject(BAD_JSON, "nested too deep") from None
     except ValueError as exc:
