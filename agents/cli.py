@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("agents.cmd_simulate", "generate a realistic record stream (to a file or Kafka)"),
     "topics": ("agents.admin", "create (or check) the project's Kafka topics"),
     "load": ("agents.cmd_load", "send a kcat-style JSONL file into Kafka (keys, timestamps)"),
-    "emit": ("agents.cmd_emit", "send one event or survey answer, validated as the engine would"),
+    "emit": ("agents.cmd_emit", "send one event or survey answer, validated client-side"),
     "snapshot": ("agents.cmd_snapshot", "print the live snapshot of the workers (table or JSON)"),
     "worker": ("agents.cmd_worker", "run a live worker (Faust): metrics, /snapshot, /metrics"),
     "at-risk": ("agents.cmd_at_risk", "list customers at risk (health < 40), from Redis"),
@@ -50,6 +50,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _CommandListFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every command and its help on one line of 80 columns: help text from column 20
+    (argparse measures sub-commands 2 columns short, so a 12-character name took 2 lines)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=20)
+        self._action_max_length = 18
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen command's module is imported (keeps `--help` fast)."""
     parser = argparse.ArgumentParser(
@@ -57,7 +66,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Live customer-engagement metrics on Kafka: exact DAU/WAU/MAU, stickiness, "
         "activation, retention, churn, CSAT/NPS/CES, support, commerce and customer health.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_CommandListFormatter,
     )
     parser.add_argument("--version", action="version", version=f"engagement {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
