@@ -134,6 +134,11 @@ class Worker:
             value_serializer="raw",
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=1.0,
+            # A SIGKILLed member holds its partitions until its session expires: 10 s, not
+            # Faust's 60 s (heartbeats come from Faust's consumer thread, never blocked by the
+            # agents; docs/operations.md, "Faults we test").
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=1.0,
             table_standby_replicas=0,
             producer_max_request_size=INTERNAL_MAX_MESSAGE,
             producer_linger_ms=20,
