@@ -45,8 +45,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("agents.cmd_worker", "run a live worker (Faust): metrics, /snapshot, /metrics"),
     "at-risk": ("agents.cmd_at_risk", "list customers at risk (health < 40), from Redis"),
     "forget": ("agents.cmd_forget", "erase a user (GDPR) from the workers' tables and Redis"),
-    "dead-letters": ("agents.cmd_dead_letters", "list rejected records by reason; re-send chosen ones"),
+    "dead-letters": (
+        "agents.cmd_dead_letters",
+        "list rejected records by reason; re-send chosen ones",
+    ),
     "top": ("agents.cmd_top", "a live terminal view of the KPIs (/snapshot, /metrics)"),
+    "rebuild": (
+        "agents.cmd_rebuild",
+        "reset the workers' state to reprocess the topics from the start",
+    ),
 }
 
 
