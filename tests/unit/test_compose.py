@@ -166,3 +166,12 @@ def test_compose_runs_the_same_kafka_as_the_local_stack(compose: dict[str, Any])
     assert image == f"apache/kafka:{version}"
     pom = (REPO / "deploy" / "local" / "kafka" / "pom.xml").read_text(encoding="utf-8")
     assert f"<kafka.version>{version}</kafka.version>" in pom
+
+
+def test_long_running_services_are_restarted_by_compose(compose: dict[str, Any]) -> None:
+    """docs/operations.md ("Faults we test"): a worker that dies (SIGKILL, OOM, exit 1) is
+    restarted by its supervisor, and so are the broker and Redis; one-shot jobs are not."""
+    services = _services(compose)
+    for name in ("worker", "kafka", "redis"):
+        assert services[name].get("restart") in ("always", "unless-stopped"), name
+    assert services["topics"].get("restart") == "no"
