@@ -100,6 +100,9 @@ class _Clock:
     ) -> None:
         self.fold_limit = fold_limit  # replay: the as-of instant; live: set per micro-batch
         self.daycalc = daycalc or DayCalc(config.timezone)
+        # the zone's fixed UTC offset (ns) when it has one (UTC): the hot paths compute the
+        # local day inline, as DayCalc.day does
+        self.day_offset: int | None = self.daycalc._fixed
         self.margin = int(config.fold_margin_seconds * NS)
         self.watermark: int | None = None  # W: newest record ts seen (ns)
         self.fold: Instant = -(10**30)  # F
@@ -175,13 +178,49 @@ class UserPartition(_Clock):
         t = ev.type
         activity = t not in self.inactive
         if activity:
-            _note_activity(u, self.daycalc.day(ts), ts, fold)
+            # _note_activity(u, self.daycalc.day(ts), ts, fold), inline (the hot path)
+            off = self.day_offset
+            day = (ts + off) // DAY if off is not None else self.daycalc.day(ts)
+            days = u.days
+            if days is None:
+                u.days = {day: ts}
+            else:
+                cur = days.get(day)
+                if cur is None or ts < cur:
+                    days[day] = ts
+            if ts <= fold:
+                last = u.last
+                if last is None or ts > last:
+                    u.last = ts
+            elif u.lastp is None:
+                u.lastp = [ts]
+            else:
+                u.lastp.append(ts)
         kind = K_NONE
         value = 0.0
         props = ev.props
         if t in self.milestones:
             self._milestone(u, t, ts)
-        if t == "page_view" or t == "session_start" or t == "session_end":
+        if t == "page_view":
+            # _session(u, ev.session_id, t, ts), inline (the most common event)
+            ss = u.sessions
+            if ss is None:
+                ss = u.sessions = {}
+            sid = ev.session_id
+            st = ss.get(sid)  # type: ignore[arg-type]
+            if st is None:
+                ss[sid] = [None, None, ts, None, ts]  # type: ignore[index]
+            else:
+                if ts > st[4]:
+                    st[4] = ts
+                a, b = st[2], st[3]
+                if a is None:
+                    st[2] = ts
+                elif ts < a:
+                    st[2], st[3] = ts, a
+                elif b is None or ts < b:
+                    st[3] = ts
+        elif t == "session_start" or t == "session_end":
             self._session(u, ev.session_id, t, ts)  # type: ignore[arg-type]
         elif t == "feature_used":
             assert props is not None
@@ -565,15 +604,35 @@ class AccountPartition(_Clock):
     def fact(
         self, customer: str, ts: Instant, record_ts: int, activity: bool, kind: int, value: float
     ) -> None:
-        self.see_record_ts(record_ts)
+        w = self.watermark
+        if w is None or record_ts > w:
+            self.see_record_ts(record_ts)
         fold = self.fold
-        a = self.accounts.get(customer)
+        accounts = self.accounts
+        a = accounts.get(customer)
         if a is None:
-            a = self.accounts[customer] = AccountState(ts)
+            a = accounts[customer] = AccountState(ts)
         elif ts < a.first:
             a.first = ts
         if activity:
-            _note_activity(a, self.daycalc.day(ts), ts, fold)
+            # _note_activity(a, self.daycalc.day(ts), ts, fold), inline (the hot path)
+            off = self.day_offset
+            day = (ts + off) // DAY if off is not None else self.daycalc.day(ts)
+            days = a.days
+            if days is None:
+                a.days = {day: ts}
+            else:
+                cur = days.get(day)
+                if cur is None or ts < cur:
+                    days[day] = ts
+            if ts <= fold:
+                last = a.last
+                if last is None or ts > last:
+                    a.last = ts
+            elif a.lastp is None:
+                a.lastp = [ts]
+            else:
+                a.lastp.append(ts)
         if kind == K_NONE:
             return
         if kind == K_ORDER:
