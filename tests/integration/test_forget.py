@@ -91,7 +91,7 @@ def test_forget_erases_user_from_tables_redis_and_snapshot(
             assert not any(b"u-a" in (v or b"") for k, v in latest.items() if k != b"u-a")
 
         # a worker restoring from the changelogs (fresh data dir) still has the user forgotten
-        w.kill()
+        w.stop()  # leaves the group at once (a SIGKILLed member is waited for)
         w = worker("w2", env, tmp_path).start()
         wait_ready([w])
         again = wait_for_snapshot([w], CLOCK, total_records(before), timeout=60)
