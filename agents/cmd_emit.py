@@ -201,7 +201,9 @@ def build(args: argparse.Namespace) -> Any:
 async def _send(args: argparse.Namespace, record: Any) -> Any:
     from agents.producer import Producer
 
-    async with Producer(args.bootstrap, prefix=args.prefix, client_id="engagement-emit") as p:
+    async with Producer(
+        args.bootstrap, prefix=args.prefix, client_id="engagement-emit", metadata_timeout_s=5.0
+    ) as p:
         return await p.send_and_wait(record)
 
 
@@ -217,9 +219,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except sdk.Reject as exc:
+        hint = ""
+        if exc.reason in ("future", "too_late"):
+            hint = " (--record-ts sets the record timestamp, e.g. for a backfill)"
         print(
-            f"{prog}: the engine would reject this record ({exc.reason}): {exc.detail or exc.reason}"
-            "; nothing was sent",
+            f"{prog}: the engine would reject this record ({exc.reason}): "
+            f"{exc.detail or exc.reason}; nothing was sent{hint}",
             file=sys.stderr,
         )
         return EXIT_USAGE
