@@ -50,10 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "list rejected records by reason; re-send chosen ones",
     ),
     "top": ("agents.cmd_top", "a live terminal view of the KPIs (/snapshot, /metrics)"),
-    "rebuild": (
-        "agents.cmd_rebuild",
-        "reset the workers' state to reprocess the topics from the start",
-    ),
+    "rebuild": ("agents.cmd_rebuild", "reset the state; workers then reprocess the topics"),
 }
 
 
