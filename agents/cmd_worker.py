@@ -1,6 +1,7 @@
 """Run a live worker: consume the input topics, keep the metrics, serve /snapshot and /metrics.
 
-Settings come from flags, then environment variables, then defaults (docs/operations.md):
+Settings come from flags, then environment variables, then the `[worker]` table of the TOML
+file (--config), then defaults (docs/operations.md):
 KAFKA_BOOTSTRAP, REDIS_URL, ENGAGEMENT_DATA_DIR, ENGAGEMENT_WEB_HOST, ENGAGEMENT_WEB_PORT,
 ENGAGEMENT_CONFIG (the metric TOML), ENGAGEMENT_TOPIC_PREFIX, ENGAGEMENT_INPUT_PARTITIONS,
 ENGAGEMENT_APP_ID, ENGAGEMENT_STORE, ENGAGEMENT_CLOCK (pin "now"), ENGAGEMENT_WORKER_ID.
