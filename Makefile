@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 PYTEST_TIMEOUT ?= 600
 
 .PHONY: help install run test test-unit test-integration lint format stack-up stack-down \
-        stack-status stack-clean bench
+        stack-status stack-clean bench bench-quick
 
 help: ## list the entry points
 	@echo "engagement-metrics: make TARGET"
@@ -72,6 +72,17 @@ stack-status: ## show which services of the stack are running
 stack-clean: stack-down ## stop the stack and delete its data and logs (.run/)
 	rm -rf .run
 
-bench: install ## benchmarks: replay throughput and state size (more in bench/README.md)
-	$(PY) bench/replay_bench.py --records 300000
-	$(PY) bench/state_size.py --records 200000
+BENCH_STAMP := $(VENV)/.bench-stamp
+BENCH_OUT ?= .run/bench
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	@touch $@
+
+bench: install $(BENCH_STAMP) stack-up ## full benchmark: ours vs bare consumer, Faust, Quix Streams (< 15 min; bench/RESULTS.md)
+	@mkdir -p $(BENCH_OUT)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) bench/run.py --out $(BENCH_OUT)/full-$$(date -u +%Y%m%dT%H%M).md
+
+bench-quick: install $(BENCH_STAMP) stack-up ## the same table with small numbers (< 3 min)
+	@mkdir -p $(BENCH_OUT)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) bench/run.py --quick --out $(BENCH_OUT)/quick-$$(date -u +%Y%m%dT%H%M).md

@@ -13,6 +13,7 @@ usage:
   python bench/replay_bench.py --records 200000 --partitions 8
   python bench/replay_bench.py --records 300000 --profile        # + the top functions
   python bench/replay_bench.py --keep /tmp/bench.jsonl --skip-cli
+  python bench/replay_bench.py --records 100000 --json rows.json   # + the rows as JSON
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         help="profile the in-process replay (pyinstrument if installed, else cProfile) and "
         "print the top functions to stderr (the timing is then inflated)",
     )
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON here (bench/run.py)")
     p.add_argument("--child-file", help=argparse.SUPPRESS)
     p.add_argument("--as-of", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -212,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         snap = next(iter(snaps.values()), None)
     _report(args, gen, rows, snap)
+    if args.json:
+        keep = ("phase", "records", "seconds", "rss")
+        with open(args.json, "w") as fh:
+            json.dump({"rows": [{k: r[k] for k in keep} for r in rows]}, fh)
     return 0
 
 

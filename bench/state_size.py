@@ -9,7 +9,7 @@ end, then measures every user's state two ways:
 "Without dedupe ids" removes the `ids` and `resp` maps (event and response ids kept for the
 allowed lateness + 1 h) before measuring.
 
-usage: python bench/state_size.py [--records N] [--users N] [--days D]
+usage: python bench/state_size.py [--records N] [--users N] [--days D] [--json FILE]
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=300_000)
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--days", type=float, default=40)
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON (bench/run.py)")
     args = ap.parse_args()
     start = 1_795_168_800_000 - int(args.days * 86_400_000)
     sim = SimConfig(start_ms=start, duration_s=args.days * 86400, users=args.users,
@@ -89,6 +90,16 @@ def main() -> None:
         f"| dedupe ids alone, per id | {(mem - mem_n) / max(ids, 1):,.0f} | {(ser - ser_n) / max(ids, 1):,.0f} |"
     )
     print(f"| customer | {amem / na:,.0f} | {aser / na:,.0f} |")
+    if args.json:
+        figures = {
+            "users": n, "customers": na, "ids": ids, "ids_per_user": ids / n,
+            "user_with_ids_ser": ser / n, "user_with_ids_mem": mem / n,
+            "user_without_ids_ser": ser_n / n, "user_without_ids_mem": mem_n / n,
+            "per_id_ser": (ser - ser_n) / max(ids, 1), "per_id_mem": (mem - mem_n) / max(ids, 1),
+            "customer_ser": aser / na, "customer_mem": amem / na,
+        }  # fmt: skip
+        with open(args.json, "w") as fh:
+            json.dump(figures, fh)
 
 
 if __name__ == "__main__":

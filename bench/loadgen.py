@@ -1,0 +1,229 @@
+"""Load generator: the realistic record mix of `engagement simulate` into Kafka, as fast as possible
+or at a fixed rate.
+
+Records come from `streams.simulate` (the same generator as `engagement simulate`: sign-ups,
+sessions, features, purchases, tickets, surveys, subscriptions, 1% bad records and duplicates), for
+`--users` users. Each record goes to the partition Kafka's default partitioner picks for its key
+(murmur2, `streams.partitioner`), so the keys spread over the topic's partitions exactly as a
+real producer would put them, and a user stays in one partition. Records are appended to one
+aiokafka `BatchBuilder` per partition and sent with `send_batch` (acks=1, no compression): the
+per-record cost of `producer.send` would otherwise bound the generator well below the consumers.
+
+- as fast as possible (default): the stream's record timestamps span `--days` of history ending
+  now, like a backfill;
+- `--rate R`: R records per second of wall time, each stamped with the instant it is due (its
+  record timestamp is its send time, within the 10 ms pacing tick), for `--seconds` seconds.
+
+usage:
+  python bench/loadgen.py --prefix bench-1. --records 200000 --users 20000
+  python bench/loadgen.py --prefix bench-1. --rate 2000 --seconds 30 --users 500
+
+The topics must exist (`engagement topics --prefix ...`). Prints one JSON line to stdout:
+records sent, seconds, records/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from streams.partitioner import kafka_partition  # noqa: E402
+from streams.simulate import SimConfig, Simulator, value_bytes  # noqa: E402
+
+BOOT = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+TICK = 0.010  # pacing: records due within the next tick are sent together
+BATCH_BYTES = 1024 * 1024
+
+
+@dataclass
+class Sent:
+    """What a paced run sent: per record, (topic, partition, offset, record timestamp in ms)."""
+
+    records: int = 0
+    seconds: float = 0.0
+    marks: list[tuple[str, int, int, int]] = field(default_factory=list)
+
+
+def sim_config(
+    records: int, users: int, days: float, seed: int, partitions: int, end_ms: int | None = None
+) -> SimConfig:
+    """`records` records over `days` of record time ending at `end_ms` (default now)."""
+    end = int(time.time() * 1000) if end_ms is None else end_ms
+    duration = days * 86400
+    return SimConfig(start_ms=end - int(duration * 1000), duration_s=duration, users=users,
+                     rate=records / duration, seed=seed, partitions=partitions,
+                     max_records=records)  # fmt: skip
+
+
+async def _producer(bootstrap: str) -> Any:
+    from aiokafka import AIOKafkaProducer
+
+    prod = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        linger_ms=5,
+        max_batch_size=BATCH_BYTES,
+        max_request_size=4 * BATCH_BYTES,
+        request_timeout_ms=60_000,
+    )
+    await prod.start()
+    return prod
+
+
+class _Batches:
+    """One open BatchBuilder per (topic, partition); full or flushed batches go to send_batch."""
+
+    def __init__(self, prod: Any, prefix: str, track: bool) -> None:
+        self.prod = prod
+        self.prefix = prefix
+        self.open: dict[tuple[str, int], tuple[Any, list[int]]] = {}
+        self.pending: list[tuple[asyncio.Future[Any], str, int, list[int]]] = []
+        self.track = track
+        self.marks: list[tuple[str, int, int, int]] = []
+        self.parts: dict[str, int] = {}
+
+    async def partitions(self, topic: str) -> int:
+        n = self.parts.get(topic)
+        if n is None:
+            n = self.parts[topic] = len(await self.prod.partitions_for(self.prefix + topic))
+        return n
+
+    async def add(self, topic: str, key: bytes | None, value: bytes | None, ts: int) -> None:
+        n = self.parts.get(topic) or await self.partitions(topic)
+        part = kafka_partition(key, n) if key is not None else ts % n
+        slot = self.open.get((topic, part))
+        if slot is None:
+            slot = self.open[(topic, part)] = (self.prod.create_batch(), [])
+        batch, stamps = slot
+        if batch.append(key=key, value=value, timestamp=ts) is None:
+            await self._send(topic, part)
+            batch, stamps = self.open[(topic, part)] = (self.prod.create_batch(), [])
+            if batch.append(key=key, value=value, timestamp=ts) is None:
+                raise ValueError(f"a record of {len(value or b'')} bytes fits no batch")
+        stamps.append(ts)
+
+    async def _send(self, topic: str, part: int) -> None:
+        batch, stamps = self.open.pop((topic, part))
+        batch.close()
+        fut = await self.prod.send_batch(batch, self.prefix + topic, partition=part)
+        self.pending.append((fut, topic, part, stamps))
+
+    async def flush(self) -> None:
+        for topic, part in list(self.open):
+            await self._send(topic, part)
+        pending, self.pending = self.pending, []
+        for fut, topic, part, stamps in pending:
+            meta = await fut
+            if self.track:
+                base = meta.offset
+                self.marks.extend((topic, part, base + i, ts) for i, ts in enumerate(stamps))
+
+
+async def produce_backlog(
+    prefix: str, cfg: SimConfig, bootstrap: str = BOOT
+) -> tuple[int, float, dict[str, int]]:
+    """Send the whole simulated stream as fast as possible: (records, seconds, Simulator counts)."""
+    prod = await _producer(bootstrap)
+    try:
+        sink = _Batches(prod, prefix, track=False)
+        sim = Simulator(cfg)
+        for topic in ("product-events", "survey-answers"):
+            await sink.partitions(topic)
+        t0 = time.perf_counter()
+        n = 0
+        for env in sim:
+            key = env["key"]
+            payload = env["payload"]
+            await sink.add(
+                env["topic"],
+                None if key is None else key.encode("utf-8", "surrogatepass"),
+                None if payload is None else value_bytes(payload),
+                env["ts"],
+            )
+            n += 1
+            if not n & 0x3FFF:
+                await sink.flush()
+        await sink.flush()
+        await prod.flush()
+        return n, time.perf_counter() - t0, sim.counts
+    finally:
+        await prod.stop()
+
+
+async def produce_paced(
+    prefix: str, rate: float, seconds: float, users: int, seed: int, partitions: int,
+    bootstrap: str = BOOT, stop_after: float | None = None,
+) -> Sent:  # fmt: skip
+    """`rate` records/s for `seconds`, each stamped with its due instant (its send time)."""
+    prod = await _producer(bootstrap)
+    try:
+        sink = _Batches(prod, prefix, track=True)
+        for topic in ("product-events", "survey-answers"):
+            await sink.partitions(topic)
+        start_ms = int(time.time() * 1000) + 200
+        cfg = SimConfig(start_ms=start_ms, duration_s=seconds, users=users, rate=rate,
+                        seed=seed, partitions=partitions)  # fmt: skip
+        it = iter(Simulator(cfg))
+        nxt = next(it, None)
+        t0 = time.time()
+        n = 0
+        while nxt is not None:
+            now_ms = int(time.time() * 1000)
+            horizon = now_ms + int(TICK * 1000)
+            while nxt is not None and nxt["ts"] <= horizon:
+                key, payload = nxt["key"], nxt["payload"]
+                await sink.add(
+                    nxt["topic"],
+                    None if key is None else key.encode("utf-8", "surrogatepass"),
+                    None if payload is None else value_bytes(payload),
+                    nxt["ts"],
+                )
+                n += 1
+                nxt = next(it, None)
+            await sink.flush()
+            if nxt is not None:
+                await asyncio.sleep(max(0.0, nxt["ts"] / 1000 - time.time()))
+        await prod.flush()
+        return Sent(n, time.time() - t0, sink.marks)
+    finally:
+        await prod.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--prefix", required=True, help="topic prefix (the topics must exist)")
+    ap.add_argument("--bootstrap", default=BOOT)
+    ap.add_argument("--records", type=int, default=200_000, help="backlog records (200,000)")
+    ap.add_argument("--users", type=int, default=20_000)
+    ap.add_argument("--days", type=float, default=7.0, help="record time covered by a backlog")
+    ap.add_argument("--rate", type=float, help="records/s of wall time (default: flat out)")
+    ap.add_argument("--seconds", type=float, default=30.0, help="how long at --rate")
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+    if args.rate:
+        sent = asyncio.run(produce_paced(args.prefix, args.rate, args.seconds, args.users,
+                                         args.seed, args.partitions, args.bootstrap))  # fmt: skip
+        n, secs = sent.records, sent.seconds
+    else:
+        cfg = sim_config(args.records, args.users, args.days, args.seed, args.partitions)
+        n, secs, _ = asyncio.run(produce_backlog(args.prefix, cfg, args.bootstrap))
+    print(json.dumps({"records": n, "seconds": round(secs, 3), "per_s": round(n / secs)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Pure helpers of the benchmark run (bench/run.py): rates, percentiles, ratios, extrapolation,
+the py-spy profile summary and the markdown table. No I/O; tests/unit/test_bench_report.py."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+def rate(records: int, seconds: float) -> float:
+    """Records per second; 0 when nothing was timed."""
+    return records / seconds if seconds > 0 else 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank q-th percentile (0 < q <= 100) of `values`: the smallest value with at
+    least q% of the values at or below it."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 < q <= 100:
+        raise ValueError("q must be in (0, 100]")
+    ordered = sorted(values)
+    rank = math.ceil(q / 100 * len(ordered))
+    return ordered[max(rank, 1) - 1]
+
+
+def ratio(ours: float, other: float) -> str:
+    """ours / other as `2.35x` (`n/a` when the other was not measured)."""
+    if other <= 0 or ours < 0:
+        return "n/a"
+    return f"{ours / other:.2f}x"
+
+
+def per_million(total: float, count: int) -> float:
+    """`total` scaled linearly from `count` entities to 1,000,000."""
+    if count <= 0:
+        raise ValueError("count must be > 0")
+    return total / count * 1_000_000
+
+
+def extrapolate_recovery(measured_s: float, load_s: float, users: int, target: int) -> float:
+    """Recovery time at `target` users, from one measured at `users`: the part that grows with the
+    state (`load_s`, reading and unpickling every user) scaled linearly, the rest kept."""
+    if users <= 0:
+        raise ValueError("users must be > 0")
+    return measured_s + load_s * (target - users) / users
+
+
+def delays(
+    marks: Iterable[tuple[str, int, int, int]], polls: Sequence[tuple[float, dict[str, int]]]
+) -> tuple[list[float], int]:
+    """Seconds from each record's timestamp to the first poll whose coverage includes it.
+
+    `marks`: (topic, partition, offset, record timestamp ms) of the records sent; `polls`: (wall
+    time of the answer, coverage: "topic/partition" -> last offset included), in time order.
+    Returns the delays and how many records no poll covered."""
+    out: list[float] = []
+    missed = 0
+    # per partition key: the polls' coverage in time order, scanned with a moving cursor
+    by_key: dict[str, list[tuple[float, int]]] = {}
+    for t, cov in polls:
+        for k, off in cov.items():
+            by_key.setdefault(k, []).append((t, off))
+    for key, group in _group_marks(marks).items():
+        seen = by_key.get(key, [])
+        i = 0
+        for offset, ts_ms in group:
+            while i < len(seen) and seen[i][1] < offset:
+                i += 1
+            if i == len(seen):
+                missed += 1
+            else:
+                out.append(max(0.0, seen[i][0] - ts_ms / 1000))
+    return out, missed
+
+
+def _group_marks(
+    marks: Iterable[tuple[str, int, int, int]],
+) -> dict[str, list[tuple[int, int]]]:
+    groups: dict[str, list[tuple[int, int]]] = {}
+    for topic, part, offset, ts in marks:
+        groups.setdefault(f"{topic}/{part}", []).append((offset, ts))
+    for g in groups.values():
+        g.sort()
+    return groups
+
+
+@dataclass(frozen=True)
+class ProfileSummary:
+    samples: int
+    self_top: list[tuple[str, float]]  # (function, share of samples, self)
+    buckets: list[tuple[str, float]]  # (bucket, share of samples, inclusive of the leaf)
+
+
+BUCKETS = (
+    ("engine (streams/)", ("streams/",)),
+    ("pickle / unpickle states", ("dumps (streams/live.py", "loads (streams/live.py", "pickle")),
+    ("RocksDB table writes/reads (faust stores)", ("faust/stores/", "rocksdict")),
+    ("Faust tables, changelog, streams", ("faust/",)),
+    ("aiokafka (fetch, produce, protocol)", ("aiokafka/",)),
+    ("msgpack / msgspec", ("msgspec",)),
+    ("asyncio event loop", ("asyncio/",)),
+    ("HTTP (/snapshot, /metrics)", ("aiohttp/", "agents/views.py", "agents/metrics.py")),
+)
+
+
+def _frame_name(frame: str) -> str:
+    # py-spy raw frames: "function (path/to/file.py:LINE)"
+    name, _, where = frame.partition(" (")
+    path = where.rsplit(":", 1)[0]
+    for marker in ("site-packages/", "lib/python3", "/work/", "/main/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{name} ({path})" if where else name
+
+
+def summarize_collapsed(lines: Iterable[str], top: int = 12) -> ProfileSummary:
+    """Summarize py-spy's `--format raw` output (collapsed stacks: `frame;frame;... count`).
+
+    `self_top`: the leaf functions taking the most samples; `buckets`: for each bucket of
+    BUCKETS, the share of samples whose leaf-most frame matching any bucket falls in it (a
+    stack is charged to the innermost frame that any bucket recognises, so buckets add up to at
+    most 100%)."""
+    total = 0
+    self_counts: dict[str, int] = {}
+    bucket_counts: dict[str, int] = {}
+    for line in lines:
+        line = line.rstrip("\n")
+        if not line:
+            continue
+        stack, _, n_text = line.rpartition(" ")
+        try:
+            n = int(n_text)
+        except ValueError:
+            continue
+        frames = [f for f in stack.split(";") if f]
+        if not frames:
+            continue
+        total += n
+        leaf = _frame_name(frames[-1])
+        self_counts[leaf] = self_counts.get(leaf, 0) + n
+        for frame in reversed(frames):
+            hit = next((b for b, keys in BUCKETS if any(k in frame for k in keys)), None)
+            if hit is not None:
+                bucket_counts[hit] = bucket_counts.get(hit, 0) + n
+                break
+        else:
+            bucket_counts["other"] = bucket_counts.get("other", 0) + n
+    if not total:
+        return ProfileSummary(0, [], [])
+    self_top = sorted(self_counts.items(), key=lambda kv: -kv[1])[:top]
+    buckets = sorted(bucket_counts.items(), key=lambda kv: -kv[1])
+    return ProfileSummary(
+        total, [(k, v / total) for k, v in self_top], [(k, v / total) for k, v in buckets]
+    )
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A GitHub markdown table; numeric columns (by the first row) are right-aligned."""
+    rows = [list(map(str, r)) for r in rows]
+    for r in rows:
+        if len(r) != len(header):
+            raise ValueError(f"row {r} has {len(r)} cells, the header {len(header)}")
+    align = ["---"] * len(header)
+    if rows:
+        for i, cell in enumerate(rows[0]):
+            if _numeric(cell):
+                align[i] = "---:"
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _numeric(cell: str) -> bool:
+    text = cell.replace(",", "").replace("%", "").replace("x", "").split(" ")[0]
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def verdict(value: float | None, target: float, higher_is_better: bool) -> str:
+    """`met`, `missed` or `n/a` for a figure against its target."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    ok = value >= target if higher_is_better else value <= target
+    return "met" if ok else "missed"
+
+
+def fmt_int(x: float) -> str:
+    return f"{x:,.0f}"
