@@ -604,6 +604,8 @@ class Worker:
             await r.set(self.registry_key(self.s.worker_id), self.s.web_url, ex=5)
         except Exception as exc:  # Redis away: /snapshot answers 503 until it is back
             log.warning("cannot register in Redis: %s", exc)
+        if self.forget_redis:  # forgets whose Redis part failed: retried every second
+            await self._forget_in_redis()
 
     def registry_key(self, worker_id: str) -> str:
         return f"{self.s.topics.prefix}{self.s.app_id}:worker:{worker_id}"
