@@ -39,6 +39,9 @@ YEAR_1_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
 _SECONDS: dict[int, str] = {}
 
 
+HOSTILE_KEYS = (None, "", "\x00ctl\x1f", "k" * 300, "other-user", "ünï", "😀")
+
+
 def iso(ms: int, sep: str = "T", z: str = "Z") -> str:
     """RFC 3339 with milliseconds (`sep` and `z` may be varied)."""
     s = ms // 1000
@@ -116,6 +119,8 @@ class Hostile:
                     make = f
                     break
             rec = make()
+            if rec.outcome not in (ACCEPTED, DUPLICATE) and self.rng.random() < 0.1:
+                rec.key = self.rng.choice(HOSTILE_KEYS)  # a rejected record lands anywhere
             self.expected[rec.outcome] += 1
             self.cases[rec.case] += 1
             yield rec
@@ -132,11 +137,11 @@ class Hostile:
         """The record key: the user id, as producers are told; now and then another string or
         none (the value decides, not the key)."""
         r = self.rng.random()
-        if r < 0.9:
+        if r < 0.9 or self.live:  # live: no forwarding, so the arrival order is the file's
             return uid
         if r < 0.95:
             return None
-        return self.rng.choice(["", "\x00ctl\x1f", "k" * 300, "other-user", "ünï"])
+        return self.rng.choice(HOSTILE_KEYS)
 
     def ok_event(self, uid: str, ts_ms: int, **extra: object) -> dict[str, object]:
         d: dict[str, object] = {
