@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 PYTEST_TIMEOUT ?= 600
 
 .PHONY: help install run test test-unit test-integration lint format stack-up stack-down \
-        stack-status stack-clean bench bench-quick
+        stack-status stack-clean bench bench-quick generate
 
 help: ## list the entry points
 	@echo "engagement-metrics: make TARGET"
@@ -55,6 +55,10 @@ lint: install ## ruff check, ruff format --check and mypy (settings in pyproject
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+generate: install ## rewrite the generated files: Prometheus rules (and the k8s PrometheusRule), Grafana dashboards
+	$(PY) deploy/prometheus/generate.py
+	$(PY) deploy/grafana/generate.py
 
 format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
