@@ -209,7 +209,11 @@ class Producer:
         if self._producer is None:
             raise ProducerError("the producer is not started (use `async with Producer(...)`)")
         if partition is None and key is not None:
-            partition = await self.partition_for(topic, key)
+            n = self._partitions.get(topic)  # known: no coroutine on the hot path
+            if n is not None:
+                partition = kafka_partition(key, n)
+            else:
+                partition = await self.partition_for(topic, key)
         try:
             fut: asyncio.Future[Any] = await self._producer.send(
                 topic, value=value, key=key, timestamp_ms=timestamp_ms, partition=partition
