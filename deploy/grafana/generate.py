@@ -410,7 +410,7 @@ def onboarding(r: Rules, funnel_steps: tuple[str, ...]) -> Board:
     activation = r("engagement:first_week_activation:pct")
     ret = r("engagement:first_week_return:pct")
     ttfv = r("engagement:ttfv_median_approx:hours")
-    cohort = "the users who signed up between 14 and 7 days before now (their first week is over)"
+    cohort = "the mature cohort (users whose signup day is D0-13 .. D0-7: their first week is over)"
     return Board(
         "engagement-onboarding",
         "Engagement / Onboarding",
@@ -515,8 +515,8 @@ def retention(r: Rules) -> Board:
                         "stat",
                         "Day-N retention",
                         [Q(r("engagement:retention:pct"), "D{{day}}")],
-                        "d1/d7/d30 retention: of the users who signed up on a past day, the "
-                        "share active again exactly N days later (docs/metrics.md).",
+                        "d1/d7/d30 retention: of the users whose signup day is in "
+                        "D0-N-7 .. D0-N-1, the share active on their signup day + N.",
                         unit="percent",
                         w=12,
                         decimals=1,
@@ -545,8 +545,8 @@ def retention(r: Rules) -> Board:
                     _pct(
                         "Churn rate (30d)",
                         r("engagement:churn_rate_30d:pct"),
-                        "Subscribers 30 days ago who cancelled since / subscribers 30 days "
-                        "ago x 100 (churn_rate_pct_30d).",
+                        "Customers subscribed 30 days ago and no longer subscribed now / "
+                        "customers subscribed 30 days ago x 100 (churn_rate_pct_30d).",
                         w=8,
                         thresholds=[(None, "green"), (5, "orange"), (10, "red")],
                     ),
