@@ -236,7 +236,7 @@ def worker_url() -> Iterator[str]:
         "5": (200, b'{"hello": "world"}'),
     }
     _Worker.seen = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
