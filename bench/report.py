@@ -93,35 +93,50 @@ class ProfileSummary:
     buckets: list[tuple[str, float]]  # (bucket, share of samples, inclusive of the leaf)
 
 
+# Checked in order against each frame as `function (path)` (paths shortened by _frame_name): the
+# specific buckets come before the general ones.
 BUCKETS = (
-    ("engine (streams/)", ("streams/",)),
+    ("logging", ("(logging/",)),
     ("pickle / unpickle states", ("dumps (streams/live.py", "loads (streams/live.py", "pickle")),
     ("RocksDB table writes/reads (faust stores)", ("faust/stores/", "rocksdict")),
-    ("Faust tables, changelog, streams", ("faust/",)),
-    ("aiokafka (fetch, produce, protocol)", ("aiokafka/",)),
-    ("msgpack / msgspec", ("msgspec",)),
-    ("asyncio event loop", ("asyncio/",)),
     ("HTTP (/snapshot, /metrics)", ("aiohttp/", "agents/views.py", "agents/metrics.py")),
+    ("engine (streams/)", ("(streams/",)),
+    ("Faust tables, changelog, streams", ("faust/", "mode/")),
+    ("aiokafka (fetch, produce, protocol)", ("aiokafka/", "kafka/")),
+    ("msgpack / msgspec", ("msgspec",)),
+    ("asyncio event loop", ("asyncio/", "selectors.py")),
 )
+# Charged only when no other bucket recognises a frame of the stack: the event loop is at the root
+# of every stack, and a socket write is charged to the client that writes.
+GENERIC = "asyncio event loop"
 
 
 def _frame_name(frame: str) -> str:
-    # py-spy raw frames: "function (path/to/file.py:LINE)"
+    """`function (path/to/file.py:LINE)` -> `function (short/path.py)`: the path after
+    site-packages/ or the standard library, or from the project's top directory."""
     name, _, where = frame.partition(" (")
-    path = where.rsplit(":", 1)[0]
-    for marker in ("site-packages/", "lib/python3", "/work/", "/main/"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-    return f"{name} ({path})" if where else name
+    if not where:
+        return name
+    path = where.rsplit(":", 1)[0].rstrip(")")
+    if "site-packages/" in path:
+        path = path.rsplit("site-packages/", 1)[1]
+    elif "/lib/python3" in path:
+        path = path.rsplit("/lib/python3", 1)[1].split("/", 1)[-1]
+    else:
+        for top in ("streams", "agents", "bench", "tests"):
+            if f"/{top}/" in path:
+                path = top + "/" + path.rsplit(f"/{top}/", 1)[1]
+                break
+    return f"{name} ({path})"
 
 
 def summarize_collapsed(lines: Iterable[str], top: int = 12) -> ProfileSummary:
     """Summarize py-spy's `--format raw` output (collapsed stacks: `frame;frame;... count`).
 
-    `self_top`: the leaf functions taking the most samples; `buckets`: for each bucket of
-    BUCKETS, the share of samples whose leaf-most frame matching any bucket falls in it (a
-    stack is charged to the innermost frame that any bucket recognises, so buckets add up to at
-    most 100%)."""
+    `self_top`: the leaf functions taking the most samples; `buckets`: the share of samples
+    charged to each bucket of BUCKETS: a stack goes to the innermost frame that a bucket other
+    than the event loop recognises, else to the event loop if any frame is its, else to `other`
+    (so the shares add up to 100%)."""
     total = 0
     self_counts: dict[str, int] = {}
     bucket_counts: dict[str, int] = {}
@@ -138,15 +153,20 @@ def summarize_collapsed(lines: Iterable[str], top: int = 12) -> ProfileSummary:
         if not frames:
             continue
         total += n
-        leaf = _frame_name(frames[-1])
+        names = [_frame_name(f) for f in frames]
+        leaf = names[-1]
         self_counts[leaf] = self_counts.get(leaf, 0) + n
-        for frame in reversed(frames):
+        generic = False
+        for frame in reversed(names):
             hit = next((b for b, keys in BUCKETS if any(k in frame for k in keys)), None)
-            if hit is not None:
+            if hit == GENERIC:
+                generic = True
+            elif hit is not None:
                 bucket_counts[hit] = bucket_counts.get(hit, 0) + n
                 break
         else:
-            bucket_counts["other"] = bucket_counts.get("other", 0) + n
+            where = GENERIC if generic else "other"
+            bucket_counts[where] = bucket_counts.get(where, 0) + n
     if not total:
         return ProfileSummary(0, [], [])
     self_top = sorted(self_counts.items(), key=lambda kv: -kv[1])[:top]

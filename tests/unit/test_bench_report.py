@@ -1,0 +1,106 @@
+"""The pure helpers of the benchmark run (bench/report.py): every expected value is worked out
+by hand here, not taken from the code."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import report
+
+
+def test_rate_and_ratio() -> None:
+    assert report.rate(1_000, 4.0) == 250.0
+    assert report.rate(10, 0.0) == 0.0
+    assert report.ratio(3_000, 1_500) == "2.00x"
+    assert report.ratio(1, 3) == "0.33x"
+    assert report.ratio(5, 0) == "n/a"
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [5.0, 1.0, 4.0, 2.0, 3.0]  # sorted: 1 2 3 4 5
+    assert report.percentile(values, 50) == 3.0  # ceil(2.5) = 3rd
+    assert report.percentile(values, 99) == 5.0
+    assert report.percentile(values, 20) == 1.0  # exactly 1 of 5 at or below
+    assert report.percentile(values, 100) == 5.0
+    hundred = [float(i) for i in range(1, 101)]
+    assert report.percentile(hundred, 99) == 99.0
+    with pytest.raises(ValueError):
+        report.percentile([], 50)
+    with pytest.raises(ValueError):
+        report.percentile(values, 0)
+
+
+def test_per_million_and_recovery_extrapolation() -> None:
+    assert report.per_million(2_000_000, 10_000) == 200_000_000  # 200 B/user -> 200 MB
+    # 12 s measured with 50,000 users, of which 0.5 s reading them: 1M users add 19 x 0.5 s
+    assert report.extrapolate_recovery(12.0, 0.5, 50_000, 1_000_000) == pytest.approx(21.5)
+    with pytest.raises(ValueError):
+        report.per_million(1, 0)
+
+
+def test_delays_use_the_first_poll_that_covers_each_offset() -> None:
+    marks = [
+        ("t", 0, 10, 1_000_000),  # covered by the poll at 1000.4
+        ("t", 0, 11, 1_000_100),  # first covered at 1000.9
+        ("t", 1, 5, 1_000_200),  # partition 1 covered at 1000.9
+        ("t", 1, 6, 1_000_300),  # never covered
+    ]
+    polls = [
+        (1000.4, {"t/0": 10, "t/1": 4}),
+        (1000.9, {"t/0": 12, "t/1": 5}),
+    ]
+    got, missed = report.delays(marks, polls)
+    assert missed == 1
+    assert sorted(round(x, 3) for x in got) == [0.4, 0.7, 0.8]
+
+
+def test_verdicts() -> None:
+    assert report.verdict(120_000, 100_000, True) == "met"
+    assert report.verdict(90_000, 100_000, True) == "missed"
+    assert report.verdict(0.8, 1.0, False) == "met"
+    assert report.verdict(1.2, 1.0, False) == "missed"
+    assert report.verdict(None, 1.0, False) == "n/a"
+    assert report.verdict(float("nan"), 1.0, True) == "n/a"
+
+
+def test_markdown_table_aligns_numbers_and_checks_widths() -> None:
+    text = report.markdown_table(["figure", "value"], [["ours", "1,234 events/s"], ["x", "2"]])
+    assert text.splitlines() == [
+        "| figure | value |",
+        "|---|---:|",
+        "| ours | 1,234 events/s |",
+        "| x | 2 |",
+    ]
+    with pytest.raises(ValueError):
+        report.markdown_table(["a", "b"], [["only one"]])
+
+
+def test_profile_summary_of_collapsed_stacks() -> None:
+    loop = "run (/usr/lib/python3.11/asyncio/base_events.py:600)"
+    repo = "/home/ci/engagement-metrics"
+    pkgs = "/home/ci/engagement-metrics/.venv/lib/python3.11/site-packages"
+    std, std2 = "/usr/lib/python3.11/asyncio", "/usr/lib/python3.11"
+    lines = [
+        f"{loop};apply ({repo}/streams/live.py:160);product ({repo}/streams/engine.py:300) 6",
+        f"{loop};_users_apply ({repo}/agents/worker.py:330);dumps ({repo}/streams/live.py:337) 2",
+        f"{loop};send ({pkgs}/aiokafka/producer/producer.py:400);write ({std}/selector_events.py:9) 1",
+        f"{loop};select (/usr/lib/python3.11/selectors.py:468) 1",
+        f"{loop};_users_apply ({repo}/agents/worker.py:330);warning ({std2}/logging/__init__.py:1) 1",
+        "main (<frozen runpy>:88) 1",
+        "garbage line without a count",
+        "",
+    ]
+    s = report.summarize_collapsed(lines)
+    assert s.samples == 12
+    assert dict(s.self_top)["product (streams/engine.py)"] == pytest.approx(6 / 12)
+    buckets = dict(s.buckets)
+    # `dumps` in streams/live.py is charged to pickling, not to the engine: innermost frame wins
+    assert buckets["pickle / unpickle states"] == pytest.approx(2 / 12)
+    assert buckets["engine (streams/)"] == pytest.approx(6 / 12)
+    # the socket write under aiokafka's send is aiokafka's; a bare select is the event loop's
+    assert buckets["aiokafka (fetch, produce, protocol)"] == pytest.approx(1 / 12)
+    assert buckets["asyncio event loop"] == pytest.approx(1 / 12)
+    assert buckets["logging"] == pytest.approx(1 / 12)
+    assert buckets["other"] == pytest.approx(1 / 12)
+    assert sum(buckets.values()) == pytest.approx(1.0)
+    assert report.summarize_collapsed([]).samples == 0
