@@ -605,8 +605,14 @@ class AccountPartition(_Clock):
         self, customer: str, ts: Instant, record_ts: int, activity: bool, kind: int, value: float
     ) -> None:
         w = self.watermark
-        if w is None or record_ts > w:
-            self.see_record_ts(record_ts)
+        if w is None or record_ts > w:  # see_record_ts(record_ts), inline
+            self.watermark = record_ts
+            f: Instant = record_ts - self.margin
+            lim = self.fold_limit
+            if lim is not None and lim < f:
+                f = lim
+            if f > self.fold:
+                self.fold = f
         fold = self.fold
         accounts = self.accounts
         a = accounts.get(customer)

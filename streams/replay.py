@@ -257,8 +257,14 @@ class Pipeline:
             return self.record(PRODUCT_EVENTS, key, value, record_ts, partition, offset)
         up = self.users[0] if self.n == 1 else self.users[stable_hash(uid) % self.n]
         w = up.watermark
-        if w is None or rts > w:
-            up.see_record_ts(rts)
+        if w is None or rts > w:  # up.see_record_ts(rts), inline
+            up.watermark = rts
+            f: Instant = rts - up.margin
+            lim = up.fold_limit
+            if lim is not None and lim < f:
+                f = lim
+            if f > up.fold:
+                up.fold = f
         if up.product(ev, inst) == ACCEPTED:
             up.accepted += 1
         else:
