@@ -132,7 +132,18 @@ def test_client_settings_hold_no_secret(secure_stack: SecureStack) -> None:
 
 
 def _topics_check(env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    return run_cli("topics", "--check", "--timeout", "8", env=env, timeout=120)
+    return run_cli("topics", "--check", "--timeout", "4", env=env, timeout=120)
+
+
+def _broker_says(since: int) -> str:
+    """What the broker logged after byte `since` of its log."""
+    with open(RUN_DIR / "logs" / "kafka.log", "rb") as fh:
+        fh.seek(since)
+        return fh.read().decode("utf-8", "replace")
+
+
+def _log_size() -> int:
+    return (RUN_DIR / "logs" / "kafka.log").stat().st_size
 
 
 def test_kafka_admits_the_scram_user_over_tls(secure_stack: SecureStack) -> None:
@@ -145,16 +156,20 @@ def test_kafka_refuses_a_wrong_password(secure_stack: SecureStack) -> None:
     env = secure_stack.env()
     env.pop("KAFKA_SASL_PASSWORD_FILE")
     env["KAFKA_SASL_PASSWORD"] = "not-the-password"
+    since = _log_size()
     r = _topics_check(env)
     assert r.returncode != 0
     err = r.stderr.decode()
     assert "not-the-password" not in err  # the attempt is reported without the secret
+    assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in _broker_says(since)
 
 
 def test_kafka_refuses_plaintext(secure_stack: SecureStack) -> None:
     env = secure_stack.env(KAFKA_SECURITY_PROTOCOL="PLAINTEXT")
+    since = _log_size()
     r = _topics_check(env)
     assert r.returncode != 0, r.stdout.decode()
+    assert "SSL handshake failed" in _broker_says(since)
 
 
 def test_kafka_refuses_tls_without_sasl(secure_stack: SecureStack) -> None:
