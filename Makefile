@@ -64,7 +64,7 @@ format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-stack-up: ## start Kafka, Redis, Prometheus, Alertmanager on 127.0.0.1 (reuses a running stack)
+stack-up: ## start Kafka, Redis, Prometheus, Alertmanager on 127.0.0.1 (SECURE=1: TLS and SASL, docs/stack.md)
 	@deploy/local/stack-up.sh
 
 stack-down: ## stop everything the stack started; no process or port is left
