@@ -8,9 +8,11 @@ counted twice.
 The broker and Redis of these tests are a PRIVATE stack (deploy/local/stack-up.sh with
 STACK_SERVICES="kafka redis", its own run directory and ports), started once per session and
 stopped at its end, so stopping them never disturbs the shared stack other tests use. Ports
-(defaults collide neither with the developer's stack nor with CI's): FAULTS_KAFKA_PORT=39092,
-FAULTS_KAFKA_CONTROLLER_PORT=39093, FAULTS_REDIS_PORT=36379; FAULTS_RUN_DIR (default
-<ENGAGEMENT_RUN_DIR or .run>/faults).
+(defaults collide neither with the developer's stack nor with CI's): FAULTS_KAFKA_PORT=31092,
+FAULTS_KAFKA_CONTROLLER_PORT=31093, FAULTS_REDIS_PORT=31379; FAULTS_RUN_DIR (default
+<ENGAGEMENT_RUN_DIR or .run>/faults). They must stay below Linux's ephemeral range (32768+):
+clients reconnecting to a stopped broker on such a port can be given that very port as their
+own local port (a TCP self-connect), and the broker then cannot bind it again.
 
 Each test prints one `FAULT ...` line with its measured outcome (records in / counted / lost /
 doubled, recovery times) and appends it to <run dir>/faults-results.jsonl; docs/operations.md
@@ -103,18 +105,18 @@ def _port(name: str, default: int) -> int:
 def fault_stack() -> Iterator[FaultStack]:
     main_run = Path(os.environ.get("ENGAGEMENT_RUN_DIR") or REPO / ".run")
     run_dir = Path(os.environ.get("FAULTS_RUN_DIR") or main_run / "faults")
-    kafka_port = _port("FAULTS_KAFKA_PORT", 39092)
-    redis_port = _port("FAULTS_REDIS_PORT", 36379)
+    kafka_port = _port("FAULTS_KAFKA_PORT", 31092)
+    redis_port = _port("FAULTS_REDIS_PORT", 31379)
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP"}
     env.update(
         ENGAGEMENT_RUN_DIR=str(run_dir),
         KAFKA_PORT=str(kafka_port),
-        KAFKA_CONTROLLER_PORT=str(_port("FAULTS_KAFKA_CONTROLLER_PORT", 39093)),
+        KAFKA_CONTROLLER_PORT=str(_port("FAULTS_KAFKA_CONTROLLER_PORT", 31093)),
         REDIS_PORT=str(redis_port),
         # not started (STACK_SERVICES), but lib.sh derives them: keep them off the others' ports
-        PROMETHEUS_PORT=str(_port("FAULTS_PROMETHEUS_PORT", 39090)),
-        ALERTMANAGER_PORT=str(_port("FAULTS_ALERTMANAGER_PORT", 39094)),
-        WORKER_PORT=str(_port("FAULTS_WORKER_PORT", 36066)),
+        PROMETHEUS_PORT=str(_port("FAULTS_PROMETHEUS_PORT", 31090)),
+        ALERTMANAGER_PORT=str(_port("FAULTS_ALERTMANAGER_PORT", 31094)),
+        WORKER_PORT=str(_port("FAULTS_WORKER_PORT", 31066)),
         STACK_SKIP_TOPICS="1",
         KAFKA_HEAP_OPTS=os.environ.get("FAULTS_KAFKA_HEAP_OPTS") or "-Xms128m -Xmx512m",
     )
