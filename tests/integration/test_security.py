@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from agents.security import KAFKA_ENV, REDIS_ENV
 from streams.config import Config
@@ -195,6 +197,7 @@ def _redis(secure: SecureStack, **kw: Any) -> redis.Redis:
         host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=5,
         ssl=True, ssl_ca_certs=secure.client_env["REDIS_SSL_CAFILE"], ssl_check_hostname=True,
         username=secure.client_env["REDIS_USERNAME"], password=secure.redis_password,
+        retry=Retry(NoBackoff(), 0),  # a refusal is final: no retries
     )  # fmt: skip
     base.update(kw)
     return redis.Redis(**base)
