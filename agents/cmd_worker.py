@@ -4,7 +4,9 @@ Settings come from flags, then environment variables, then the `[worker]` table 
 file (--config), then defaults (docs/operations.md):
 KAFKA_BOOTSTRAP, REDIS_URL, ENGAGEMENT_DATA_DIR, ENGAGEMENT_WEB_HOST, ENGAGEMENT_WEB_PORT,
 ENGAGEMENT_CONFIG (the metric TOML), ENGAGEMENT_TOPIC_PREFIX, ENGAGEMENT_INPUT_PARTITIONS,
-ENGAGEMENT_APP_ID, ENGAGEMENT_STORE, ENGAGEMENT_CLOCK (pin "now"), ENGAGEMENT_WORKER_ID.
+ENGAGEMENT_APP_ID, ENGAGEMENT_STORE, ENGAGEMENT_CLOCK (pin "now"), ENGAGEMENT_WORKER_ID;
+TLS/SASL to Kafka and TLS/ACL to Redis: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*,
+REDIS_USERNAME, REDIS_PASSWORD(_FILE), REDIS_SSL_* (docs/operations.md, "Security").
 
 examples:
   engagement worker
