@@ -134,9 +134,9 @@ def summarize_collapsed(lines: Iterable[str], top: int = 12) -> ProfileSummary:
     """Summarize py-spy's `--format raw` output (collapsed stacks: `frame;frame;... count`).
 
     `self_top`: the leaf functions taking the most samples; `buckets`: the share of samples
-    charged to each bucket of BUCKETS: a stack goes to the innermost frame that a bucket other
-    than the event loop recognises, else to the event loop if any frame is its, else to `other`
-    (so the shares add up to 100%)."""
+    charged to each bucket of BUCKETS: a stack goes to the innermost frame, below the event
+    loop's `_run_once` if there is one, that a bucket other than the event loop recognises, else
+    to the event loop if any frame is its, else to `other` (the shares add up to 100%)."""
     total = 0
     self_counts: dict[str, int] = {}
     bucket_counts: dict[str, int] = {}
@@ -156,8 +156,11 @@ def summarize_collapsed(lines: Iterable[str], top: int = 12) -> ProfileSummary:
         names = [_frame_name(f) for f in frames]
         leaf = names[-1]
         self_counts[leaf] = self_counts.get(leaf, 0) + n
-        generic = False
-        for frame in reversed(names):
+        # only the frames of the callback the event loop is running count: the ones above its
+        # `_run_once` (the worker's entry point, mode's service runner) hold every sample
+        loop_at = max((i for i, f in enumerate(names) if f.startswith("_run_once (")), default=-1)
+        generic = loop_at >= 0
+        for frame in reversed(names[loop_at + 1 :]):
             hit = next((b for b, keys in BUCKETS if any(k in frame for k in keys)), None)
             if hit == GENERIC:
                 generic = True

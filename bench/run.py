@@ -501,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
         profile = results.get("ours", {}).get("profile")
         if profile is not None:
             results["profile"] = report.summarize_collapsed(Path(profile).read_text().splitlines())
+            if args.out:  # the raw stacks, for a flame graph or another summary
+                raw = Path(args.out).with_suffix(".pyspy.txt")
+                raw.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(profile, raw)
         shutil.rmtree(tmp, ignore_errors=True)
     text = render(results)
     print(text)
