@@ -185,11 +185,14 @@ async def read_dead_letters(bootstrap: str, topic: str, timeout: float) -> list[
             f"the topic {topic} does not exist (check --prefix / ENGAGEMENT_TOPIC_PREFIX; "
             "`engagement topics` creates it)"
         )
+    from agents.security import kafka_kwargs
+
     c = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         request_timeout_ms=int(timeout * 1000),
         max_partition_fetch_bytes=2 * 1024 * 1024,
+        **kafka_kwargs(),
     )
     await c.start()
     try:
@@ -241,8 +244,14 @@ def read_fix_file(path: str) -> dict[tuple[int, int], DeadLetter]:
 async def resend(bootstrap: str, letters: list[DeadLetter], dl_topic: str) -> int:
     from aiokafka import AIOKafkaProducer
 
+    from agents.security import kafka_kwargs
+
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, max_request_size=2**21
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=2**21,
+        **kafka_kwargs(),
     )
     await producer.start()
     try:

@@ -56,7 +56,12 @@ async def _send(s: Settings, user: str, request_id: str) -> int:
     from aiokafka import AIOKafkaProducer
 
     topic = s.topic(f"{s.app_id}-batches")
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        **s.kafka_security.aiokafka_kwargs(),
+    )
     await producer.start()
     try:
         parts = await producer.partitions_for(topic)
@@ -82,7 +87,12 @@ def _wait_receipt(s: Settings, user: str, request_id: str, timeout: float) -> bo
 
     from agents.health import health_keys
 
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    r = redis.Redis.from_url(
+        s.redis_url,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        **s.redis_security.client_kwargs(s.redis_url),
+    )
     key = receipt_key(s.topics.prefix, s.app_id, request_id)
     deadline = time.monotonic() + timeout
     try:

@@ -101,7 +101,12 @@ async def _busy(s: Settings, group: str, topics: list[str]) -> list[str]:
     tps = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
     if not tps:
         return []
-    c = AIOKafkaConsumer(bootstrap_servers=s.bootstrap, group_id=group, enable_auto_commit=False)
+    c = AIOKafkaConsumer(
+        bootstrap_servers=s.bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        **s.kafka_security.aiokafka_kwargs(),
+    )
     await c.start()
     try:
         c.assign(tps)
@@ -133,7 +138,11 @@ async def _input_records(s: Settings) -> int:
     tps = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
     if not tps:
         return 0
-    c = AIOKafkaConsumer(bootstrap_servers=s.bootstrap, enable_auto_commit=False)
+    c = AIOKafkaConsumer(
+        bootstrap_servers=s.bootstrap,
+        enable_auto_commit=False,
+        **s.kafka_security.aiokafka_kwargs(),
+    )
     await c.start()
     try:
         begin = await c.beginning_offsets(tps)
@@ -152,7 +161,10 @@ async def _read_tombstones(s: Settings, changelogs: dict[str, int]) -> dict[str,
     if not tps:
         return out
     c = AIOKafkaConsumer(
-        bootstrap_servers=s.bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=2**24
+        bootstrap_servers=s.bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=2**24,
+        **s.kafka_security.aiokafka_kwargs(),
     )
     await c.start()
     try:
@@ -208,7 +220,9 @@ async def _reset(s: Settings, existing: dict[str, int], tombs: dict[str, dict[in
     bad = [st.describe() for st in statuses if not st.ok]
     if bad:
         raise RuntimeError("; ".join(bad))
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.bootstrap, acks="all", **s.kafka_security.aiokafka_kwargs()
+    )
     await producer.start()
     try:
         for topic, parts in tombs.items():
@@ -225,7 +239,10 @@ async def _reset(s: Settings, existing: dict[str, int], tombs: dict[str, dict[in
     internal = [s.topic(f"{s.app_id}-batches"), s.topic(f"{s.app_id}-account-facts")]
     for group, topics in ((s.topic(f"{s.app_id}-intake"), inputs), (s.topic(s.app_id), internal)):
         c = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap, group_id=group, enable_auto_commit=False
+            bootstrap_servers=s.bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            **s.kafka_security.aiokafka_kwargs(),
         )
         await c.start()
         try:
@@ -240,7 +257,12 @@ async def _reset(s: Settings, existing: dict[str, int], tombs: dict[str, dict[in
 def _redis_workers(s: Settings) -> tuple[Any, list[str]]:
     import redis
 
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    r = redis.Redis.from_url(
+        s.redis_url,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        **s.redis_security.client_kwargs(s.redis_url),
+    )
     base = f"{s.topics.prefix}{s.app_id}"
     keys = sorted(k.decode() for k in r.scan_iter(match=f"{base}:worker:*"))
     return r, keys
