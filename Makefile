@@ -85,8 +85,8 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench: install $(BENCH_STAMP) stack-up ## full benchmark: ours vs bare consumer, Faust, Quix Streams (< 15 min; bench/RESULTS.md)
 	@mkdir -p $(BENCH_OUT)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) bench/run.py --out $(BENCH_OUT)/full-$$(date -u +%Y%m%dT%H%M).md
+	$(PY) bench/run.py --out $(BENCH_OUT)/full-$$(date -u +%Y%m%dT%H%M).md
 
 bench-quick: install $(BENCH_STAMP) stack-up ## the same table with small numbers (< 3 min)
 	@mkdir -p $(BENCH_OUT)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) bench/run.py --quick --out $(BENCH_OUT)/quick-$$(date -u +%Y%m%dT%H%M).md
+	$(PY) bench/run.py --quick --out $(BENCH_OUT)/quick-$$(date -u +%Y%m%dT%H%M).md

@@ -63,6 +63,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 POLL = float(os.environ.get("BENCH_POLL_SECONDS", "0.25"))
 PARTITIONS = 8
 PY = sys.executable
+# py-spy from the bench extra: next to this interpreter (a venv's bin/), else on PATH
+_NEXT_TO_PY = Path(sys.executable).with_name("py-spy")
+PYSPY = str(_NEXT_TO_PY) if _NEXT_TO_PY.exists() else shutil.which("py-spy")
 
 MODES: dict[str, dict[str, Any]] = {
     "quick": {"records": 30_000, "users": 3_000, "delay_s": 10, "replay": 100_000,
@@ -250,9 +253,9 @@ def drain_ours(w: Any, n: int, timeout: float, profile_s: float, tmp: Path) -> d
                 baseline_rss = rss_bytes(w.proc.pid)
             else:
                 t_first, n_first = now, done
-                if profile_s > 0 and shutil.which("py-spy"):
+                if profile_s > 0 and PYSPY:
                     spy = subprocess.Popen(
-                        ["py-spy", "record", "--pid", str(w.proc.pid), "--duration",
+                        [PYSPY, "record", "--pid", str(w.proc.pid), "--duration",
                          str(int(profile_s)), "--rate", "100", "--format", "raw", "--nonblocking",
                          "--output", str(spy_out)],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
