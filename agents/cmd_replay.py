@@ -26,7 +26,7 @@ from typing import IO, Any
 from agents.cli import EXIT_CONFIG, EXIT_INPUT, EXIT_OK, EXIT_USAGE
 from streams.config import Config
 from streams.errors import AsOfError, ConfigError
-from streams.replay import Replayer
+from streams.replay import Replayer, gc_paused
 from streams.timeutil import parse_as_of
 
 
@@ -160,34 +160,36 @@ def run(args: argparse.Namespace) -> int:
     replayer = Replayer(config, as_of, args.partitions, on_reject=on_reject if rejects else None)
     progress = Progress(sizes, args.progress, sys.stderr)
     done = 0
-    try:
-        for name in args.files:
-            try:
-                fh = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
-            except OSError as exc:
-                print(f"engagement replay: cannot read {name}: {exc}", file=sys.stderr)
-                return EXIT_INPUT
-            try:
-                line = replayer.line
-                for n, raw in enumerate(fh, 1):
-                    line(raw)
-                    if n & 0x3FFF == 0:
-                        progress.update(
-                            done + fh.tell() if fh is not sys.stdin.buffer else done, replayer.lines
-                        )
-                if fh is not sys.stdin.buffer:
-                    done += os.path.getsize(name)
-            except OSError as exc:
-                print(f"engagement replay: cannot read {name}: {exc}", file=sys.stderr)
-                return EXIT_INPUT
-            finally:
-                if fh is not sys.stdin.buffer:
-                    fh.close()
-        progress.update(done, replayer.lines, final=True)
-        snap = replayer.snapshot()
-    finally:
-        if rejects is not None:
-            rejects.close()
+    with gc_paused():  # the replay allocates millions of acyclic containers
+        try:
+            for name in args.files:
+                try:
+                    fh = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+                except OSError as exc:
+                    print(f"engagement replay: cannot read {name}: {exc}", file=sys.stderr)
+                    return EXIT_INPUT
+                try:
+                    line = replayer.line
+                    for n, raw in enumerate(fh, 1):
+                        line(raw)
+                        if n & 0x3FFF == 0:
+                            progress.update(
+                                done + fh.tell() if fh is not sys.stdin.buffer else done,
+                                replayer.lines,
+                            )
+                    if fh is not sys.stdin.buffer:
+                        done += os.path.getsize(name)
+                except OSError as exc:
+                    print(f"engagement replay: cannot read {name}: {exc}", file=sys.stderr)
+                    return EXIT_INPUT
+                finally:
+                    if fh is not sys.stdin.buffer:
+                        fh.close()
+            progress.update(done, replayer.lines, final=True)
+            snap = replayer.snapshot()
+        finally:
+            if rejects is not None:
+                rejects.close()
     json.dump(snap, sys.stdout, indent=None if args.compact else 2, ensure_ascii=True)
     sys.stdout.write("\n")
     return EXIT_OK

@@ -83,6 +83,9 @@ def _note_activity(s: UserState | AccountState, day: int, ts: Instant, fold: Ins
 def _max_below(folded: Instant | None, pending: list[Instant] | None, t: Instant) -> Instant | None:
     best = folded
     if pending:
+        top = max(pending)
+        if top <= t:  # the usual case: the whole list is at or before t
+            return top if best is None or top > best else best
         for p in pending:
             if p <= t and (best is None or p > best):
                 best = p
