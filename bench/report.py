@@ -158,7 +158,10 @@ def summarize_collapsed(lines: Iterable[str], top: int = 12) -> ProfileSummary:
         self_counts[leaf] = self_counts.get(leaf, 0) + n
         # only the frames of the callback the event loop is running count: the ones above its
         # `_run_once` (the worker's entry point, mode's service runner) hold every sample
-        loop_at = max((i for i, f in enumerate(names) if f.startswith("_run_once (")), default=-1)
+        loop_at = max(
+            (i for i, f in enumerate(names) if f.partition(" (")[0].endswith("_run_once")),
+            default=-1,
+        )
         generic = loop_at >= 0
         for frame in reversed(names[loop_at + 1 :]):
             hit = next((b for b, keys in BUCKETS if any(k in frame for k in keys)), None)

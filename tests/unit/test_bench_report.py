@@ -80,7 +80,7 @@ def test_profile_summary_of_collapsed_stacks() -> None:
     loop = (
         "main (/x/.venv/lib/python3.11/site-packages/mode/worker.py:1);"
         "run_forever (/usr/lib/python3.11/asyncio/base_events.py:600);"
-        "_run_once (/usr/lib/python3.11/asyncio/base_events.py:1900)"
+        "BaseEventLoop._run_once (/usr/lib/python3.11/asyncio/base_events.py:1900)"
     )
     repo = "/home/ci/engagement-metrics"
     pkgs = "/home/ci/engagement-metrics/.venv/lib/python3.11/site-packages"
