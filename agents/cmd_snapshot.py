@@ -5,10 +5,17 @@ worker, so any one of them answers for the whole fleet. The worker's URL: --url,
 ENGAGEMENT_WORKER_URL, else http://127.0.0.1:6066. --as-of takes RFC 3339 (with an offset) or
 epoch milliseconds; without it the worker answers as of its clock (now).
 
+--wait S waits up to S seconds until the workers have counted every record that was in the input
+topics when the command started, and the customer facts those records made (the snapshot's
+coverage reaches the end offsets Kafka gives for the prefixed input topics, then for the
+worker's account-facts topic; from KAFKA_BOOTSTRAP, ENGAGEMENT_TOPIC_PREFIX and
+ENGAGEMENT_APP_ID), e.g. after `engagement load`; without it the command answers at once.
+
 examples:
   engagement snapshot
   engagement snapshot --as-of 2026-11-20T12:00:00Z
   engagement snapshot --json | python3 -m json.tool
+  engagement load events.jsonl && engagement snapshot --wait 120   # once all is counted
   engagement snapshot --url http://10.0.0.7:6066 --json > snapshot.json
   ENGAGEMENT_WORKER_URL=http://127.0.0.1:6067 engagement snapshot
 
@@ -18,7 +25,7 @@ exit codes of this command:
      than the state still holds (HTTP 422: ask for a later instant, or replay the records)
   2  bad usage, or an as-of that is not RFC 3339 nor epoch milliseconds (ours or HTTP 400)
   5  the workers cannot answer yet (HTTP 503: a rebalance in progress, a worker down, Redis
-     unavailable): retry in a few seconds
+     unavailable): retry in a few seconds (with --wait: not caught up in time)
 """
 
 from __future__ import annotations
@@ -62,6 +69,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)"
     )
+    p.add_argument(
+        "--wait",
+        type=float,
+        metavar="S",
+        help="first wait up to S seconds until every record already in the input topics is counted",
+    )
+
+
+async def _end_offsets(names: list[str]) -> dict[str, int]:
+    """ "topic/partition" -> the offset of the last record, of the topics `names`."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from agents.admin import connect, default_bootstrap, partition_counts
+    from agents.security import kafka_kwargs
+
+    admin = await connect(default_bootstrap())
+    try:
+        counts = await partition_counts(admin, names)
+    finally:
+        await admin.close()
+    missing = [n for n in names if not counts.get(n)]
+    if missing:
+        raise LookupError(
+            f"no topic {missing[0]} (check ENGAGEMENT_TOPIC_PREFIX and ENGAGEMENT_APP_ID)"
+        )
+    tps = [TopicPartition(n, p) for n in names for p in range(counts[n])]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=default_bootstrap(), enable_auto_commit=False, **kafka_kwargs()
+    )
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return {f"{tp.topic}/{tp.partition}": end - 1 for tp, end in ends.items() if end > 0}
+
+
+def caught_up(coverage: dict[str, int], ends: dict[str, int]) -> list[str]:
+    """The partitions whose last record (by `ends`) the coverage does not include yet."""
+    return [k for k, last in sorted(ends.items()) if coverage.get(k, -1) < last]
 
 
 def format_value(v: Any) -> str:
@@ -115,6 +163,50 @@ def render_table(snap: dict[str, Any], source: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _wait(url: str, args: argparse.Namespace, prog: str) -> dict[str, Any]:
+    """The snapshot once it covers every record in the input topics now (or TimeoutError)."""
+    import asyncio
+    import time
+
+    from aiokafka.errors import KafkaError
+
+    from agents import client
+    from agents.admin import AdminError
+    from agents.settings import Settings
+    from streams.topics import INPUT_TOPICS
+
+    def ends_of(names: list[str]) -> dict[str, int]:
+        try:
+            return asyncio.run(asyncio.wait_for(_end_offsets(names), 30))
+        except (TimeoutError, OSError, LookupError, KafkaError, AdminError) as exc:
+            raise client.WorkerError(
+                client.UNREACHABLE, f"cannot read the topics' end offsets from Kafka: {exc}"
+            ) from exc
+
+    s = Settings.load()
+    deadline = time.monotonic() + args.wait
+    # Two steps: the input records the user partitions have applied, then the account facts
+    # they made (acknowledged in Kafka before the records count as applied).
+    for names in ([s.topic(t) for t in INPUT_TOPICS], [s.topic(f"{s.app_id}-account-facts")]):
+        ends = ends_of(names)
+        last = "no answer yet"
+        while True:
+            try:
+                snap = client.snapshot(url, args.as_of, timeout=args.timeout)
+                missing = caught_up(snap.get("coverage") or {}, ends)
+                if not missing:
+                    break
+                last = f"{len(missing)} partitions not caught up, e.g. {missing[0]}"
+            except client.WorkerError as exc:
+                if exc.kind not in (client.UNAVAILABLE, client.UNREACHABLE):
+                    raise
+                last = str(exc)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"not caught up after {args.wait:g}s ({last})")
+            time.sleep(1)
+    return snap
+
+
 def run(args: argparse.Namespace) -> int:
     from agents import client
     from streams.errors import AsOfError
@@ -129,13 +221,19 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     try:
         url = client.worker_url(args.url)
-        snap = client.snapshot(url, args.as_of, timeout=args.timeout)
+        if args.wait is not None:
+            snap = _wait(url, args, prog)
+        else:
+            snap = client.snapshot(url, args.as_of, timeout=args.timeout)
     except client.WorkerError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return {
             client.BAD_REQUEST: EXIT_USAGE,
             client.UNAVAILABLE: EXIT_RETRY,
         }.get(exc.kind, EXIT_FAILURE)
+    except TimeoutError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_RETRY
     if args.json:
         sys.stdout.write(json.dumps(snap, indent=2, ensure_ascii=False) + "\n")
     else:

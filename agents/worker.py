@@ -641,10 +641,14 @@ class Worker:
             for (topic, sp), off in part.meta.offs.items():
                 key = f"{self.s.topic(topic)}/{sp}"
                 coverage[key] = max(coverage.get(key, -1), off)
+        facts = self.s.topic(f"{self.s.app_id}-account-facts")
         for p in sorted(accts):
             part_a = self.acct_parts[p]
             total.merge(part_a.engine.partial(t))
             folds.append(part_a.engine.fold)
+            # the last account-facts message applied: `engagement snapshot --wait` compares it
+            # with the topic's end (facts are acknowledged before the records that made them)
+            coverage[f"{facts}/{p}"] = part_a.meta.event_offset
         return {
             "worker": self.s.worker_id,
             "user_partitions": sorted(users),
