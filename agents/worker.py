@@ -188,6 +188,10 @@ class Worker:
         # customers whose health must be re-published (agents/health.py drains it)
         self.health_pending: dict[int, set[str]] = {}
         self.intake_consumer: AIOKafkaConsumer | None = None
+        # set on shutdown: the intake finishes its current micro-batches and stops before
+        # Faust stops the producer (a send after that crashed the app: exit 1 on SIGTERM)
+        self._intake_stop = asyncio.Event()
+        self._intake_stopped = asyncio.Event()
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
         # forgotten users and customers per partition (agents/forget.py), and the Redis work
         # (health entry removal, receipt) of forgets applied by the accounts agent
@@ -214,6 +218,7 @@ class Worker:
         app.timer(interval=5.0)(self._check_gaps)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
+        app.on_before_shutdown.connect(self._on_before_shutdown)  # type: ignore[arg-type]
         from agents import views
 
         views.register(self)
@@ -303,6 +308,15 @@ class Worker:
 
     # ---- stage 1: intake -------------------------------------------------------------------
 
+    async def _on_before_shutdown(self, sender: Any, *args: Any, **kw: Any) -> None:
+        """Stop the intake while the producer still runs (Faust stops it next)."""
+        self._intake_stop.set()
+        if self.intake_consumer is not None:
+            try:
+                await asyncio.wait_for(self._intake_stopped.wait(), 30)
+            except TimeoutError:
+                log.warning("intake: still busy at shutdown; its records are read again")
+
     async def _intake(self) -> None:
         consumer = AIOKafkaConsumer(
             *self.input_names,
@@ -316,7 +330,7 @@ class Worker:
         await consumer.start()
         self.intake_consumer = consumer
         try:
-            while True:
+            while not self._intake_stop.is_set():
                 data = await consumer.getmany(timeout_ms=200, max_records=20000)
                 if not data:
                     continue
@@ -344,6 +358,7 @@ class Worker:
                     log.info("intake: commit skipped after a rebalance (%s)", exc)
         finally:
             await consumer.stop()
+            self._intake_stopped.set()
 
     # ---- stage 2: users ----------------------------------------------------------------------
 
