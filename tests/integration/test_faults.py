@@ -33,7 +33,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,7 @@ class Run:
     n: int
     as_of: str
     workers: list[WorkerProc]
+    loaders: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -177,10 +178,12 @@ class Run:
             args += ["--rate", str(rate)]
         log = open(self.tmp / "load.log", "ab")  # noqa: SIM115 (the child keeps its copy)
         try:
-            return subprocess.Popen(args, cwd=REPO, env=self.env, stdout=log, stderr=log,
+            proc = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=log, stderr=log,
                                     stdin=subprocess.DEVNULL)  # fmt: skip
         finally:
             log.close()
+        self.loaders.append(proc)
+        return proc
 
     def wait_load(self, proc: subprocess.Popen[bytes], timeout: float = 240) -> None:
         rc = proc.wait(timeout)
@@ -279,6 +282,10 @@ def make_run(
     finally:
         for w in run.workers:
             w.stop()
+        for proc in run.loaders:  # a failed test may leave one running
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(30)
         for line in (
             (tmp_path / "load.log").read_text(errors="replace").splitlines()[-3:]
             if (tmp_path / "load.log").exists()
