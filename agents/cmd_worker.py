@@ -18,6 +18,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from agents.cli import EXIT_CONFIG, EXIT_FAILURE
@@ -92,5 +93,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"engagement worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     fw = faust.Worker(worker.app, loglevel=settings.log_level, quiet=True)
+    # The libraries' loggers at the chosen level themselves, not only the handlers: aiokafka logs
+    # at debug on every send, and building records that a handler then drops costs CPU.
+    level = logging.getLevelName(settings.log_level.upper())
+    for name in ("aiokafka", "faust", "mode", "rocksdict"):
+        logging.getLogger(name).setLevel(level if isinstance(level, int) else logging.INFO)
     fw.execute_from_commandline()
     return 0

@@ -58,6 +58,17 @@ from streams.topics import CHURN_SIGNALS, DEAD_LETTERS, TopicSpec
 
 log = logging.getLogger("engagement.worker")
 
+# Faust makes a stream wait, before each event, until its producer buffer holds at most
+# `max_messages` (100) messages, flushing them one event-loop turn at a time (faust/transport/
+# producer.py, "producer buffer full"); a micro-batch dirties hundreds of users, one changelog
+# message each, so the stage stalled on every batch. Messages are still all sent and flushed
+# before offsets commit; a larger bound only lets a batch's changelog writes go out together.
+PRODUCER_BUFFER_MAX_MESSAGES = 20_000
+
+# How long the intake lets records accumulate in a fetch (ms), unless INTAKE_MIN_BYTES came.
+INTAKE_LINGER_MS = 200
+INTAKE_MIN_BYTES = 1024 * 1024
+
 META_PREFIX = b"\x00meta:"
 APPLIED_PREFIX = b"\x00applied:"
 DORMANT_CHECK_SECONDS = 30.0
@@ -150,6 +161,9 @@ class Worker:
             web_in_thread=False,
             **s.kafka_security.faust_settings(),
         )
+        from faust.transport.producer import ProducerBuffer
+
+        ProducerBuffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
         internal_cfg = dict(INTERNAL_CONFIGS)
         self.batches_topic = self.app.topic(
             s.topic(f"{s.app_id}-batches"),
@@ -325,6 +339,12 @@ class Worker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            # Micro-batches: each costs the users stage a fixed amount (an event, the side
+            # outputs' acknowledgement, meta and marker writes), so a live trickle must not
+            # become one micro-batch per record. The broker holds a fetch until it has
+            # INTAKE_MIN_BYTES or INTAKE_LINGER_MS passed: at most that much added delay.
+            fetch_min_bytes=INTAKE_MIN_BYTES,
+            fetch_max_wait_ms=INTAKE_LINGER_MS,
             **self.s.kafka_security.aiokafka_kwargs(),
         )
         await consumer.start()

@@ -76,7 +76,8 @@ def main() -> int:
     finally:
         w.stop()
         _cleanup(prefix, token)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.environ.get("KEEP_TMP"):
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
