@@ -109,7 +109,8 @@ def fault_stack() -> Iterator[FaultStack]:
     run_dir = Path(os.environ.get("FAULTS_RUN_DIR") or main_run / "faults")
     kafka_port = _port("FAULTS_KAFKA_PORT", 31092)
     redis_port = _port("FAULTS_REDIS_PORT", 31379)
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP"}
+    drop = ("KAFKA_BOOTSTRAP", "SECURE", "STACK_SECURE", "STACK_SERVICES")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(
         ENGAGEMENT_RUN_DIR=str(run_dir),
         KAFKA_PORT=str(kafka_port),
@@ -149,7 +150,12 @@ class Run:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_")}
+        # the private stack is plaintext: no setting of the shared stack's (or a secure run's)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("ENGAGEMENT_", "KAFKA_", "REDIS_"))
+        }
         env.update(
             KAFKA_BOOTSTRAP=self.stack.bootstrap,
             REDIS_URL=f"redis://127.0.0.1:{self.stack.redis_port}/{self.redis_db}",
