@@ -197,7 +197,9 @@ class Worker:
             s.topic(PRODUCT_EVENTS): PRODUCT_EVENTS,
             s.topic(SURVEY_ANSWERS): SURVEY_ANSWERS,
         }
-        self.stats = {"batches": 0, "records": 0, "intake_records": 0, "started": time.time()}
+        self.stats = {
+            "batches": 0, "records": 0, "intake_records": 0, "sweeps": 0, "started": time.time()
+        }  # fmt: skip
         self.redis: Any = None
         # customers whose health must be re-published (agents/health.py drains it)
         self.health_pending: dict[int, set[str]] = {}
@@ -413,7 +415,8 @@ class Worker:
                 tombs, batch.topic, batch.partition, batch.records
             )
         part.engine.fold_limit = self.now() - part.engine.margin
-        out = part.apply(batch)
+        part.wall = time.monotonic()  # which sources are idle (LiveUserPartition.sweep_fold)
+        out = part.apply(batch, offset)  # expiry included: see streams/live.py _sweep_due
         sent = False
         for q, fwd in out.forwards.items():
             for b in fwd:
@@ -449,6 +452,13 @@ class Worker:
         users = part.users
         for uid in out.dirty:
             table[uid.encode("utf-8")] = dumps(users[uid])
+        for uid in out.deleted:  # removed by a sweep: nothing left of them
+            key = uid.encode("utf-8")
+            if key in table:
+                del table[key]
+        if out.swept:
+            self.stats["sweeps"] += 1
+            log.info("users %d: swept (%d users left, %d removed)", p, len(users), len(out.deleted))
         if offset > part.meta.event_offset:
             part.meta.event_offset = offset
             table[APPLIED_PREFIX + str(p).encode()] = str(offset).encode()
@@ -546,7 +556,7 @@ class Worker:
             facts = []
         elif tombs:
             facts = drop_forgotten_facts(tombs, facts)
-        dirty = part.apply(facts)
+        dirty = part.apply(facts, offset)  # expiry included (customers are never removed)
         table[META_PREFIX + str(p).encode()] = dumps(part.meta)
         accounts = part.accounts
         for c in dirty:

@@ -377,9 +377,10 @@ class UserPartition(_Clock):
             del users[uid]
         return len(dead)
 
-    def expire_user(self, u: UserState) -> bool:
-        """Expire one user's state in place; True when nothing is left (the user can go)."""
-        f = self.fold
+    def expire_user(self, u: UserState, at: Instant | None = None) -> bool:
+        """Expire one user's state in place as of the fold point `at` (default: F, and never
+        later than F); True when nothing is left (the user can go)."""
+        f = self.fold if at is None else min(at, self.fold)
         ids_cut = f - self.lateness - HOUR
         if u.ids:
             u.ids = {k: v for k, v in u.ids.items() if v >= ids_cut}
@@ -678,33 +679,39 @@ class AccountPartition(_Clock):
 
     def sweep(self) -> None:
         self._last_sweep = f = self.fold
-        dcut = self.daycalc.day(f) - 31
         for a in self.accounts.values():
-            if a.days:
-                a.days = {d: v for d, v in a.days.items() if d >= dcut} or None
-            if a.lastp:
-                for x in a.lastp:
-                    if x <= f and (a.last is None or x > a.last):
-                        a.last = x
-                a.lastp = [x for x in a.lastp if x > f] or None
-            for attr in ("nps", "csat"):
-                pend = getattr(a, attr + "p")
-                if pend:
-                    best = getattr(a, attr)
-                    for k in pend:
-                        if k[0] <= f and (best is None or k > best):
-                            best = k
-                    setattr(a, attr, best)
-                    setattr(a, attr + "p", [k for k in pend if k[0] > f] or None)
-            if a.subp:
-                cut = f - _D30
-                for ev in a.subp:
-                    if ev[0] <= cut and (a.sub is None or ev > a.sub):
-                        a.sub = ev
-                a.subp = [ev for ev in a.subp if ev[0] > cut] or None
-            if a.orders:
-                cut = f - _D90
-                a.orders = [o for o in a.orders if o[0] > cut] or None
+            self.expire_account(a, f)
+
+    def expire_account(self, a: AccountState, at: Instant | None = None) -> None:
+        """Expire one customer's state in place as of the fold point `at` (default: F, and never
+        later than F). A customer is never deleted (its first activity is kept forever)."""
+        f = self.fold if at is None else min(at, self.fold)
+        dcut = self.daycalc.day(f) - 31
+        if a.days:
+            a.days = {d: v for d, v in a.days.items() if d >= dcut} or None
+        if a.lastp:
+            for x in a.lastp:
+                if x <= f and (a.last is None or x > a.last):
+                    a.last = x
+            a.lastp = [x for x in a.lastp if x > f] or None
+        for attr in ("nps", "csat"):
+            pend = getattr(a, attr + "p")
+            if pend:
+                best = getattr(a, attr)
+                for k in pend:
+                    if k[0] <= f and (best is None or k > best):
+                        best = k
+                setattr(a, attr, best)
+                setattr(a, attr + "p", [k for k in pend if k[0] > f] or None)
+        if a.subp:
+            cut = f - _D30
+            for ev in a.subp:
+                if ev[0] <= cut and (a.sub is None or ev > a.sub):
+                    a.sub = ev
+            a.subp = [ev for ev in a.subp if ev[0] > cut] or None
+        if a.orders:
+            cut = f - _D90
+            a.orders = [o for o in a.orders if o[0] > cut] or None
 
     def partial(self, t: Instant) -> Partial:
         p = Partial()

@@ -35,9 +35,51 @@ from streams.records import (
     time_reason,
 )
 from streams.state import AccountState, UserState
-from streams.timeutil import DAY, MS, DayCalc, Instant
+from streams.timeutil import DAY, HOUR, MS, DayCalc, Instant
 
 DORMANT_AFTER = 14 * DAY
+
+# Live expiry: a partition sweeps when its fold point F crosses a multiple of SWEEP_EVERY of
+# event time (counted from the epoch), and sweeps as of that multiple (docs/architecture.md,
+# "Expiry in the live worker").
+SWEEP_EVERY = 6 * HOUR
+
+
+# A source (topic-partition) that sent this partition nothing for this long (seconds of the
+# worker's clock) no longer holds its expiry back (see LiveUserPartition.sweep_fold).
+IDLE_SOURCE_SECONDS = 60.0
+
+
+def sweep_point(fold: Instant) -> Instant:
+    """The sweep point at or before F: the latest multiple of SWEEP_EVERY."""
+    return (int(fold) // SWEEP_EVERY) * SWEEP_EVERY
+
+
+def _sweep_state(meta: Any) -> tuple[Instant | None, int, int]:
+    return (
+        getattr(meta, "swept", None),
+        getattr(meta, "swept_at", -1),
+        getattr(meta, "msg_offset", -1),
+    )
+
+
+def _sweep_due(meta: Any, offset: int, fold: Instant, seen: bool) -> Instant | None:
+    """The sweep point to sweep at after message `offset`, or None.
+
+    Deterministic under redelivery: a message whose effects the meta already reflects never
+    decides anew (its decision was made when it was first applied and is in the meta); the
+    message after which the last sweep ran sweeps again at the same point (its entity writes
+    may have been lost; sweeping twice at one point changes nothing)."""
+    swept, swept_at, msg_offset = _sweep_state(meta)
+    if offset == swept_at and swept is not None:
+        return swept
+    if offset <= msg_offset or not seen:
+        return None
+    s = sweep_point(fold)
+    if swept is not None and s <= swept:
+        return None
+    return s
+
 
 # A source record: (offset, record timestamp ms, key bytes or None, value bytes or None)
 Record = tuple[int, int, "bytes | None", "bytes | None"]
@@ -77,8 +119,12 @@ class Meta:
         "dormant_until",
         "duplicates",
         "event_offset",
+        "msg_offset",
         "offs",
         "rejected",
+        "srcw",
+        "swept",
+        "swept_at",
         "watermark",
     )
 
@@ -93,6 +139,13 @@ class Meta:
         self.rejected = dict.fromkeys(REJECT_REASONS, 0)
         self.offs: dict[tuple[str, int], int] = {}
         self.watermark: int | None = None
+        # expiry (see _sweep_due): the last sweep point, the message it ran after, and the
+        # offset of the last message this meta reflects
+        self.swept: Instant | None = None
+        self.swept_at = -1
+        self.msg_offset = -1
+        # per source topic-partition: the newest record timestamp (ms) received from it
+        self.srcw: dict[tuple[str, int], int] = {}
 
 
 # (reason, detail, topic, partition, offset, key, record ts, value)
@@ -112,6 +165,9 @@ class Output:
     facts: dict[int, list[Fact]] = field(default_factory=dict)
     signals: list[Signal] = field(default_factory=list)
     dirty: set[str] = field(default_factory=set)
+    # users the sweep removed (nothing left of them): deleted from the table, after `dirty`
+    deleted: set[str] = field(default_factory=set)
+    swept: bool = False
     applied: int = 0
     skipped: int = 0
 
@@ -142,6 +198,11 @@ class LiveUserPartition:
         self.lateness = config.lateness_ns
         self._out = Output()
         self._src: tuple[str, int, int] = ("", 0, 0)
+        self.sweeps = 0  # sweeps run by this object (not persisted)
+        # the worker's clock (seconds, monotonic) at the current micro-batch, set by the
+        # runtime; None: no source is ever idle (the tests' simulated Kafka)
+        self.wall: float | None = None
+        self._heard: dict[tuple[str, int], float] = {}  # source -> wall time of its last batch
 
     @property
     def users(self) -> MutableMapping[str, UserState]:
@@ -156,9 +217,15 @@ class LiveUserPartition:
             (customer, ts, rts, act, kind, value, topic, part, off, self.partition)
         )
 
-    def apply(self, batch: Batch) -> Output:
+    def apply(self, batch: Batch, msg_offset: int | None = None) -> Output:
+        """Apply one micro-batch, the message at `msg_offset` of the internal topic (None: no
+        expiry, e.g. a test of the rules alone). After the records, the partition sweeps when
+        F crossed a sweep point (`_sweep_due`); the users the sweep changed are in `dirty`,
+        the ones it removed in `deleted`."""
         out = self._out = Output()
         if not batch.records:  # e.g. the runtime's nudge after a skipped message
+            if msg_offset is not None:
+                self._sweep(msg_offset, out)
             return out
         meta = self.meta
         eng = self.engine
@@ -237,10 +304,68 @@ class LiveUserPartition:
                     eng.duplicates += 1
                 counted = offset
         meta.offs[tp] = max(counted, meta.offs.get(tp, -1))
+        srcw = getattr(meta, "srcw", None)
+        if srcw is None:
+            srcw = meta.srcw = {}
+        newest = max(r[1] for r in batch.records)
+        if newest > srcw.get(tp, newest - 1):
+            srcw[tp] = newest
+        if self.wall is not None:
+            self._heard[tp] = self.wall
         meta.accepted = eng.accepted
         meta.duplicates = eng.duplicates
         meta.watermark = eng.watermark
+        if msg_offset is not None:
+            self._sweep(msg_offset, out)
         return out
+
+    def _sweep(self, offset: int, out: Output) -> None:
+        meta = self.meta
+        eng = self.engine
+        at = _sweep_due(meta, offset, self.sweep_fold(), eng.watermark is not None)
+        if at is not None:
+            dead = []
+            for uid, u in eng.users.items():
+                before = dumps(u)
+                if eng.expire_user(u, at):
+                    dead.append(uid)
+                elif uid not in out.dirty and dumps(u) != before:
+                    out.dirty.add(uid)
+            for uid in dead:
+                del eng.users[uid]
+                out.dirty.discard(uid)
+                out.deleted.add(uid)
+            meta.swept, meta.swept_at = at, offset
+            out.swept = True
+            self.sweeps += 1
+        if offset > _sweep_state(meta)[2]:
+            meta.msg_offset = offset
+
+    def sweep_fold(self) -> Instant:
+        """The fold point expiry may use: F, but never later than the slowest source's newest
+        record timestamp minus the margin. The contract judges by the partition's newest record
+        timestamp, but live the sources of a partition (both input topics, the forwards from
+        every other partition) are read independently and one can run days of event time ahead
+        of another in a backfill: judged by F, a copy arriving from the slow one would find its
+        id forgotten where the replay of the same records in file order would not. A source
+        that sent nothing for IDLE_SOURCE_SECONDS of the worker's clock does not hold it back
+        (a trickle of survey answers would stop expiry); neither does a source never heard of."""
+        eng = self.engine
+        srcw = getattr(self.meta, "srcw", None) or {}
+        wall = self.wall
+        low: int | None = None
+        for tp, newest in srcw.items():
+            if wall is not None:
+                heard = self._heard.get(tp)
+                if heard is None:  # not heard of since this worker loaded the partition
+                    heard = self._heard[tp] = wall
+                if wall - heard > IDLE_SOURCE_SECONDS:
+                    continue
+            if low is None or newest < low:
+                low = newest
+        if low is None:
+            return eng.fold
+        return min(eng.fold, low * MS - eng.margin)
 
     def dormant_signals(self, until: Instant) -> list[Signal]:
         """Dormant signals (a user's last activity L, with none after, signals at L + 14d) whose
@@ -281,11 +406,14 @@ def missing(last_applied: int, offset: int) -> range:
 class AccountMeta:
     """Per account partition: the watermark and the last facts message applied."""
 
-    __slots__ = ("event_offset", "watermark")
+    __slots__ = ("event_offset", "msg_offset", "swept", "swept_at", "watermark")
 
     def __init__(self) -> None:
         self.watermark: int | None = None
         self.event_offset = -1
+        self.swept: Instant | None = None  # expiry: as in Meta
+        self.swept_at = -1
+        self.msg_offset = -1
 
 
 class LiveAccountPartition:
@@ -302,6 +430,7 @@ class LiveAccountPartition:
         self.partition = partition
         self.meta = meta or AccountMeta()
         self.engine = AccountPartition(config, accounts=accounts, daycalc=daycalc)
+        self.sweeps = 0  # sweeps run by this object (not persisted)
         if self.meta.watermark is not None:
             self.engine.see_record_ts(self.meta.watermark)
 
@@ -309,7 +438,9 @@ class LiveAccountPartition:
     def accounts(self) -> MutableMapping[str, AccountState]:
         return self.engine.accounts
 
-    def apply(self, facts: list[Fact]) -> set[str]:
+    def apply(self, facts: list[Fact], offset: int | None = None) -> set[str]:
+        """Apply one facts message, the message at `offset` of the facts topic (None: no
+        expiry); returns the customers to write, those changed by a sweep included."""
         dirty: set[str] = set()
         eng = self.engine
         accounts = eng.accounts
@@ -325,6 +456,21 @@ class LiveAccountPartition:
             a.offs[tp] = off
             dirty.add(customer)
         self.meta.watermark = eng.watermark
+        if offset is not None:
+            at = _sweep_due(self.meta, offset, eng.fold, eng.watermark is not None)
+            if at is not None:
+                for c, a in accounts.items():
+                    if c in dirty:
+                        eng.expire_account(a, at)
+                        continue
+                    before = dumps(a)
+                    eng.expire_account(a, at)
+                    if dumps(a) != before:
+                        dirty.add(c)
+                self.meta.swept, self.meta.swept_at = at, offset
+                self.sweeps += 1
+            if offset > _sweep_state(self.meta)[2]:
+                self.meta.msg_offset = offset
         return dirty
 
 
