@@ -417,14 +417,12 @@ class Worker:
         part.engine.fold_limit = self.now() - part.engine.margin
         part.wall = time.monotonic()  # which sources are idle (LiveUserPartition.sweep_fold)
         out = part.apply(batch, offset)  # expiry included: see streams/live.py _sweep_due
-        sent = False
+        acks: list[Any] = []  # this batch's side outputs: acknowledged before its state
         for q, fwd in out.forwards.items():
             for b in fwd:
-                await self.batches_topic.send(partition=q, value=encode_batch(b))
-                sent = True
+                acks.append(await self.batches_topic.send(partition=q, value=encode_batch(b)))
         for q, facts in out.facts.items():
-            await self.facts_topic.send(partition=q, value=dumps(facts))
-            sent = True
+            acks.append(await self.facts_topic.send(partition=q, value=dumps(facts)))
         for reason, detail, topic, sp, off, key, rts, val in out.dead_letters:
             headers = [
                 ("reason", reason.encode()),
@@ -433,8 +431,11 @@ class Worker:
                 ("source-partition", str(sp).encode()),
                 ("source-offset", str(off).encode()),
             ]
-            await self.dead_letters.send(key=key, value=val, timestamp=rts / 1000, headers=headers)
-            sent = True
+            acks.append(
+                await self.dead_letters.send(
+                    key=key, value=val, timestamp=rts / 1000, headers=headers
+                )
+            )
         for sig, customer, inst, topic, sp, off in out.signals:
             body = {
                 "signal": sig,
@@ -442,10 +443,13 @@ class Worker:
                 "instant": format_instant(inst),
                 "source": {"topic": self.s.topic(topic), "partition": sp, "offset": off},
             }
-            await self.churn_signals.send(key=customer.encode(), value=json.dumps(body).encode())
-            sent = True
-        if sent:
-            await self.app.producer.flush()
+            acks.append(
+                await self.churn_signals.send(
+                    key=customer.encode(), value=json.dumps(body).encode()
+                )
+            )
+        if acks:  # only these: not the whole producer (changelogs, other partitions)
+            await asyncio.gather(*acks)
         # the meta (counters) first, then the users, then the applied marker (streams/live.py)
         table = self.users_table
         table[META_PREFIX + str(p).encode()] = dumps(part.meta)
