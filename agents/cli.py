@@ -63,6 +63,22 @@ class _CommandListFormatter(argparse.RawDescriptionHelpFormatter):
         self._action_max_length = 18
 
 
+def add_kafka_arguments(p: argparse.ArgumentParser) -> None:
+    """--bootstrap and --prefix, defaulting to $KAFKA_BOOTSTRAP and $ENGAGEMENT_TOPIC_PREFIX."""
+    import os
+
+    p.add_argument(
+        "--bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP; 127.0.0.1:9092)",
+    )
+    p.add_argument(
+        "--prefix",
+        default=os.environ.get("ENGAGEMENT_TOPIC_PREFIX", ""),
+        help="topic name prefix (env ENGAGEMENT_TOPIC_PREFIX)",
+    )
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen command's module is imported (keeps `--help` fast)."""
     parser = argparse.ArgumentParser(

@@ -31,14 +31,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-from agents.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, EXIT_USAGE
+from agents.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, EXIT_USAGE, add_kafka_arguments
 from streams.records import REJECT_REASONS
-from streams.topics import DEAD_LETTERS, ENV_PREFIX
+from streams.topics import DEAD_LETTERS
 
 PREVIEW = 80
 
@@ -140,16 +139,7 @@ def parse_position(raw: str) -> tuple[int, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--bootstrap",
-        default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-        help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP; 127.0.0.1:9092)",
-    )
-    p.add_argument(
-        "--prefix",
-        default=os.environ.get(ENV_PREFIX, ""),
-        help="topic name prefix (env ENGAGEMENT_TOPIC_PREFIX)",
-    )
+    add_kafka_arguments(p)
     p.add_argument("--reason", choices=REJECT_REASONS, help="only the records of this reason")
     p.add_argument(
         "--offset",

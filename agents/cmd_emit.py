@@ -30,12 +30,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 from typing import Any
 
-from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_kafka_arguments
 
 SURVEY_TYPES = ("csat", "nps", "ces")
 _INT = re.compile(r"-?[0-9]+", re.ASCII)
@@ -86,16 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="H",
         help="the workers' allowed lateness, for the too_late check (default 48)",
     )
-    p.add_argument(
-        "--bootstrap",
-        default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-        help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP; 127.0.0.1:9092)",
-    )
-    p.add_argument(
-        "--prefix",
-        default=os.environ.get("ENGAGEMENT_TOPIC_PREFIX", ""),
-        help="topic name prefix (env ENGAGEMENT_TOPIC_PREFIX)",
-    )
+    add_kafka_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="validate and print; send nothing")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.add_argument("--print-json", action="store_true", help="also print the value sent")

@@ -21,17 +21,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 
-from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_INPUT, EXIT_OK, add_kafka_arguments
 
 # DELIVERY_TIMEOUT_MS: how long a record may wait for Kafka (retried every retry_backoff_ms)
 # before it is given up, long enough to ride out a broker restart (docs/operations.md).
 from agents.producer import DELIVERY_TIMEOUT_MS
 from streams.errors import ConfigError
-from streams.topics import ENV_PREFIX
 
 
 def _rate(v: str) -> float:
@@ -48,16 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "files", nargs="+", metavar="FILE.jsonl", help="kcat-style files ('-' for stdin)"
     )
-    p.add_argument(
-        "--bootstrap",
-        default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-        help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP; 127.0.0.1:9092)",
-    )
-    p.add_argument(
-        "--prefix",
-        default=os.environ.get(ENV_PREFIX, ""),
-        help="topic name prefix (env ENGAGEMENT_TOPIC_PREFIX)",
-    )
+    add_kafka_arguments(p)
     p.add_argument(
         "--keep-partitions", action="store_true", help="send each record to its line's partition"
     )
