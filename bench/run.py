@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:
 
 from bench import report  # noqa: E402
 from bench.loadgen import produce_backlog, produce_paced, sim_config  # noqa: E402
+from bench.replay_bench import CONFIG_TOML  # noqa: E402  (one metric config for every bench)
 
 BOOT = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -73,15 +74,6 @@ MODES: dict[str, dict[str, Any]] = {
     "full": {"records": 300_000, "users": 60_000, "delay_s": 30, "settle_s": 30,
              "replay": 1_000_000, "state": 200_000, "profile_s": 20, "timeout": 900},
 }  # fmt: skip
-
-CONFIG_TOML = """\
-timezone = "UTC"
-allowed_lateness_hours = 48
-inactive_events = ["impression"]
-activation_events = ["profile_completed", "key_action"]
-value_event = "key_action"
-funnel_steps = ["welcome", "profile", "invite", "tour", "done"]
-"""
 
 
 def log(msg: str) -> None:
