@@ -95,7 +95,7 @@ def run_native(
     mode: str = "feed",
     chunks: Sequence[int] | None = None,
 ) -> Outcome:
-    """mode: "feed" (one feed() call), "line" (line() per line), "bytes" (the concatenated lines
+    """mode: "feed" (one feed() call), "iter" (feed() of an iterator), "line" (line() per line), "bytes" (the concatenated lines
     through feed_bytes in pieces of the sizes `chunks` cycles through, or whole, then finish())."""
     calls: list[tuple[Any, ...]] = []
     if type(as_of) is not int:
@@ -111,6 +111,8 @@ def run_native(
     n = make_native(config, as_of, partitions, calls, sweep_every)
     if mode == "feed":
         n.feed(lines)
+    elif mode == "iter":  # a one-shot iterator, as a file object is
+        n.feed(iter(lines))
     elif mode == "line":
         for raw in lines:
             n.line(raw)

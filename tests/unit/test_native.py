@@ -136,8 +136,8 @@ def test_simulated_stream_as_of_in_the_middle() -> None:
     # records after the as-of are still read; the fold point stops at the as-of
     lines, _last_ms = sim(3, 20_000, 20, 300)
     as_of = parse_as_of(iso_ms(nc.START_MS + 10 * 86_400_000 + 12_345))
-    for partitions, sweep_every in ((1, 500), (3, 0)):
-        py, nat = compare(lines, SIM_CONFIG, as_of, partitions, sweep_every, mode="line")
+    for partitions, sweep_every, mode in ((1, 500, "line"), (3, 0, "iter")):
+        py, nat = compare(lines, SIM_CONFIG, as_of, partitions, sweep_every, mode=mode)
         assert nat.handed_over is False
         assert py.snapshot["rejected"]["future"] > 0
 
@@ -524,6 +524,15 @@ def test_hostile_records(seed: int, partitions: int, sweep_every: int) -> None:
         assert nat.handed_over is False
 
 
+@pytest.mark.parametrize("lateness", [0, 0.25, 1000])
+def test_odd_allowed_lateness(lateness: float) -> None:
+    lines, as_of_ms = nc.hostile_lines(31, 6000)
+    config = Config.from_mapping({"allowed_lateness_hours": lateness})
+    py, _ = compare(lines, config, parse_as_of(iso_ms(as_of_ms)), 2, 500)
+    assert py.snapshot["accepted"] > (10 if lateness == 0 else 1000)
+    assert py.snapshot["rejected"]["too_late"] > (1000 if lateness == 0 else 10)
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. The Hypothesis scenarios of tests/strategies.py
 # ---------------------------------------------------------------------------------------------
@@ -565,7 +574,7 @@ def check_scenario(
     scenarios(max_stories=40),
     st.sampled_from([1, 3]),
     st.sampled_from([0, 1, 5, 200_000]),
-    st.sampled_from(["feed", "line", "bytes"]),
+    st.sampled_from(["feed", "iter", "line", "bytes"]),
     st.sampled_from([None, [1], [5, 17, 3], [4096]]),
 )
 def test_scenarios(
