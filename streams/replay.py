@@ -31,6 +31,8 @@ from streams.records import (
     PRODUCT_EVENTS,
     SOCIAL_ACTIONS,
     SURVEY_ANSWERS,
+    ProductEvent,
+    SurveyAnswer,
     _product_decoder,
     decode_product,
     decode_survey,
@@ -148,28 +150,44 @@ class Pipeline:
     ) -> None:
         """One Kafka record of an input topic (others are skipped)."""
         try:
-            if topic == PRODUCT_EVENTS:
-                ev, inst = decode_product(value)
-                uid = ev.user_id
-            elif topic == SURVEY_ANSWERS:
-                ans, inst = decode_survey(value)
-                uid = ans.user_id
-            else:
-                self.skipped += 1
-                return
-            reason = time_reason(inst, record_ts, self.lateness)
-            if reason is not None:
-                raise Reject(reason)
+            decided = self.decide(topic, value, record_ts)
         except Reject as exc:
             self.reject(exc, key, topic, partition, offset, record_ts, value)
             return
+        if decided is None:
+            self.skipped += 1
+            return
+        rec, inst = decided
+        uid = rec.user_id
         up = self.users[0] if self.n == 1 else self.users[stable_hash(uid) % self.n]
         up.see_record_ts(record_ts * MS)
-        outcome = up.product(ev, inst) if topic == PRODUCT_EVENTS else up.survey(ans, inst)
+        if type(rec) is ProductEvent:
+            outcome = up.product(rec, inst)
+        else:
+            assert type(rec) is SurveyAnswer
+            outcome = up.survey(rec, inst)
         if outcome == ACCEPTED:
             up.accepted += 1
         else:
             up.duplicates += 1
+
+    def decide(
+        self, topic: str, value: bytes | str, record_ts: int
+    ) -> tuple[ProductEvent | SurveyAnswer, Instant] | None:
+        """Decode, validate and time-check one record (steps 1-5 of docs/metrics.md §1): the
+        record and its instant, None for a topic that is not an input; raises Reject. Pure: the
+        state is not touched (the compiled replay core asks this too, streams/native.py)."""
+        rec: ProductEvent | SurveyAnswer
+        if topic == PRODUCT_EVENTS:
+            rec, inst = decode_product(value)
+        elif topic == SURVEY_ANSWERS:
+            rec, inst = decode_survey(value)
+        else:
+            return None
+        reason = time_reason(inst, record_ts, self.lateness)
+        if reason is not None:
+            raise Reject(reason)
+        return rec, inst
 
     def product_value(
         self,
@@ -363,24 +381,11 @@ class Replayer:
 
     def _strict_envelope(self, raw: bytes) -> Envelope | None:
         """The slow path: blank lines, lone surrogates in payloads, and invalid envelopes."""
-        import json
-
         if not raw.strip():
             return None
-        try:
-            d = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            d = None
-        env: Envelope | None = None
-        if type(d) is dict:
-            try:
-                env = msgspec.convert(d, Envelope, strict=True)
-            except msgspec.ValidationError:
-                env = None
+        env = strict_envelope(raw)
         if env is None:
-            self.pipeline.reject(
-                Reject(BAD_JSON, "not a valid replay envelope"), None, None, None, None, None, raw
-            )
+            self.pipeline.reject(Reject(BAD_JSON, BAD_ENVELOPE), None, None, None, None, None, raw)
         return env
 
     def feed(self, lines: Iterable[bytes]) -> None:
@@ -392,6 +397,34 @@ class Replayer:
 
     def snapshot(self) -> dict[str, Any]:
         return self.pipeline.snapshot(self.as_of)
+
+
+BAD_ENVELOPE = "not a valid replay envelope"
+
+
+def decode_envelope(raw: bytes) -> Envelope | None:
+    """A replay line's envelope: the fast decoder, else `strict_envelope`; None when the line is
+    not an envelope (blank lines included: the caller tells them apart)."""
+    try:
+        return _envelope_decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return strict_envelope(raw)
+
+
+def strict_envelope(raw: bytes) -> Envelope | None:
+    """The envelope by the stdlib parser (lone surrogates in payloads are fine), or None."""
+    import json
+
+    try:
+        d = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if type(d) is dict:
+        try:
+            return msgspec.convert(d, Envelope, strict=True)
+        except msgspec.ValidationError:
+            return None
+    return None
 
 
 def _no_constant(name: str) -> Any:
