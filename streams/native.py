@@ -216,7 +216,7 @@ class _Bridge:
             if atto.denominator != 1:
                 return _HANDOVER
             inst = int(atto)
-        if type(rec) is ProductEvent:
+        if isinstance(rec, ProductEvent):
             t = rec.type
             name = _PROP.get(t)
             props = rec.props

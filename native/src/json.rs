@@ -122,26 +122,27 @@ impl<'a> Scan<'a> {
         let mut i = self.i;
         let mut ctl = false;
         loop {
-            // copy up to the next quote or backslash (refusing control characters); escapes are
-            // a few bytes apart in a payload, so a byte loop beats a vectorised search
-            let run = i;
-            loop {
-                let c = *b.get(i)?;
-                if c == b'"' || c == b'\\' {
-                    break;
-                }
-                if self.ctl && c < 0x20 {
-                    return None;
-                }
-                i += 1;
-            }
-            out.extend_from_slice(&b[run..i]);
-            match b[i] {
+            // byte by byte: escapes are a few bytes apart in a payload, so short copies and
+            // vectorised searches cost more than they save (the capacity is never exceeded:
+            // unescaping only shortens)
+            let c = *b.get(i)?;
+            match c {
                 b'"' => {
                     self.i = i + 1;
-                    // SAFETY: runs of UTF-8 input cut at ASCII bytes, and chars encoded as UTF-8
+                    // SAFETY: UTF-8 input cut at ASCII bytes, and chars encoded as UTF-8
                     return Some((Cow::Owned(unsafe { String::from_utf8_unchecked(out) }), ctl));
                 }
+                b'\\' => {}
+                _ => {
+                    if self.ctl && c < 0x20 {
+                        return None;
+                    }
+                    out.push(c);
+                    i += 1;
+                    continue;
+                }
+            }
+            match c {
                 _ => {
                     let e = *b.get(i + 1)?;
                     i += 2;

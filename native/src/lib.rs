@@ -22,7 +22,7 @@ mod state;
 mod time;
 
 use json::{Scan, Val};
-use state::{Account, Map, Ms, User};
+use state::{Account, Days, Key, Map, Ms, User, NONE};
 use time::{parse_utc, DAY, END_MS, HOUR, I, MIN_MS, MS, NS, UNIT};
 
 /// The fold point before any record (Python: -(10**30) ns).
@@ -187,7 +187,7 @@ impl Clock {
 
 struct UserPart {
     clock: Clock,
-    users: Map<Box<str>, User>,
+    users: Map<Key, User>,
     accepted: u64,
     duplicates: u64,
     rejected: [u64; 5],
@@ -195,7 +195,7 @@ struct UserPart {
 
 struct AcctPart {
     clock: Clock,
-    accounts: Map<Box<str>, Account>,
+    accounts: Map<Key, Account>,
 }
 
 /// streams.timeutil.DayCalc: fixed offset inline, else the zone's offsets from Python, cached
@@ -397,33 +397,20 @@ fn ts_instant(v: Val<'_>) -> Option<I> {
     }
 }
 
-fn get_user<'m>(users: &'m mut Map<Box<str>, User>, uid: &str) -> &'m mut User {
-    if let Some(u) = users.get_mut(uid) {
-        // SAFETY: the borrow ends here on this path (a known limitation of the borrow checker,
-        // NLL problem case #3); nothing else touches the map while the reference lives
-        return unsafe { &mut *(u as *mut User) };
-    }
-    users.entry(Box::from(uid)).or_default()
+#[inline]
+fn get_user<'m>(users: &'m mut Map<Key, User>, uid: &str) -> &'m mut User {
+    users.entry(Key::from(uid)).or_default()
 }
 
 fn note_activity(
-    days: &mut Map<i64, I>,
+    days: &mut Days,
     last: &mut Option<I>,
     lastp: &mut Vec<I>,
     day: i64,
     ts: I,
     fold: I,
 ) {
-    match days.get_mut(&day) {
-        Some(cur) => {
-            if ts < *cur {
-                *cur = ts;
-            }
-        }
-        None => {
-            days.insert(day, ts);
-        }
-    }
+    days.note(day, ts);
     if ts <= fold {
         if last.is_none_or(|l| ts > l) {
             *last = Some(ts);
@@ -439,7 +426,7 @@ fn milestone(u: &mut User, key: &str, ts: I) {
             Some(Ms::List(v)) => v.push(ts),
             Some(m) => *m = Ms::List(vec![ts]), // not reachable: no instant before a signup
             None => {
-                u.ms.insert(Box::from(key), Ms::List(vec![ts]));
+                u.ms.insert(Key::from(key), Ms::List(vec![ts]));
             }
         },
         Some(s) => {
@@ -452,7 +439,7 @@ fn milestone(u: &mut User, key: &str, ts: I) {
                     }
                     Some(m) => *m = Ms::At(ts), // not reachable: lists end at the signup
                     None => {
-                        u.ms.insert(Box::from(key), Ms::At(ts));
+                        u.ms.insert(Key::from(key), Ms::At(ts));
                     }
                 }
             }
@@ -460,28 +447,27 @@ fn milestone(u: &mut User, key: &str, ts: I) {
     }
 }
 
-fn session_step(s: &mut [Option<I>; 5], kind: Kind, ts: I) {
+fn session_step(s: &mut [I; 5], kind: Kind, ts: I) {
     match kind {
-        Kind::PageView => match (s[2], s[3]) {
-            (None, _) => s[2] = Some(ts),
-            (Some(a), _) if ts < a => {
-                s[2] = Some(ts);
-                s[3] = Some(a);
+        Kind::PageView => {
+            let (a, b) = (s[2], s[3]);
+            if a == NONE {
+                s[2] = ts;
+            } else if ts < a {
+                s[2] = ts;
+                s[3] = a;
+            } else if b == NONE || ts < b {
+                s[3] = ts;
             }
-            (_, b) => {
-                if b.is_none_or(|b| ts < b) {
-                    s[3] = Some(ts);
-                }
-            }
-        },
+        }
         Kind::SessionStart => {
-            if s[0].is_none() {
-                s[0] = Some(ts);
+            if s[0] == NONE {
+                s[0] = ts;
             }
         }
         _ => {
-            if s[1].is_none() {
-                s[1] = Some(ts);
+            if s[1] == NONE {
+                s[1] = ts;
             }
         }
     }
@@ -499,11 +485,13 @@ fn apply_product<'a>(
     let fold = up.clock.fold;
     let wm = up.clock.watermark.unwrap_or(0);
     let u = get_user(&mut up.users, ev.uid);
-    if u.ids.contains_key(ev.eid) {
-        return Ok(None);
-    }
     let ts = ev.inst;
-    u.ids.insert(Box::from(ev.eid), ts);
+    match u.ids.entry(Key::from(ev.eid)) {
+        std::collections::hash_map::Entry::Occupied(_) => return Ok(None),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(ts);
+        }
+    }
     if info.activity {
         let day = dc.day(py, ts)?;
         note_activity(&mut u.days, &mut u.last, &mut u.lastp, day, ts, fold);
@@ -518,15 +506,15 @@ fn apply_product<'a>(
             let sid = ev.sid.unwrap_or("");
             match u.sessions.get_mut(sid) {
                 Some(s) => {
-                    if s[4].is_none_or(|x| ts > x) {
-                        s[4] = Some(ts);
+                    if ts > s[4] {
+                        s[4] = ts;
                     }
                     session_step(s, info.kind, ts);
                 }
                 None => {
-                    let mut s = [None, None, None, None, Some(ts)];
+                    let mut s = [NONE, NONE, NONE, NONE, ts];
                     session_step(&mut s, info.kind, ts);
-                    u.sessions.insert(Box::from(sid), s);
+                    u.sessions.insert(Key::from(sid), s);
                 }
             }
         }
@@ -535,7 +523,7 @@ fn apply_product<'a>(
             match u.features.get_mut(name) {
                 None => {
                     let f = if ts <= fold { (Some(ts), Vec::new()) } else { (None, vec![ts]) };
-                    u.features.insert(Box::from(name), f);
+                    u.features.insert(Key::from(name), f);
                 }
                 Some(f) => {
                     if ts <= fold {
@@ -578,7 +566,7 @@ fn apply_product<'a>(
         Kind::Purchase => {
             let oid = ev.prop.unwrap_or("");
             if !u.orders.contains_key(oid) {
-                u.orders.insert(Box::from(oid), ts);
+                u.orders.insert(Key::from(oid), ts);
                 kind = K_ORDER;
                 value = ev.amount;
             }
@@ -586,7 +574,7 @@ fn apply_product<'a>(
         Kind::Return => {
             let oid = ev.prop.unwrap_or("");
             if !u.returns.contains_key(oid) {
-                u.returns.insert(Box::from(oid), ts);
+                u.returns.insert(Key::from(oid), ts);
             }
         }
         Kind::TicketOpened | Kind::TicketResolved => {
@@ -601,7 +589,7 @@ fn apply_product<'a>(
                 None => {
                     let mut tk = [None, None];
                     tk[i] = Some(ts);
-                    u.tickets.insert(Box::from(tid), tk);
+                    u.tickets.insert(Key::from(tid), tk);
                 }
             }
         }
@@ -630,8 +618,8 @@ fn apply_survey<'a>(up: &mut UserPart, ans: &Ans<'a>) -> Option<Fact<'a>> {
         return None;
     }
     let ts = ans.inst;
-    u.resp.insert(Box::from(ans.rid), ts);
-    u.answers.push((ts, ans.sv, ans.score, ans.tp.map(Box::from)));
+    u.resp.insert(Key::from(ans.rid), ts);
+    u.answers.push((ts, ans.sv, ans.score, ans.tp.map(Key::from)));
     let kind = match ans.sv {
         SV_NPS => K_NPS,
         SV_CSAT => K_CSAT,
@@ -665,7 +653,7 @@ fn apply_fact(
             }
             a
         }
-        None => ap.accounts.entry(Box::from(f.customer)).or_insert_with(|| Account::new(ts)),
+        None => ap.accounts.entry(Key::from(f.customer)).or_insert_with(|| Account::new(ts)),
     };
     if f.act {
         let day = dc.day(py, ts)?;
@@ -720,7 +708,7 @@ fn expire_user(py: Python<'_>, cfg: &Cfg, dc: &mut DayCalc, u: &mut User, f: I) 
     }
     if !u.days.is_empty() {
         let dcut = dc.day(py, f)? - 31;
-        u.days.retain(|&d, _| d >= dcut);
+        u.days.retain_from(dcut);
     }
     if u.last.is_some_and(|l| l < f - D31) && u.lastp.is_empty() {
         u.last = None;
@@ -756,7 +744,7 @@ fn expire_user(py: Python<'_>, cfg: &Cfg, dc: &mut DayCalc, u: &mut User, f: I) 
         }
     }
     let cut = f - H24 - cfg.lateness;
-    u.sessions.retain(|_, v| v[4].is_some_and(|x| x >= cut));
+    u.sessions.retain(|_, v| v[4] >= cut);
     let cut = f - D7 - cfg.lateness;
     u.tickets.retain(|_, v| v[1].is_none_or(|x| x >= cut));
     let cut = f - D90 - cfg.lateness;
@@ -768,7 +756,7 @@ fn expire_user(py: Python<'_>, cfg: &Cfg, dc: &mut DayCalc, u: &mut User, f: I) 
 /// `AccountPartition.expire_account` as of F.
 fn expire_account(py: Python<'_>, dc: &mut DayCalc, a: &mut Account, f: I) -> PyResult<()> {
     let dcut = dc.day(py, f)? - 31;
-    a.days.retain(|&d, _| d >= dcut);
+    a.days.retain_from(dcut);
     if !a.lastp.is_empty() {
         for &x in &a.lastp {
             if x <= f && a.last.is_none_or(|l| x > l) {
@@ -1441,21 +1429,21 @@ impl Engine {
         }
     }
 
-    fn day_dict<'py>(&self, py: Python<'py>, m: &Map<i64, I>) -> PyResult<Bound<'py, PyAny>> {
+    fn day_dict<'py>(&self, py: Python<'py>, m: &Days) -> PyResult<Bound<'py, PyAny>> {
         if m.is_empty() {
             return Ok(py.None().into_bound(py));
         }
         let d = PyDict::new(py);
-        for (k, v) in m {
+        for (k, v) in &m.0 {
             d.set_item(*k, self.t(py, *v)?)?;
         }
         Ok(d.into_any())
     }
 
-    fn str_dict<'py>(&self, py: Python<'py>, m: &Map<Box<str>, I>) -> PyResult<Bound<'py, PyDict>> {
+    fn str_dict<'py>(&self, py: Python<'py>, m: &Map<Key, I>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for (k, v) in m {
-            d.set_item(&**k, self.t(py, *v)?)?;
+            d.set_item(k.as_str(), self.t(py, *v)?)?;
         }
         Ok(d)
     }
@@ -1463,7 +1451,7 @@ impl Engine {
     fn str_dict_or_none<'py>(
         &self,
         py: Python<'py>,
-        m: &Map<Box<str>, I>,
+        m: &Map<Key, I>,
     ) -> PyResult<Bound<'py, PyAny>> {
         if m.is_empty() {
             return Ok(py.None().into_bound(py));
@@ -1491,7 +1479,7 @@ impl Engine {
                             self.t(py, *ts)?,
                             sv.into_bound_py_any(py)?,
                             score.into_bound_py_any(py)?,
-                            tp.as_deref().into_bound_py_any(py)?,
+                            tp.as_ref().map(|k| k.as_str()).into_bound_py_any(py)?,
                         ],
                     )?)
                 })
@@ -1503,7 +1491,7 @@ impl Engine {
         } else {
             let d = PyDict::new(py);
             for (k, (f0, f1)) in &u.features {
-                d.set_item(&**k, PyList::new(py, [self.ot(py, *f0)?, self.tlist(py, f1)?])?)?;
+                d.set_item(k.as_str(), PyList::new(py, [self.ot(py, *f0)?, self.tlist(py, f1)?])?)?;
             }
             d.into_any()
         };
@@ -1514,8 +1502,8 @@ impl Engine {
             let d = PyDict::new(py);
             for (k, m) in &u.ms {
                 match m {
-                    Ms::At(x) => d.set_item(&**k, self.t(py, *x)?)?,
-                    Ms::List(v) => d.set_item(&**k, self.tlist(py, v)?)?,
+                    Ms::At(x) => d.set_item(k.as_str(), self.t(py, *x)?)?,
+                    Ms::List(v) => d.set_item(k.as_str(), self.tlist(py, v)?)?,
                 }
             }
             d.into_any()
@@ -1525,8 +1513,11 @@ impl Engine {
         } else {
             let d = PyDict::new(py);
             for (k, s) in &u.sessions {
-                let items = s.iter().map(|&x| self.ot(py, x)).collect::<PyResult<Vec<_>>>()?;
-                d.set_item(&**k, PyList::new(py, items)?)?;
+                let items = s
+                    .iter()
+                    .map(|&x| self.ot(py, (x != NONE).then_some(x)))
+                    .collect::<PyResult<Vec<_>>>()?;
+                d.set_item(k.as_str(), PyList::new(py, items)?)?;
             }
             d.into_any()
         };
@@ -1535,7 +1526,7 @@ impl Engine {
         } else {
             let d = PyDict::new(py);
             for (k, s) in &u.tickets {
-                d.set_item(&**k, PyList::new(py, [self.ot(py, s[0])?, self.ot(py, s[1])?])?)?;
+                d.set_item(k.as_str(), PyList::new(py, [self.ot(py, s[0])?, self.ot(py, s[1])?])?)?;
             }
             d.into_any()
         };
@@ -1740,7 +1731,7 @@ impl Engine {
         for up in &self.users {
             let d = PyDict::new(py);
             for (k, u) in &up.users {
-                d.set_item(&**k, self.user_to_py(py, u, with_ids)?)?;
+                d.set_item(k.as_str(), self.user_to_py(py, u, with_ids)?)?;
             }
             users.append((
                 d,
@@ -1756,7 +1747,7 @@ impl Engine {
         for ap in &self.accts {
             let d = PyDict::new(py);
             for (k, a) in &ap.accounts {
-                d.set_item(&**k, self.account_to_py(py, a)?)?;
+                d.set_item(k.as_str(), self.account_to_py(py, a)?)?;
             }
             accts.append((
                 d,
@@ -1778,6 +1769,25 @@ impl Engine {
         out.set_item("skipped", self.skipped)?;
         out.set_item("redelivered", self.redelivered)?;
         Ok(out)
+    }
+
+    /// Decode only (no state): how many lines the hot path would take. For profiling the
+    /// decoder apart from the state machines (bench/).
+    fn decode_only(&mut self, data: &[u8]) -> usize {
+        let mut n = 0;
+        for line in data.split_inclusive(|&c| c == b'\n') {
+            if let Some(env) = parse_envelope(line) {
+                if let Some(p) = &env.payload {
+                    let rts = env.ts * MS;
+                    if &*env.topic == PRODUCT {
+                        n += self.fast_product(p, rts).is_some() as usize;
+                    } else if &*env.topic == SURVEY {
+                        n += self.fast_survey(p, rts).is_some() as usize;
+                    }
+                }
+            }
+        }
+        n
     }
 
     /// Tracked users and customers (for progress and the benchmark).

@@ -57,6 +57,92 @@ impl Hasher for Fx {
 
 pub type Map<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
+/// A string key held inline when short (ids, names: no allocation), on the heap otherwise.
+/// Hashes and compares as its text, so maps of it are looked up with `&str`.
+#[derive(Clone)]
+pub enum Key {
+    Inline(u8, [u8; 22]),
+    Heap(Box<str>),
+}
+
+impl Key {
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        match self {
+            // SAFETY: built from a &str's first `n` bytes (`From<&str>`)
+            Key::Inline(n, b) => unsafe { std::str::from_utf8_unchecked(&b[..*n as usize]) },
+            Key::Heap(s) => s,
+        }
+    }
+}
+
+impl From<&str> for Key {
+    #[inline]
+    fn from(s: &str) -> Self {
+        if s.len() <= 22 {
+            let mut b = [0u8; 22];
+            b[..s.len()].copy_from_slice(s.as_bytes());
+            Key::Inline(s.len() as u8, b)
+        } else {
+            Key::Heap(Box::from(s))
+        }
+    }
+}
+
+impl std::borrow::Borrow<str> for Key {
+    #[inline]
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::hash::Hash for Key {
+    #[inline]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl PartialEq for Key {
+    #[inline]
+    fn eq(&self, o: &Self) -> bool {
+        self.as_str() == o.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+/// Local day -> earliest activity that day: at most ~32 days are kept, and nearly every activity
+/// is on the newest day, so a short list searched from its end beats a hash map.
+#[derive(Default)]
+pub struct Days(pub Vec<(i64, I)>);
+
+impl Days {
+    #[inline]
+    pub fn note(&mut self, day: i64, ts: I) {
+        for e in self.0.iter_mut().rev() {
+            if e.0 == day {
+                if ts < e.1 {
+                    e.1 = ts;
+                }
+                return;
+            }
+        }
+        self.0.push((day, ts));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn retain_from(&mut self, dcut: i64) {
+        self.0.retain(|e| e.0 >= dcut);
+    }
+}
+
+/// An absent instant in fixed-size state (sessions): half the size of an `Option<i128>`.
+pub const NONE: I = I::MIN;
+
 /// A milestone: before the signup is known, every instant seen; after, the earliest at or after
 /// the signup.
 #[derive(Clone, Debug)]
@@ -67,20 +153,21 @@ pub enum Ms {
 
 #[derive(Default)]
 pub struct User {
-    pub ids: Map<Box<str>, I>,
-    pub resp: Map<Box<str>, I>,
+    pub ids: Map<Key, I>,
+    pub resp: Map<Key, I>,
     pub facts: Vec<(I, u8)>,
-    pub answers: Vec<(I, u8, i64, Option<Box<str>>)>,
+    pub answers: Vec<(I, u8, i64, Option<Key>)>,
     pub signup: Option<I>,
-    pub ms: Map<Box<str>, Ms>,
-    pub days: Map<i64, I>,
+    pub ms: Map<Key, Ms>,
+    pub days: Days,
     pub last: Option<I>,
     pub lastp: Vec<I>,
-    pub features: Map<Box<str>, (Option<I>, Vec<I>)>,
-    pub sessions: Map<Box<str>, [Option<I>; 5]>,
-    pub tickets: Map<Box<str>, [Option<I>; 2]>,
-    pub orders: Map<Box<str>, I>,
-    pub returns: Map<Box<str>, I>,
+    pub features: Map<Key, (Option<I>, Vec<I>)>,
+    /// [start, end, first page view, second page view, newest event]; `NONE` for unknown
+    pub sessions: Map<Key, [I; 5]>,
+    pub tickets: Map<Key, [Option<I>; 2]>,
+    pub orders: Map<Key, I>,
+    pub returns: Map<Key, I>,
 }
 
 impl User {
@@ -104,7 +191,7 @@ impl User {
 
 pub struct Account {
     pub first: I,
-    pub days: Map<i64, I>,
+    pub days: Days,
     pub last: Option<I>,
     pub lastp: Vec<I>,
     pub nps: Option<(I, i64)>,
@@ -120,7 +207,7 @@ impl Account {
     pub fn new(first: I) -> Self {
         Account {
             first,
-            days: Map::default(),
+            days: Days::default(),
             last: None,
             lastp: Vec::new(),
             nps: None,
