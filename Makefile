@@ -11,6 +11,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
+# The compiled replay core (native/): see the rule below.
+NATIVE_STAMP := $(VENV)/.native-stamp
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/engagement-metrics/cargo-target
+CARGO := $(shell command -v cargo 2>/dev/null || { test -x "$(HOME)/.cargo/bin/cargo" && echo "$(HOME)/.cargo/bin/cargo"; })
 # Extra pytest flags, e.g. `make test PYTEST_ARGS='-k kafka -x'`.
 PYTEST_ARGS ?=
 # A safety net against hanging tests (seconds per test); tests may set their own.
@@ -26,13 +30,28 @@ help: ## list the entry points
 	@echo
 	@echo "Ports and settings: docs/stack.md. Logs: .run/logs/."
 
-install: $(STAMP) ## create .venv and install the project with its dev tools (idempotent)
+install: $(STAMP) $(NATIVE_STAMP) ## create .venv and install the project, its dev tools and the compiled replay core (idempotent)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
+
+# The compiled replay core (native/, Rust + PyO3, built by maturin; docs/architecture.md). Its
+# build cache lives with the user's caches, so a fresh clone rebuilds it in seconds. Without
+# cargo, `engagement replay` runs the Python engine (same results, ~3x slower); CI requires it.
+
+$(NATIVE_STAMP): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
+	@if [ -n "$(CARGO)" ]; then \
+	   echo "building the compiled replay core (native/, cargo --release)"; \
+	   PATH="$(dir $(CARGO)):$$PATH" $(PY) -m pip install -q ./native && touch $@; \
+	 elif [ -n "$${CI:-}" ]; then \
+	   echo "make install: cargo is required in CI to build native/ (https://rustup.rs)" >&2; exit 1; \
+	 else \
+	   echo "make install: cargo not found, so the compiled replay core (native/) is not built;" \
+	        "engagement replay uses the Python engine. Install Rust (https://rustup.rs) and rerun." >&2; \
+	 fi
 
 run: install ## bring the stack up, create topics, run the demo and the worker (if written)
 	deploy/local/run.sh

@@ -1,12 +1,14 @@
 """Benchmark of `engagement replay` throughput.
 
 Generates N records with streams.simulate (a realistic mix, 1% bad records by default), writes
-them to a temporary kcat-style JSONL file, then times the replay of that file twice, each in a
-fresh process so that its peak RSS is its own:
-  - in-process: the engine API `streams.replay.replay_lines` over the file's lines (no CLI);
-  - CLI: `engagement replay --config F --as-of T FILE` as a subprocess (interpreter start-up,
-    argument parsing and the JSON output included).
-Both snapshots must be equal. Prints a markdown table (records/s, peak RSS) to stdout.
+them to a temporary kcat-style JSONL file, then times the replay of that file for each engine
+(the compiled core `native`, and the pure-Python `python`), each run in a fresh process so that
+its peak RSS is its own:
+  - in-process: the engine API over the file (no CLI): `streams.native.NativeReplayer` fed in
+    1 MiB chunks, or `streams.replay.replay_lines` over the file's lines;
+  - CLI: `engagement replay --engine E --config F --as-of T FILE` as a subprocess (interpreter
+    start-up, argument parsing and the JSON output included).
+Every snapshot must be equal. Prints a markdown table (records/s, peak RSS) to stdout.
 
 usage:
   python bench/replay_bench.py                      # 1,000,000 records, 10,000 users, 7 days
@@ -14,6 +16,7 @@ usage:
   python bench/replay_bench.py --records 300000 --profile        # + the top functions
   python bench/replay_bench.py --keep /tmp/bench.jsonl --skip-cli
   python bench/replay_bench.py --records 100000 --json rows.json   # + the rows as JSON
+  python bench/replay_bench.py --engines native                    # one engine only
 """
 
 from __future__ import annotations
@@ -104,11 +107,25 @@ def _child(args: argparse.Namespace) -> int:
 
     config = Config.from_mapping({})
     with open(args.child_file, "rb") as fh:
+        if args.engine == "native":
+            from streams.native import NativeReplayer
+            from streams.timeutil import parse_as_of
+
+            def run() -> Any:
+                r = NativeReplayer(config, parse_as_of(args.as_of), args.partitions)
+                while chunk := fh.read(1 << 20):
+                    r.feed_bytes(chunk)
+                return r.snapshot()
+        else:
+
+            def run() -> Any:
+                return replay_lines(fh, config, args.as_of, args.partitions)
+
         if args.profile:
-            snap, seconds = _profiled(lambda: replay_lines(fh, config, args.as_of, args.partitions))
+            snap, seconds = _profiled(run)
         else:
             t0 = time.perf_counter()
-            snap = replay_lines(fh, config, args.as_of, args.partitions)
+            snap = run()
             seconds = time.perf_counter() - t0
     rss = _maxrss_bytes(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     json.dump({"seconds": seconds, "rss": rss, "snapshot": snap}, sys.stdout)
@@ -169,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         "print the top functions to stderr (the timing is then inflated)",
     )
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON here (bench/run.py)")
+    p.add_argument(
+        "--engines",
+        default="native,python",
+        help="comma-separated engines to time: native (the compiled core), python (default: both)",
+    )
+    p.add_argument("--engine", default="python", help=argparse.SUPPRESS)  # the child's
     p.add_argument("--child-file", help=argparse.SUPPRESS)
     p.add_argument("--as-of", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -184,40 +207,51 @@ def main(argv: list[str] | None = None) -> int:
         gen = generate(args, data)
         rows = [gen]
         snaps: dict[str, Any] = {}
-        if not args.skip_inprocess:
-            print("replay_bench: replay_lines (in-process)", file=sys.stderr)
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--child-file", str(data)]
-            cmd += ["--as-of", gen["as_of"], "--partitions", str(args.partitions)]
-            if args.profile:
-                cmd.append("--profile")
-            result_path = tmpdir / "inprocess.json"
-            _run_timed(cmd, result_path, env)  # the child times replay_lines itself
-            inner = json.loads(result_path.read_text())
-            snaps["in-process"] = inner["snapshot"]
-            label = "replay_lines, in-process" + (" (profiled)" if args.profile else "")
-            rows.append({"phase": label, "records": gen["records"], **inner})
-        if not args.skip_cli:
-            print("replay_bench: engagement replay (subprocess)", file=sys.stderr)
-            config = tmpdir / "engagement.toml"
-            config.write_text(CONFIG_TOML)
-            cmd = [sys.executable, "-m", "agents.cli", "replay", "--config", str(config)]
-            cmd += ["--as-of", gen["as_of"], "--partitions", str(args.partitions)]
-            cmd += ["--progress", "none", str(data)]
-            snap_path = tmpdir / "snapshot.json"
-            res = _run_timed(cmd, snap_path, env)
-            snaps["cli"] = json.loads(snap_path.read_text())
-            rows.append(
-                {"phase": "`engagement replay` CLI, subprocess", "records": gen["records"], **res}
-            )
-        if len(snaps) == 2 and snaps["in-process"] != snaps["cli"]:
-            print("replay_bench: the two snapshots differ!", file=sys.stderr)
+        for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
+            if engine not in ("native", "python"):
+                raise SystemExit(f"replay_bench: unknown engine {engine!r}")
+            if not args.skip_inprocess:
+                print(f"replay_bench: {engine} engine, in-process", file=sys.stderr)
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--child-file", str(data)]
+                cmd += ["--as-of", gen["as_of"], "--partitions", str(args.partitions)]
+                cmd += ["--engine", engine]
+                if args.profile:
+                    cmd.append("--profile")
+                result_path = tmpdir / f"inprocess-{engine}.json"
+                _run_timed(cmd, result_path, env)  # the child times the replay itself
+                inner = json.loads(result_path.read_text())
+                snaps[f"{engine} in-process"] = inner["snapshot"]
+                label = f"{engine} engine, in-process" + (" (profiled)" if args.profile else "")
+                rows.append({"phase": label, "records": gen["records"], "engine": engine, **inner})
+            if not args.skip_cli:
+                print(f"replay_bench: engagement replay --engine {engine}", file=sys.stderr)
+                config = tmpdir / "engagement.toml"
+                config.write_text(CONFIG_TOML)
+                cmd = [sys.executable, "-m", "agents.cli", "replay", "--config", str(config)]
+                cmd += ["--as-of", gen["as_of"], "--partitions", str(args.partitions)]
+                cmd += ["--engine", engine, "--progress", "none", str(data)]
+                snap_path = tmpdir / f"snapshot-{engine}.json"
+                res = _run_timed(cmd, snap_path, env)
+                snaps[f"{engine} CLI"] = json.loads(snap_path.read_text())
+                rows.append(
+                    {
+                        "phase": f"`engagement replay --engine {engine}` CLI, subprocess",
+                        "records": gen["records"],
+                        "engine": engine,
+                        **res,
+                    }
+                )
+        first = next(iter(snaps.values()), None)
+        differ = [name for name, s in snaps.items() if s != first]
+        if differ:
+            print(f"replay_bench: snapshots differ: {', '.join(differ)}!", file=sys.stderr)
             return 1
         snap = next(iter(snaps.values()), None)
     _report(args, gen, rows, snap)
     if args.json:
-        keep = ("phase", "records", "seconds", "rss")
+        keep = ("phase", "records", "seconds", "rss", "engine")
         with open(args.json, "w") as fh:
-            json.dump({"rows": [{k: r[k] for k in keep} for r in rows]}, fh)
+            json.dump({"rows": [{k: r[k] for k in keep if k in r} for r in rows]}, fh)
     return 0
 
 

@@ -600,14 +600,17 @@ def render(r: dict[str, Any]) -> str:
     rp = r.get("replay")
     if rp:
         for ph in rp["rows"]:
+            engine = ph.get("engine", "python")
             if "CLI" in ph["phase"]:
                 v = report.rate(ph["records"], ph["seconds"])
-                row("`engagement replay` (one process, one core)", f"{v:,.0f} records/s",
-                    ">= 300,000", report.verdict(v, 300_000, True),
+                native = engine == "native"
+                row(f"`engagement replay --engine {engine}` (one process, one core)",
+                    f"{v:,.0f} records/s", ">= 300,000" if native else "",
+                    report.verdict(v, 300_000, True) if native else "",
                     f"{ph['records']:,} records, whole process")  # fmt: skip
             elif "in-process" in ph["phase"]:
                 v = report.rate(ph["records"], ph["seconds"])
-                row("replay engine alone (replay_lines)", f"{v:,.0f} records/s", "", "",
+                row(f"replay, {engine} engine alone (in-process)", f"{v:,.0f} records/s", "", "",
                     "file reading included, start-up excluded")  # fmt: skip
     out = [f"### {mi['date']}: `make bench{'-quick' if r['mode'] == 'quick' else ''}`", ""]
     out.append(f"- machine: {mi['nproc']} CPUs ({mi['cpu']}), {mi['ram']} RAM, {mi['os']}; "

@@ -8,7 +8,10 @@
 
 use std::borrow::Cow;
 
-pub struct Scan<'a> {
+/// `ESC`: the text scanned is JSON written inside a JSON string (a replay envelope's payload,
+/// read in place): a quote is the two bytes `\\"`, and any other escape (or a raw quote, the
+/// end of the outer string) ends the scan with None, so the caller unescapes and starts over.
+pub struct Scan<'a, const ESC: bool = false> {
     b: &'a [u8],
     pub i: usize,
     /// the text may hold control characters (bytes below 0x20), which strings must refuse;
@@ -32,7 +35,15 @@ pub enum Val<'a> {
     Obj(usize, usize),
 }
 
-impl<'a> Scan<'a> {
+impl<'a> Scan<'a, true> {
+    /// A scanner over the JSON text inside the JSON string starting at `b[i]` (after its quote).
+    /// `b` is UTF-8 with no control characters.
+    pub fn escaped(b: &'a [u8], i: usize) -> Self {
+        Scan { b, i, ctl: false }
+    }
+}
+
+impl<'a> Scan<'a, false> {
     /// A scanner over UTF-8 text (callers check it: `std::str::from_utf8` or a `&str`).
     pub fn new(b: &'a [u8]) -> Self {
         Scan { b, i: 0, ctl: has_ctl(b) }
@@ -42,6 +53,18 @@ impl<'a> Scan<'a> {
     pub fn line(b: &'a [u8]) -> Self {
         let body = b.strip_suffix(b"\n").unwrap_or(b);
         Scan { b, i: 0, ctl: has_ctl(body) }
+    }
+
+    /// Whether the text may hold control characters.
+    pub fn has_ctl(&self) -> bool {
+        self.ctl
+    }
+}
+
+impl<'a, const ESC: bool> Scan<'a, ESC> {
+    /// A scanner over the same text, at `i`.
+    pub fn at(&self, i: usize) -> Self {
+        Scan { b: self.b, i, ctl: self.ctl }
     }
 
     #[inline]
@@ -78,6 +101,9 @@ impl<'a> Scan<'a> {
     /// character or the end of input.
     #[inline]
     pub fn plain_str(&mut self) -> Option<&'a str> {
+        if ESC {
+            return self.esc_str();
+        }
         if !self.eat(b'"') {
             return None;
         }
@@ -101,6 +127,32 @@ impl<'a> Scan<'a> {
         Some(unsafe { std::str::from_utf8_unchecked(&b[start..i]) })
     }
 
+    /// In `ESC` mode: a string `\\"...\\"` whose text has neither quote nor backslash.
+    #[inline]
+    fn esc_str(&mut self) -> Option<&'a str> {
+        let b = self.b;
+        if b.get(self.i) != Some(&b'\\') || b.get(self.i + 1) != Some(&b'"') {
+            return None;
+        }
+        let start = self.i + 2;
+        let mut i = start;
+        loop {
+            let c = *b.get(i)?;
+            if c == b'\\' {
+                if b.get(i + 1) != Some(&b'"') {
+                    return None; // another escape: the caller unescapes
+                }
+                self.i = i + 2;
+                // SAFETY: UTF-8 input cut at ASCII bytes
+                return Some(unsafe { std::str::from_utf8_unchecked(&b[start..i]) });
+            }
+            if c == b'"' {
+                return None; // the end of the outer string
+            }
+            i += 1;
+        }
+    }
+
     /// A string with escapes resolved (the opening quote is next). None on a lone surrogate, an
     /// unknown escape, a raw control character or the end of input. Also says whether the
     /// text holds control characters (from escapes such as `\\n`).
@@ -109,6 +161,9 @@ impl<'a> Scan<'a> {
     }
 
     pub fn any_str_ctl(&mut self) -> Option<(Cow<'a, str>, bool)> {
+        if ESC {
+            return None;
+        }
         let save = self.i;
         if let Some(s) = self.plain_str() {
             return Some((Cow::Borrowed(s), false));
@@ -276,7 +331,7 @@ impl<'a> Scan<'a> {
     /// `objects` is true, a flat object of such scalars (its span). None for anything else.
     pub fn scalar(&mut self, objects: bool) -> Option<Val<'a>> {
         match self.peek()? {
-            b'"' => {
+            b'"' if !ESC => {
                 let save = self.i;
                 if let Some(s) = self.plain_str() {
                     return Some(Val::Str(s));
@@ -284,13 +339,14 @@ impl<'a> Scan<'a> {
                 self.i = save;
                 self.any_str().map(|_| Val::Esc)
             }
+            b'\\' if ESC => self.esc_str().map(Val::Str),
             b'n' => self.lit(b"null").then_some(Val::Null),
             b't' => self.lit(b"true").then_some(Val::Bool),
             b'f' => self.lit(b"false").then_some(Val::Bool),
             b'{' if objects => {
                 let start = self.i;
                 // a flat object: checked here, re-read by the caller with `fields`
-                let mut seen: [&str; 16] = [""; 16];
+                let mut seen: [&str; 8] = [""; 8];
                 let mut n = 0;
                 self.i += 1;
                 self.ws();

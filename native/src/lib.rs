@@ -261,105 +261,77 @@ fn crc32(s: &[u8]) -> u32 {
     !c
 }
 
+// field names of envelopes and records, as small codes (`key_code`)
+const F_TOPIC: u8 = 1;
+const F_TS: u8 = 2;
+const F_PAYLOAD: u8 = 3;
+const F_KEY: u8 = 4;
+const F_PARTITION: u8 = 5;
+const F_OFFSET: u8 = 6;
+const F_EVENT_ID: u8 = 7;
+const F_TYPE: u8 = 8;
+const F_USER_ID: u8 = 9;
+const F_ACCOUNT_ID: u8 = 10;
+const F_SESSION_ID: u8 = 11;
+const F_PROPS: u8 = 12;
+const F_RESPONSE_ID: u8 = 13;
+const F_SURVEY: u8 = 14;
+const F_SCORE: u8 = 15;
+const F_TOUCHPOINT: u8 = 16;
+const F_COMMENT: u8 = 17;
+
+/// The code of a known field name (0 for any other): one length-and-first-byte dispatch and one
+/// comparison, instead of a comparison per name.
+#[inline]
+fn key_code(k: &str) -> u8 {
+    let b = k.as_bytes();
+    let (code, lit): (u8, &[u8]) = match (b.len(), b.first().copied().unwrap_or(0)) {
+        (5, b't') => (F_TOPIC, b"topic"),
+        (2, b't') => (F_TS, b"ts"),
+        (7, b'p') => (F_PAYLOAD, b"payload"),
+        (3, b'k') => (F_KEY, b"key"),
+        (9, b'p') => (F_PARTITION, b"partition"),
+        (6, b'o') => (F_OFFSET, b"offset"),
+        (8, b'e') => (F_EVENT_ID, b"event_id"),
+        (4, b't') => (F_TYPE, b"type"),
+        (7, b'u') => (F_USER_ID, b"user_id"),
+        (10, b'a') => (F_ACCOUNT_ID, b"account_id"),
+        (10, b's') => (F_SESSION_ID, b"session_id"),
+        (5, b'p') => (F_PROPS, b"props"),
+        (11, b'r') => (F_RESPONSE_ID, b"response_id"),
+        (6, b's') => (F_SURVEY, b"survey"),
+        (5, b's') => (F_SCORE, b"score"),
+        (10, b't') => (F_TOUCHPOINT, b"touchpoint"),
+        (7, b'c') => (F_COMMENT, b"comment"),
+        _ => return 0,
+    };
+    if b == lit {
+        code
+    } else {
+        0
+    }
+}
+
 /// A replay envelope (streams.replay.Envelope).
 struct Env<'a> {
     topic: Cow<'a, str>,
     ts: I,
-    payload: Option<Cow<'a, str>>,
+    payload: Payload<'a>,
     key: Option<Cow<'a, str>>,
     partition: Option<i64>,
     offset: Option<i64>,
 }
 
-/// The envelope of a line, when it is plainly one: a UTF-8 JSON object with exactly the known
-/// keys (payload, topic and ts required), each once, of the right JSON types.
-fn parse_envelope(line: &[u8]) -> Option<Env<'_>> {
-    if !line.is_ascii() {
-        std::str::from_utf8(line).ok()?;
-    }
-    let mut s = Scan::line(line);
-    s.ws();
-    if !s.eat(b'{') {
-        return None;
-    }
-    let (mut topic, mut ts, mut payload, mut key, mut part, mut off) =
-        (None, None, None, None, None, None);
-    let mut seen = 0u8;
-    s.ws();
-    if s.eat(b'}') {
-        return None;
-    }
-    loop {
-        s.ws();
-        let k = s.plain_str()?;
-        s.ws();
-        if !s.eat(b':') {
-            return None;
-        }
-        s.ws();
-        let bit = match k {
-            "topic" => {
-                topic = Some(s.any_str()?);
-                1
-            }
-            "ts" => {
-                ts = Some(s.int()?);
-                2
-            }
-            "payload" => {
-                payload = Some(if s.peek()? == b'n' { nul(&mut s)?; None } else { Some(s.any_str()?) });
-                4
-            }
-            "key" => {
-                key = if s.peek()? == b'n' { nul(&mut s)?; None } else { Some(s.any_str()?) };
-                8
-            }
-            "partition" => {
-                part = if s.peek()? == b'n' { nul(&mut s)?; None } else { Some(s.int()?) };
-                16
-            }
-            "offset" => {
-                off = if s.peek()? == b'n' { nul(&mut s)?; None } else { Some(s.int()?) };
-                32
-            }
-            _ => {
-                // an unknown field (kcat -J adds tstype, broker, headers...): skipped, as the
-                // Python decoder skips it, when it is a plain scalar
-                if s.peek()? == b'"' {
-                    s.any_str()?;
-                } else {
-                    s.scalar(false)?;
-                }
-                0
-            }
-        };
-        if seen & bit != 0 {
-            return None; // a repeated key
-        }
-        seen |= bit;
-        s.ws();
-        if s.eat(b',') {
-            continue;
-        }
-        if s.eat(b'}') {
-            break;
-        }
-        return None;
-    }
-    if !s.at_end() {
-        return None;
-    }
-    Some(Env {
-        topic: topic?,
-        ts: ts? as I,
-        payload: payload?,
-        key,
-        partition: part,
-        offset: off,
-    })
+/// An envelope's payload: decoded in place by the hot path, or as text.
+enum Payload<'a> {
+    Null,
+    /// a plainly valid record read in place (time not checked yet), and the outer string's span
+    Product(Ev<'a>, TInfo, usize, usize),
+    Survey(Ans<'a>, usize, usize),
+    Text(Cow<'a, str>),
 }
 
-fn nul(s: &mut Scan<'_>) -> Option<()> {
+fn nul<const ESC: bool>(s: &mut Scan<'_, ESC>) -> Option<()> {
     match s.scalar(false)? {
         Val::Null => Some(()),
         _ => None,
@@ -924,47 +896,218 @@ impl Engine {
     }
 
     /// The hot path's decision on a product event value: Some when plainly valid and on time.
-    fn fast_product<'a>(&mut self, p: &'a str, rts: I) -> Option<(Ev<'a>, TInfo)> {
+    /// The envelope of a line, when it is plainly one: a UTF-8 JSON object with the known keys
+    /// (payload, topic and ts required, each once, of the right JSON types) and unknown ones of
+    /// plain scalar values (skipped, as the Python decoder skips them). A product event or
+    /// survey answer payload after the topic is decoded in place, without unescaping it.
+    fn parse_envelope<'a>(&mut self, line: &'a [u8]) -> Option<Env<'a>> {
+        if !line.is_ascii() {
+            std::str::from_utf8(line).ok()?;
+        }
+        let mut s = Scan::line(line);
+        s.ws();
+        if !s.eat(b'{') {
+            return None;
+        }
+        let (mut topic, mut ts, mut payload, mut key, mut part, mut off) =
+            (None::<Cow<'a, str>>, None, None, None, None, None);
+        let mut seen = 0u8;
+        s.ws();
+        if s.eat(b'}') {
+            return None;
+        }
+        loop {
+            s.ws();
+            let k = s.plain_str()?;
+            s.ws();
+            if !s.eat(b':') {
+                return None;
+            }
+            s.ws();
+            let bit = match key_code(k) {
+                F_TOPIC => {
+                    topic = Some(s.any_str()?);
+                    1
+                }
+                F_TS => {
+                    ts = Some(s.int()?);
+                    2
+                }
+                F_PAYLOAD => {
+                    payload = Some(if s.peek()? == b'n' {
+                        nul(&mut s)?;
+                        Payload::Null
+                    } else {
+                        let start = s.i;
+                        match self.in_place(line, start, topic.as_deref(), s.has_ctl()) {
+                            Some((p, end)) => {
+                                s.i = end;
+                                p
+                            }
+                            None => Payload::Text(s.any_str()?),
+                        }
+                    });
+                    4
+                }
+                F_KEY => {
+                    key = if s.peek()? == b'n' {
+                        nul(&mut s)?;
+                        None
+                    } else {
+                        Some(s.any_str()?)
+                    };
+                    8
+                }
+                F_PARTITION => {
+                    part = if s.peek()? == b'n' {
+                        nul(&mut s)?;
+                        None
+                    } else {
+                        Some(s.int()?)
+                    };
+                    16
+                }
+                F_OFFSET => {
+                    off = if s.peek()? == b'n' {
+                        nul(&mut s)?;
+                        None
+                    } else {
+                        Some(s.int()?)
+                    };
+                    32
+                }
+                _ => {
+                    // an unknown field (kcat -J adds tstype, broker, headers...): skipped, as the
+                    // Python decoder skips it, when it is a plain scalar
+                    if s.peek()? == b'"' {
+                        s.any_str()?;
+                    } else {
+                        s.scalar(false)?;
+                    }
+                    0
+                }
+            };
+            if seen & bit != 0 {
+                return None; // a repeated key
+            }
+            seen |= bit;
+            s.ws();
+            if s.eat(b',') {
+                continue;
+            }
+            if s.eat(b'}') {
+                break;
+            }
+            return None;
+        }
+        if !s.at_end() {
+            return None;
+        }
+        Some(Env {
+            topic: topic?,
+            ts: ts? as I,
+            payload: payload?,
+            key,
+            partition: part,
+            offset: off,
+        })
+    }
+
+    /// The payload string at `line[start]` (its opening quote) decoded in place when it is a
+    /// plainly valid record of a known topic written with no escape but `\"`: the payload and
+    /// the index after the string.
+    fn in_place<'a>(
+        &mut self,
+        line: &'a [u8],
+        start: usize,
+        topic: Option<&str>,
+        ctl: bool,
+    ) -> Option<(Payload<'a>, usize)> {
+        if ctl || line.get(start) != Some(&b'"') {
+            return None;
+        }
+        let mut e = Scan::escaped(line, start + 1);
+        e.ws();
+        let p = match topic? {
+            PRODUCT => {
+                let (ev, info) = self.fast_product(&mut e)?;
+                e.ws();
+                Payload::Product(ev, info, start, e.i + 1)
+            }
+            SURVEY => {
+                let ans = self.fast_survey(&mut e)?;
+                e.ws();
+                Payload::Survey(ans, start, e.i + 1)
+            }
+            _ => return None,
+        };
+        // the outer string ends here, and the value is small enough never to be too_large
+        if e.peek() != Some(b'"') || (e.i - start) * 4 > MAX_VALUE_BYTES {
+            return None;
+        }
+        Some((p, e.i + 1))
+    }
+
+    /// The hot path on a payload given as text (it had escapes): Some when plainly valid.
+    fn fast_text<'a>(&mut self, topic: &str, p: &'a str) -> Option<Payload<'a>> {
         if !plain_payload(p) {
             return None;
         }
         let mut s = Scan::new(p.as_bytes());
+        s.ws();
+        let out = match topic {
+            PRODUCT => {
+                let (ev, info) = self.fast_product(&mut s)?;
+                Payload::Product(ev, info, 0, 0)
+            }
+            SURVEY => Payload::Survey(self.fast_survey(&mut s)?, 0, 0),
+            _ => return None,
+        };
+        s.at_end().then_some(out)
+    }
+
+    /// The hot path's decoding of a product event value (the object next in `s`): Some when
+    /// plainly valid. The caller checks the end of the value, its size and the time.
+    fn fast_product<'a, const ESC: bool>(
+        &mut self,
+        s: &mut Scan<'a, ESC>,
+    ) -> Option<(Ev<'a>, TInfo)> {
         let (mut eid, mut typ, mut uid, mut ts, mut acct, mut sid, mut props) =
             (None, None, None, None, None, None, None);
         let mut seen = 0u8;
         s.fields(true, |k, v| {
-            let bit = match (k, v) {
-                ("event_id", Val::Str(x)) => {
+            let bit = match (key_code(k), v) {
+                (F_EVENT_ID, Val::Str(x)) => {
                     eid = Some(x);
                     1
                 }
-                ("type", Val::Str(x)) => {
+                (F_TYPE, Val::Str(x)) => {
                     typ = Some(x);
                     2
                 }
-                ("user_id", Val::Str(x)) => {
+                (F_USER_ID, Val::Str(x)) => {
                     uid = Some(x);
                     4
                 }
-                ("ts", v @ (Val::Str(_) | Val::Int(_))) => {
+                (F_TS, v @ (Val::Str(_) | Val::Int(_))) => {
                     ts = Some(v);
                     8
                 }
-                ("account_id", Val::Str(x)) => {
+                (F_ACCOUNT_ID, Val::Str(x)) => {
                     acct = Some(x);
                     16
                 }
-                ("account_id", Val::Null) => 16,
-                ("session_id", Val::Str(x)) => {
+                (F_ACCOUNT_ID, Val::Null) => 16,
+                (F_SESSION_ID, Val::Str(x)) => {
                     sid = Some(x);
                     32
                 }
-                ("session_id", Val::Null) => 32,
-                ("props", Val::Obj(a, b)) => {
+                (F_SESSION_ID, Val::Null) => 32,
+                (F_PROPS, Val::Obj(a, b)) => {
                     props = Some((a, b));
                     64
                 }
-                ("props", Val::Null) => 64,
+                (F_PROPS, Val::Null) => 64,
                 _ => return None,
             };
             if seen & bit != 0 {
@@ -973,9 +1116,6 @@ impl Engine {
             seen |= bit;
             Some(())
         })?;
-        if !s.at_end() {
-            return None;
-        }
         let (eid, typ, uid) = (eid?, typ?, uid?);
         if !(is_name(eid) && is_name(uid) && acct.is_none_or(is_name) && sid.is_none_or(is_name)) {
             return None;
@@ -987,10 +1127,10 @@ impl Engine {
         // the props each type needs (streams.records._check_product)
         let mut prop = None;
         let mut amount = 0.0;
-        let mut pv: [(&str, Val<'_>); 16] = [("", Val::Null); 16];
+        let mut pv: [(&str, Val<'_>); 8] = [("", Val::Null); 8];
         let mut np = 0;
-        if let Some((a, b)) = props {
-            let mut ps = Scan::new(&p.as_bytes()[a..b]);
+        if let Some((a, _)) = props {
+            let mut ps = s.at(a);
             ps.fields(false, |k, v| {
                 if np == pv.len() {
                     return None;
@@ -1049,54 +1189,48 @@ impl Engine {
             return None;
         }
         let inst = ts_instant(ts?)?;
-        if inst > rts + FUTURE || inst < rts - self.cfg.lateness {
-            return None;
-        }
         Some((Ev { uid, eid, typ, acct, sid, prop, amount, inst }, info))
     }
 
     /// The hot path's decision on a survey answer value.
-    fn fast_survey<'a>(&self, p: &'a str, rts: I) -> Option<Ans<'a>> {
-        if !plain_payload(p) {
-            return None;
-        }
-        let mut s = Scan::new(p.as_bytes());
+    /// The hot path's decoding of a survey answer value (as `fast_product`).
+    fn fast_survey<'a, const ESC: bool>(&self, s: &mut Scan<'a, ESC>) -> Option<Ans<'a>> {
         let (mut rid, mut survey, mut score, mut uid, mut ts, mut acct, mut tp) =
             (None, None, None, None, None, None, None);
         let mut seen = 0u8;
         s.fields(false, |k, v| {
-            let bit = match (k, v) {
-                ("response_id", Val::Str(x)) => {
+            let bit = match (key_code(k), v) {
+                (F_RESPONSE_ID, Val::Str(x)) => {
                     rid = Some(x);
                     1
                 }
-                ("survey", Val::Str(x)) => {
+                (F_SURVEY, Val::Str(x)) => {
                     survey = Some(x);
                     2
                 }
-                ("score", Val::Int(x)) => {
+                (F_SCORE, Val::Int(x)) => {
                     score = Some(x);
                     4
                 }
-                ("user_id", Val::Str(x)) => {
+                (F_USER_ID, Val::Str(x)) => {
                     uid = Some(x);
                     8
                 }
-                ("ts", v @ (Val::Str(_) | Val::Int(_))) => {
+                (F_TS, v @ (Val::Str(_) | Val::Int(_))) => {
                     ts = Some(v);
                     16
                 }
-                ("account_id", Val::Str(x)) => {
+                (F_ACCOUNT_ID, Val::Str(x)) => {
                     acct = Some(x);
                     32
                 }
-                ("account_id", Val::Null) => 32,
-                ("touchpoint", Val::Str(x)) => {
+                (F_ACCOUNT_ID, Val::Null) => 32,
+                (F_TOUCHPOINT, Val::Str(x)) => {
                     tp = Some(x);
                     64
                 }
-                ("touchpoint", Val::Null) => 64,
-                ("comment", Val::Str(_) | Val::Esc | Val::Null) => 128,
+                (F_TOUCHPOINT, Val::Null) => 64,
+                (F_COMMENT, Val::Str(_) | Val::Esc | Val::Null) => 128,
                 _ => return None,
             };
             if seen & bit != 0 {
@@ -1105,9 +1239,6 @@ impl Engine {
             seen |= bit;
             Some(())
         })?;
-        if !s.at_end() {
-            return None;
-        }
         let (rid, survey, score, uid) = (rid?, survey?, score?, uid?);
         let (sv, lo, hi) = match survey {
             "csat" => (SV_CSAT, 1, 5),
@@ -1122,9 +1253,6 @@ impl Engine {
             return None;
         }
         let inst = ts_instant(ts?)?;
-        if inst > rts + FUTURE || inst < rts - self.cfg.lateness {
-            return None;
-        }
         Some(Ans { uid, rid, sv, score, acct, tp, inst })
     }
 
@@ -1255,43 +1383,64 @@ impl Engine {
         if self.cfg.sweep_every > 0 && self.lines % self.cfg.sweep_every == 0 {
             self.maybe_sweep(py)?;
         }
-        let Some(env) = parse_envelope(line) else {
+        let Some(env) = self.parse_envelope(line) else {
             return self.bridged_line(py, line);
         };
         let topic: &str = &env.topic;
         let Ok(undo) = self.redelivery(topic, env.partition, env.offset) else {
             return Ok(true);
         };
-        let rts = env.ts * MS;
-        if let Some(p) = &env.payload {
-            if topic == PRODUCT {
-                if let Some((ev, info)) = self.fast_product(p, rts) {
-                    self.product(py, &ev, info, rts)?;
-                    return Ok(true);
-                }
-            } else if topic == SURVEY {
-                if let Some(ans) = self.fast_survey(p, rts) {
-                    self.survey(py, &ans, rts)?;
-                    return Ok(true);
-                }
-            }
-        }
         if topic != PRODUCT && topic != SURVEY {
             self.skipped += 1;
             return Ok(true);
         }
+        let rts = env.ts * MS;
+        let (lo, hi) = (rts - self.cfg.lateness, rts + FUTURE);
+        let payload = env.payload;
+        if let Payload::Text(p) = &payload {
+            match self.fast_text(topic, p) {
+                Some(Payload::Product(ev, info, ..)) if (lo..=hi).contains(&ev.inst) => {
+                    return self.product(py, &ev, info, rts).map(|_| true);
+                }
+                Some(Payload::Survey(ans, ..)) if (lo..=hi).contains(&ans.inst) => {
+                    return self.survey(py, &ans, rts).map(|_| true);
+                }
+                _ => {}
+            }
+        }
+        // the hot path: plainly valid and on time (Pipeline.product_value)
+        let span = match &payload {
+            Payload::Product(ev, info, a, b) => {
+                if (lo..=hi).contains(&ev.inst) {
+                    return self.product(py, ev, *info, rts).map(|_| true);
+                }
+                Some((*a, *b))
+            }
+            Payload::Survey(ans, a, b) => {
+                if (lo..=hi).contains(&ans.inst) {
+                    return self.survey(py, ans, rts).map(|_| true);
+                }
+                Some((*a, *b))
+            }
+            _ => None,
+        };
         // the Python bridge decides (streams.replay.Replayer._envelope / Pipeline.record)
+        let text: Option<Cow<'_, str>> = match (&payload, span) {
+            (Payload::Text(p), _) => Some(Cow::Borrowed(p)),
+            (Payload::Null, _) => None,
+            (_, Some((a, b))) if b > a => Some(
+                Scan::line(&line[a..b])
+                    .any_str()
+                    .ok_or_else(|| PyValueError::new_err("engagement_native: payload unescape"))?,
+            ),
+            (_, _) => {
+                return Err(PyValueError::new_err("engagement_native: payload text lost"));
+            }
+        };
         let bridge = self.bridge.clone_ref(py);
         let res = bridge.bind(py).call_method1(
             "record",
-            (
-                topic,
-                env.key.as_deref(),
-                env.payload.as_deref(),
-                env.ts,
-                env.partition,
-                env.offset,
-            ),
+            (topic, env.key.as_deref(), text.as_deref(), env.ts, env.partition, env.offset),
         )?;
         self.decided(py, res.cast::<PyTuple>()?, topic, undo, rts)
     }
@@ -1776,15 +1925,8 @@ impl Engine {
     fn decode_only(&mut self, data: &[u8]) -> usize {
         let mut n = 0;
         for line in data.split_inclusive(|&c| c == b'\n') {
-            if let Some(env) = parse_envelope(line) {
-                if let Some(p) = &env.payload {
-                    let rts = env.ts * MS;
-                    if &*env.topic == PRODUCT {
-                        n += self.fast_product(p, rts).is_some() as usize;
-                    } else if &*env.topic == SURVEY {
-                        n += self.fast_survey(p, rts).is_some() as usize;
-                    }
-                }
+            if let Some(env) = self.parse_envelope(line) {
+                n += matches!(env.payload, Payload::Product(..) | Payload::Survey(..)) as usize;
             }
         }
         n
