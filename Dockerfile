@@ -1,5 +1,7 @@
 # The engagement worker (and every `engagement` sub-command) as a container image.
 # Used by docker-compose.yml; the local stack without Docker does not need it.
+# The compiled replay core (native/, Rust) is not built here: `engagement replay` in this image
+# runs the Python engine (same results, slower); the worker never uses the core.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -188,6 +188,12 @@ def run(args: argparse.Namespace) -> int:
         if rejects is not None:
             rejects.close()
         return EXIT_USAGE
+    if args.engine == "auto" and not native.available() and args.progress != "none":
+        print(
+            "engagement replay: the compiled core is not installed (`make install` builds it "
+            "with cargo); using the Python engine",
+            file=sys.stderr,
+        )
     try:
         replayer = native.make_replayer(
             config, as_of, args.partitions, on_reject if rejects else None, args.engine

@@ -46,13 +46,21 @@ impl<'a> Scan<'a, true> {
 impl<'a> Scan<'a, false> {
     /// A scanner over UTF-8 text (callers check it: `std::str::from_utf8` or a `&str`).
     pub fn new(b: &'a [u8]) -> Self {
-        Scan { b, i: 0, ctl: has_ctl(b) }
+        Scan {
+            b,
+            i: 0,
+            ctl: has_ctl(b),
+        }
     }
 
     /// A scanner over one line: its control characters are only the final newline (common).
     pub fn line(b: &'a [u8]) -> Self {
         let body = b.strip_suffix(b"\n").unwrap_or(b);
-        Scan { b, i: 0, ctl: has_ctl(body) }
+        Scan {
+            b,
+            i: 0,
+            ctl: has_ctl(body),
+        }
     }
 
     /// Whether the text may hold control characters.
@@ -64,7 +72,11 @@ impl<'a> Scan<'a, false> {
 impl<'a, const ESC: bool> Scan<'a, ESC> {
     /// A scanner over the same text, at `i`.
     pub fn at(&self, i: usize) -> Self {
-        Scan { b: self.b, i, ctl: self.ctl }
+        Scan {
+            b: self.b,
+            i,
+            ctl: self.ctl,
+        }
     }
 
     #[inline]
@@ -197,8 +209,8 @@ impl<'a, const ESC: bool> Scan<'a, ESC> {
                     continue;
                 }
             }
-            match c {
-                _ => {
+            {
+                {
                     let e = *b.get(i + 1)?;
                     i += 2;
                     match e {

@@ -159,7 +159,11 @@ struct Clock {
 
 impl Clock {
     fn new() -> Self {
-        Clock { watermark: None, fold: INIT_FOLD, last_sweep: None }
+        Clock {
+            watermark: None,
+            fold: INIT_FOLD,
+            last_sweep: None,
+        }
     }
 
     #[inline]
@@ -212,7 +216,12 @@ const SLOT_NS: I = SLOT / UNIT;
 impl DayCalc {
     /// The zone's UTC offset at a whole-nanosecond instant (DayCalc.offset_ns).
     fn offset(&self, py: Python<'_>, inst_ns: I) -> PyResult<I> {
-        Ok(self.py.bind(py).call_method1("offset_ns", (inst_ns,))?.extract::<I>()? * UNIT)
+        Ok(self
+            .py
+            .bind(py)
+            .call_method1("offset_ns", (inst_ns,))?
+            .extract::<I>()?
+            * UNIT)
     }
 
     #[inline]
@@ -248,7 +257,11 @@ fn crc32(s: &[u8]) -> u32 {
         for (i, e) in t.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             *e = c;
         }
@@ -358,7 +371,9 @@ fn type_ok(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_lowercase()
-        && b[1..].iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+        && b[1..]
+            .iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
 }
 
 fn ts_instant(v: Val<'_>) -> Option<I> {
@@ -494,7 +509,11 @@ fn apply_product<'a>(
             let name = ev.prop.unwrap_or("");
             match u.features.get_mut(name) {
                 None => {
-                    let f = if ts <= fold { (Some(ts), Vec::new()) } else { (None, vec![ts]) };
+                    let f = if ts <= fold {
+                        (Some(ts), Vec::new())
+                    } else {
+                        (None, vec![ts])
+                    };
                     u.features.insert(Key::from(name), f);
                 }
                 Some(f) => {
@@ -551,7 +570,11 @@ fn apply_product<'a>(
         }
         Kind::TicketOpened | Kind::TicketResolved => {
             let tid = ev.prop.unwrap_or("");
-            let i = if info.kind == Kind::TicketOpened { 0 } else { 1 };
+            let i = if info.kind == Kind::TicketOpened {
+                0
+            } else {
+                1
+            };
             match u.tickets.get_mut(tid) {
                 Some(tk) => {
                     if tk[i].is_none() {
@@ -591,7 +614,8 @@ fn apply_survey<'a>(up: &mut UserPart, ans: &Ans<'a>) -> Option<Fact<'a>> {
     }
     let ts = ans.inst;
     u.resp.insert(Key::from(ans.rid), ts);
-    u.answers.push((ts, ans.sv, ans.score, ans.tp.map(Key::from)));
+    u.answers
+        .push((ts, ans.sv, ans.score, ans.tp.map(Key::from)));
     let kind = match ans.sv {
         SV_NPS => K_NPS,
         SV_CSAT => K_CSAT,
@@ -625,7 +649,10 @@ fn apply_fact(
             }
             a
         }
-        None => ap.accounts.entry(Key::from(f.customer)).or_insert_with(|| Account::new(ts)),
+        None => ap
+            .accounts
+            .entry(Key::from(f.customer))
+            .or_insert_with(|| Account::new(ts)),
     };
     if f.act {
         let day = dc.day(py, ts)?;
@@ -1189,7 +1216,19 @@ impl Engine {
             return None;
         }
         let inst = ts_instant(ts?)?;
-        Some((Ev { uid, eid, typ, acct, sid, prop, amount, inst }, info))
+        Some((
+            Ev {
+                uid,
+                eid,
+                typ,
+                acct,
+                sid,
+                prop,
+                amount,
+                inst,
+            },
+            info,
+        ))
     }
 
     /// The hot path's decision on a survey answer value.
@@ -1253,7 +1292,15 @@ impl Engine {
             return None;
         }
         let inst = ts_instant(ts?)?;
-        Some(Ans { uid, rid, sv, score, acct, tp, inst })
+        Some(Ans {
+            uid,
+            rid,
+            sv,
+            score,
+            acct,
+            tp,
+            inst,
+        })
     }
 
     fn route_fact(&mut self, py: Python<'_>, f: &Fact<'_>) -> PyResult<()> {
@@ -1314,13 +1361,14 @@ impl Engine {
                 up.clock.last_sweep = Some(f);
                 let mut err = None;
                 let (cfg, dc) = (&self.cfg, &mut self.dc);
-                up.users.retain(|_, u| match expire_user(py, cfg, dc, u, f) {
-                    Ok(empty) => !empty,
-                    Err(e) => {
-                        err = Some(e);
-                        true
-                    }
-                });
+                up.users
+                    .retain(|_, u| match expire_user(py, cfg, dc, u, f) {
+                        Ok(empty) => !empty,
+                        Err(e) => {
+                            err = Some(e);
+                            true
+                        }
+                    });
                 if let Some(e) = err {
                     return Err(e);
                 }
@@ -1380,7 +1428,7 @@ impl Engine {
     /// has been applied, and `lines` is as before it).
     fn process_line(&mut self, py: Python<'_>, line: &[u8]) -> PyResult<bool> {
         self.lines += 1;
-        if self.cfg.sweep_every > 0 && self.lines % self.cfg.sweep_every == 0 {
+        if self.cfg.sweep_every > 0 && self.lines.is_multiple_of(self.cfg.sweep_every) {
             self.maybe_sweep(py)?;
         }
         let Some(env) = self.parse_envelope(line) else {
@@ -1434,13 +1482,22 @@ impl Engine {
                     .ok_or_else(|| PyValueError::new_err("engagement_native: payload unescape"))?,
             ),
             (_, _) => {
-                return Err(PyValueError::new_err("engagement_native: payload text lost"));
+                return Err(PyValueError::new_err(
+                    "engagement_native: payload text lost",
+                ));
             }
         };
         let bridge = self.bridge.clone_ref(py);
         let res = bridge.bind(py).call_method1(
             "record",
-            (topic, env.key.as_deref(), text.as_deref(), env.ts, env.partition, env.offset),
+            (
+                topic,
+                env.key.as_deref(),
+                text.as_deref(),
+                env.ts,
+                env.partition,
+                env.offset,
+            ),
         )?;
         self.decided(py, res.cast::<PyTuple>()?, topic, undo, rts)
     }
@@ -1449,7 +1506,9 @@ impl Engine {
     /// key and payload stay Python objects (they may hold lone surrogates).
     fn bridged_line(&mut self, py: Python<'_>, line: &[u8]) -> PyResult<bool> {
         let bridge = self.bridge.clone_ref(py);
-        let res = bridge.bind(py).call_method1("envelope", (PyBytes::new(py, line),))?;
+        let res = bridge
+            .bind(py)
+            .call_method1("envelope", (PyBytes::new(py, line),))?;
         let t = res.cast::<PyTuple>()?;
         let code: i64 = t.get_item(0)?.extract()?;
         if code == 0 {
@@ -1476,9 +1535,10 @@ impl Engine {
             self.skipped += 1;
             return Ok(true);
         }
-        let res = bridge
-            .bind(py)
-            .call_method1("record", (&topic, t.get_item(4)?, t.get_item(3)?, ts, part, off))?;
+        let res = bridge.bind(py).call_method1(
+            "record",
+            (&topic, t.get_item(4)?, t.get_item(3)?, ts, part, off),
+        )?;
         self.decided(py, res.cast::<PyTuple>()?, &topic, undo, ts * MS)
     }
 
@@ -1551,7 +1611,10 @@ impl Engine {
         if v.is_empty() {
             return Ok(py.None().into_bound(py));
         }
-        let items = v.iter().map(|&x| self.t(py, x)).collect::<PyResult<Vec<_>>>()?;
+        let items = v
+            .iter()
+            .map(|&x| self.t(py, x))
+            .collect::<PyResult<Vec<_>>>()?;
         Ok(PyList::new(py, items)?.into_any())
     }
 
@@ -1566,14 +1629,16 @@ impl Engine {
         }
         let items = v
             .iter()
-            .map(|&(x, n)| Ok(PyTuple::new(py, [self.t(py, x)?, n.into_bound_py_any(py)?])?))
+            .map(|&(x, n)| PyTuple::new(py, [self.t(py, x)?, n.into_bound_py_any(py)?]))
             .collect::<PyResult<Vec<_>>>()?;
         Ok(PyList::new(py, items)?.into_any())
     }
 
     fn pair<'py>(&self, py: Python<'py>, v: Option<(I, i64)>) -> PyResult<Bound<'py, PyAny>> {
         match v {
-            Some((x, n)) => Ok(PyTuple::new(py, [self.t(py, x)?, n.into_bound_py_any(py)?])?.into_any()),
+            Some((x, n)) => {
+                Ok(PyTuple::new(py, [self.t(py, x)?, n.into_bound_py_any(py)?])?.into_any())
+            }
             None => Ok(py.None().into_bound(py)),
         }
     }
@@ -1622,7 +1687,7 @@ impl Engine {
                 .answers
                 .iter()
                 .map(|(ts, sv, score, tp)| {
-                    Ok(PyTuple::new(
+                    PyTuple::new(
                         py,
                         [
                             self.t(py, *ts)?,
@@ -1630,7 +1695,7 @@ impl Engine {
                             score.into_bound_py_any(py)?,
                             tp.as_ref().map(|k| k.as_str()).into_bound_py_any(py)?,
                         ],
-                    )?)
+                    )
                 })
                 .collect::<PyResult<Vec<_>>>()?;
             PyList::new(py, items)?.into_any()
@@ -1640,11 +1705,18 @@ impl Engine {
         } else {
             let d = PyDict::new(py);
             for (k, (f0, f1)) in &u.features {
-                d.set_item(k.as_str(), PyList::new(py, [self.ot(py, *f0)?, self.tlist(py, f1)?])?)?;
+                d.set_item(
+                    k.as_str(),
+                    PyList::new(py, [self.ot(py, *f0)?, self.tlist(py, f1)?])?,
+                )?;
             }
             d.into_any()
         };
-        let ids = if with_ids { self.str_dict(py, &u.ids)? } else { PyDict::new(py) };
+        let ids = if with_ids {
+            self.str_dict(py, &u.ids)?
+        } else {
+            PyDict::new(py)
+        };
         let ms = if u.ms.is_empty() {
             none()
         } else {
@@ -1675,7 +1747,10 @@ impl Engine {
         } else {
             let d = PyDict::new(py);
             for (k, s) in &u.tickets {
-                d.set_item(k.as_str(), PyList::new(py, [self.ot(py, s[0])?, self.ot(py, s[1])?])?)?;
+                d.set_item(
+                    k.as_str(),
+                    PyList::new(py, [self.ot(py, s[0])?, self.ot(py, s[1])?])?,
+                )?;
             }
             d.into_any()
         };
@@ -1763,7 +1838,9 @@ impl Engine {
                 .collect(),
             social: get("social_actions")?.extract()?,
         };
-        let fixed: Option<I> = get("fixed_offset_ns")?.extract::<Option<I>>()?.map(|o| o * UNIT);
+        let fixed: Option<I> = get("fixed_offset_ns")?
+            .extract::<Option<I>>()?
+            .map(|o| o * UNIT);
         Ok(Engine {
             cfg,
             types: Map::default(),
@@ -1776,12 +1853,21 @@ impl Engine {
                     rejected: [0; 5],
                 })
                 .collect(),
-            accts: (0..n).map(|_| AcctPart { clock: Clock::new(), accounts: Map::default() }).collect(),
+            accts: (0..n)
+                .map(|_| AcctPart {
+                    clock: Clock::new(),
+                    accounts: Map::default(),
+                })
+                .collect(),
             offsets: Map::default(),
             lines: 0,
             skipped: 0,
             redelivered: 0,
-            dc: DayCalc { fixed, py: daycalc, cache: Map::default() },
+            dc: DayCalc {
+                fixed,
+                py: daycalc,
+                cache: Map::default(),
+            },
             bridge,
             restore_user,
             restore_account,
@@ -1918,18 +2004,6 @@ impl Engine {
         out.set_item("skipped", self.skipped)?;
         out.set_item("redelivered", self.redelivered)?;
         Ok(out)
-    }
-
-    /// Decode only (no state): how many lines the hot path would take. For profiling the
-    /// decoder apart from the state machines (bench/).
-    fn decode_only(&mut self, data: &[u8]) -> usize {
-        let mut n = 0;
-        for line in data.split_inclusive(|&c| c == b'\n') {
-            if let Some(env) = self.parse_envelope(line) {
-                n += matches!(env.payload, Payload::Product(..) | Payload::Survey(..)) as usize;
-            }
-        }
-        n
     }
 
     /// Tracked users and customers (for progress and the benchmark).

@@ -69,12 +69,16 @@ pub fn parse_utc(s: &str) -> Option<I> {
         return None;
     }
     const MDAYS: [i64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    let mdays = if month == 2 && leap(year) { 29 } else { MDAYS[(month - 1) as usize] };
+    let mdays = if month == 2 && leap(year) {
+        29
+    } else {
+        MDAYS[(month - 1) as usize]
+    };
     if day < 1 || day > mdays || hour > 23 || minute > 59 || second > 59 {
         return None;
     }
-    let mut secs = days_from_civil(year, month, day) as I * 86400
-        + (hour * 3600 + minute * 60 + second) as I;
+    let mut secs =
+        days_from_civil(year, month, day) as I * 86400 + (hour * 3600 + minute * 60 + second) as I;
     let mut i = 19;
     let mut frac: I = 0;
     if b[i] == b'.' {
@@ -123,8 +127,14 @@ mod tests {
     #[test]
     fn parses_the_common_form() {
         assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_utc("1970-01-01T00:00:01.5Z"), Some(1_500_000_000 * UNIT));
-        assert_eq!(parse_utc("1970-01-01T00:00:00.1234567891Z"), Some(123_456_789_100_000_000));
+        assert_eq!(
+            parse_utc("1970-01-01T00:00:01.5Z"),
+            Some(1_500_000_000 * UNIT)
+        );
+        assert_eq!(
+            parse_utc("1970-01-01T00:00:00.1234567891Z"),
+            Some(123_456_789_100_000_000)
+        );
         assert_eq!(parse_utc("2000-02-29T00:00:00Z"), Some(951_782_400 * NS));
         assert_eq!(parse_utc("2001-02-29T00:00:00Z"), None);
         assert_eq!(parse_utc("1970-01-01T00:00:60Z"), None);
