@@ -18,7 +18,16 @@ pytestmark = pytest.mark.integration
 
 QUICKSTART = REPO / "docs" / "quickstart.md"
 # What the commands need from the repo; the outputs (demo.jsonl, ...) land in the test's directory.
-LINKED = ("Makefile", "pyproject.toml", ".venv", "deploy", "agents", "streams", "schemas")
+LINKED = (
+    "Makefile",
+    "pyproject.toml",
+    ".venv",
+    "deploy",
+    "agents",
+    "streams",
+    "schemas",
+    "native",  # `make install` checks the compiled replay core is up to date
+)
 
 
 def shell_blocks(text: str) -> list[str]:
