@@ -603,11 +603,14 @@ def render(r: dict[str, Any]) -> str:
             engine = ph.get("engine", "python")
             if "CLI" in ph["phase"]:
                 v = report.rate(ph["records"], ph["seconds"])
-                native = engine == "native"
+                # the target is judged on the full run's 1M records: on the quick run's 100,000
+                # the interpreter start-up, export and snapshot (~0.3 s) weigh too much
+                judged = engine == "native" and ph["records"] >= 1_000_000
                 row(f"`engagement replay --engine {engine}` (one process, one core)",
-                    f"{v:,.0f} records/s", ">= 300,000" if native else "",
-                    report.verdict(v, 300_000, True) if native else "",
-                    f"{ph['records']:,} records, whole process")  # fmt: skip
+                    f"{v:,.0f} records/s", ">= 300,000" if judged else "",
+                    report.verdict(v, 300_000, True) if judged else "",
+                    f"{ph['records']:,} records, whole process"
+                    + ("" if judged or engine != "native" else "; judged on 1M records (make bench)"))  # fmt: skip
             elif "in-process" in ph["phase"]:
                 v = report.rate(ph["records"], ph["seconds"])
                 row(f"replay, {engine} engine alone (in-process)", f"{v:,.0f} records/s", "", "",
