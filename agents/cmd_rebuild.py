@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from agents.forget import FORGOT_PREFIX
+from agents.epoch import FORGOT_PREFIX
 from agents.settings import Settings
 from streams.errors import ConfigError
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS

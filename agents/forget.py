@@ -30,7 +30,6 @@ import msgspec
 
 # the `topic` of a forget control micro-batch; its records are (0, 0, user id, request id)
 FORGET_TOPIC = "\x00forget"
-FORGOT_PREFIX = b"\x00forgot:"
 RECEIPT_SECONDS = 7 * 86400
 
 
@@ -39,13 +38,15 @@ def user_hash(user_id: str) -> str:
 
 
 def forget_message(user_id: str, request_id: str) -> bytes:
-    """The control micro-batch (the encoding of agents.worker.encode_batch)."""
+    """The control micro-batch (the encoding of agents.internal.encode_batch)."""
     rec = (0, 0, user_id.encode("utf-8", "surrogatepass"), request_id.encode())
     return msgspec.msgpack.encode((FORGET_TOPIC, 0, [rec]))
 
 
 def receipt_key(prefix: str, app_id: str, request_id: str) -> str:
-    return f"{prefix}{app_id}:forget:{request_id}"
+    from agents.internal import Names
+
+    return Names(prefix, app_id).receipt_key(request_id)
 
 
 def receipt_value(account_partition: int) -> str:

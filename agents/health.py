@@ -57,9 +57,10 @@ _BELOW_40 = math.nextafter(float(AT_RISK_BELOW), 0.0)
 
 
 def health_keys(prefix: str, app_id: str) -> tuple[str, str]:
-    """(sorted set, parts hash) of a deployment."""
-    base = f"{prefix}{app_id}:health"
-    return base, base + ":parts"
+    """(sorted set, parts hash) of a deployment (agents/internal.py names them)."""
+    from agents.internal import Names
+
+    return Names(prefix, app_id).health_keys()
 
 
 def refresh_seconds(env: Mapping[str, str] | None = None) -> float:
@@ -110,7 +111,7 @@ class HealthPublisher:
         self.zkey, self.hkey = health_keys(worker.s.topics.prefix, worker.s.app_id)
         # account partition -> the partition object whose customers were all published
         self.published: dict[int, LiveAccountPartition] = {}
-        self._lock = asyncio.Lock()  # one chunk at a time: a newer value is never overwritten
+        self.lock = asyncio.Lock()  # one chunk at a time: a newer value is never overwritten
         self._failing = False
 
     # ---- timers --------------------------------------------------------------------------
@@ -180,7 +181,7 @@ class HealthPublisher:
 
     async def publish(self, part: LiveAccountPartition, customers: Iterable[str]) -> int:
         """Publish some customers of one partition at T = now (one MULTI/EXEC)."""
-        async with self._lock:
+        async with self.lock:
             t = self.w.now()
             as_of = format_instant(t)
             accounts = part.accounts

@@ -32,6 +32,7 @@ ENV = {
     "clock": "ENGAGEMENT_CLOCK",
     "worker_id": "ENGAGEMENT_WORKER_ID",
     "log_level": "ENGAGEMENT_LOG_LEVEL",
+    "commit_interval_ms": "ENGAGEMENT_COMMIT_INTERVAL_MS",
 }
 # [worker] keys of the TOML file: the settings above (but the file itself), and the topic
 # settings, read as if they were these environment variables.
@@ -83,6 +84,9 @@ class Settings:
     clock: Instant | None = None  # a pinned "now" (tests, demos of history, backfills)
     worker_id: str = ""
     log_level: str = "info"
+    # how long a partition's state changes collect before they are persisted together (an
+    # epoch, agents/epoch.py): repeated writes to an entity within it collapse into one
+    commit_interval_ms: int = 200
     topics: TopicSettings = field(default_factory=TopicSettings)
     config: Config = field(default_factory=Config)
     # TLS/SASL of every Kafka client and TLS/ACL of Redis (agents/security.py; env only)
@@ -138,6 +142,16 @@ class Settings:
                 if not 0 <= port <= 65535:
                     raise ConfigError(f"web port {port} is out of range")
                 kw[name] = port
+            elif name == "commit_interval_ms":
+                try:
+                    ms = int(str(value))
+                except ValueError:
+                    raise ConfigError(
+                        f"{ENV[name]}: the commit interval must be an integer (ms), got {value!r}"
+                    ) from None
+                if not 10 <= ms <= 60_000:
+                    raise ConfigError(f"{ENV[name]}: {ms} ms is outside 10..60000")
+                kw[name] = ms
             elif name == "clock":
                 try:
                     kw[name] = parse_as_of(str(value))

@@ -1,18 +1,14 @@
-"""The live worker: a Faust app whose agents run the engine (streams/) on micro-batches.
+"""The live worker: a Faust app whose stages run the engine (streams/) on micro-batches.
 
-Stages (docs/architecture.md):
-1. intake (an aiokafka consumer group `<app>-intake`): reads `product-events` and
-   `survey-answers` with `getmany`, and writes each partition's records as one micro-batch
-   message to the internal topic `<app>-batches`, same partition number; commits its offsets
-   once the batches are acknowledged. Faust then pays its per-event cost once per micro-batch.
-2. users (Faust agent on `<app>-batches`, table `users`): decode, validate, dead letters,
-   forward records keyed by another user to the owner's partition, dedupe, engine; side outputs
-   are published and acknowledged, then the partition meta, then every dirty user is written
-   (one table write per touched user per micro-batch).
-3. accounts (Faust agent on `<app>-account-facts`, table `accounts`): customer state.
-
-In memory each worker keeps the entity states of the partitions it owns (loaded from the tables
-when partitions are assigned); snapshots and /metrics read them.
+Stages (docs/architecture.md), one module each:
+1. intake (agents/intake.py): raw input topics -> `<app>-batches`, one message per micro-batch;
+2. users (agents/users.py, Faust agent on `<app>-batches`, table `users`): the engine, dead
+   letters, forwards, account facts, churn signals;
+3. accounts (agents/accounts.py, Faust agent on `<app>-account-facts`, table `accounts`).
+State changes are persisted per epoch (agents/epoch.py); /snapshot is gathered by
+agents/gather.py. In memory each worker keeps the entity states of the partitions it owns
+(loaded from the tables' local stores when partitions are assigned); snapshots and /metrics
+read them.
 """
 
 from __future__ import annotations
@@ -20,122 +16,68 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
-from collections.abc import Iterable
-from types import MappingProxyType
 from typing import Any
 
 import faust
-import msgspec
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from agents.forget import (
-    FORGET_TOPIC,
+from agents.accounts import AccountsStage
+from agents.epoch import (
+    APPLIED_PREFIX,
     FORGOT_PREFIX,
-    RECEIPT_SECONDS,
-    Tombstones,
-    drop_forgotten_facts,
-    drop_forgotten_records,
-    receipt_key,
-    receipt_value,
-    user_hash,
+    META_PREFIX,
+    EpochCommitter,
+    entity_id,
+    store_of,
+)
+from agents.forget import Tombstones
+from agents.intake import Intake
+from agents.internal import (
+    INTERNAL_CONFIGS,
+    INTERNAL_MAX_MESSAGE,
+    Names,
+    encode_batch,
+    internal_topic_specs,
 )
 from agents.settings import Settings
-from streams.engine import Partial, finalize, partial_from_json, partial_to_json
-from streams.live import (
-    Batch,
-    LiveAccountPartition,
-    LiveUserPartition,
-    dumps,
-    loads,
-    missing,
-    owner_of,
+from agents.users import UsersStage
+from streams.codec import (
+    decode_account,
+    decode_account_meta,
+    decode_meta,
+    decode_user,
+    encode_facts,
 )
+from streams.live import Batch, LiveAccountPartition, LiveUserPartition
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
 from streams.timeutil import Instant, format_instant, parse_as_of
-from streams.topics import CHURN_SIGNALS, DEAD_LETTERS, TopicSpec
+
+__all__ = ["Worker", "internal_topic_specs"]
 
 log = logging.getLogger("engagement.worker")
 
 # Faust makes a stream wait, before each event, until its producer buffer holds at most
 # `max_messages` (100) messages, flushing them one event-loop turn at a time (faust/transport/
-# producer.py, "producer buffer full"); a micro-batch dirties hundreds of users, one changelog
-# message each, so the stage stalled on every batch. Messages are still all sent and flushed
-# before offsets commit; a larger bound only lets a batch's changelog writes go out together.
+# producer.py, "producer buffer full"). The stages send through the producer directly; this
+# bound only matters for what Faust itself sends.
 PRODUCER_BUFFER_MAX_MESSAGES = 20_000
 
-# How long the intake lets records accumulate in a fetch (ms), unless INTAKE_MIN_BYTES came.
-INTAKE_LINGER_MS = 200
-INTAKE_MIN_BYTES = 1024 * 1024
-
-META_PREFIX = b"\x00meta:"
-APPLIED_PREFIX = b"\x00applied:"
 DORMANT_CHECK_SECONDS = 30.0
-MAX_BATCH_RECORDS = 2000
-MAX_BATCH_BYTES = 4 * 1024 * 1024
-INTERNAL_MAX_MESSAGE = 16 * 1024 * 1024
-
-
-def encode_batch(batch: Batch) -> bytes:
-    return msgspec.msgpack.encode((batch.topic, batch.partition, batch.records))
-
-
-def decode_batch(data: bytes) -> Batch:
-    topic, partition, records = msgspec.msgpack.decode(data)
-    return Batch(topic, partition, [tuple(r) for r in records])
-
-
-INTERNAL_CONFIGS = {
-    "max.message.bytes": str(INTERNAL_MAX_MESSAGE),
-    "retention.ms": str(7 * 86400_000),
-}
-
-
-def internal_topic_specs(s: Settings) -> tuple[TopicSpec, ...]:
-    """The worker's internal topics (micro-batches, account facts) and its tables' changelogs
-    (Faust's names), P partitions each: created before Faust starts, so two workers starting
-    together never race to create them (Faust then sees no partitions and crashes an agent)."""
-    rf = s.topics.replication_factor
-    cfg = MappingProxyType(dict(INTERNAL_CONFIGS))
-    compact = MappingProxyType({"cleanup.policy": "compact"})
-    app = s.topic(s.app_id)
-    return (
-        *(
-            TopicSpec(name, s.topic(f"{s.app_id}-{name}"), s.partitions, rf, cfg)
-            for name in ("batches", "account-facts")
-        ),
-        *(
-            TopicSpec(f"{t}-changelog", f"{app}-{t}-changelog", s.partitions, rf, compact)
-            for t in ("users", "accounts")
-        ),
-    )
-
-
-def _chunks(records: list[Any]) -> Iterable[list[Any]]:
-    out: list[Any] = []
-    size = 0
-    for r in records:
-        n = len(r[3] or b"") + len(r[2] or b"") + 32
-        if out and (len(out) >= MAX_BATCH_RECORDS or size + n > MAX_BATCH_BYTES):
-            yield out
-            out, size = [], 0
-        out.append(r)
-        size += n
-    if out:
-        yield out
 
 
 class Worker:
-    """The Faust app and the in-memory state of the partitions this process owns."""
+    """The Faust app, its stages, and the in-memory state of the partitions this process owns."""
 
     def __init__(self, settings: Settings) -> None:
         self.s = settings
         s = settings
         self.P = s.partitions
+        self.names = Names.of(s)
         self.app = faust.App(
             # the topic prefix isolates the consumer groups and table changelogs too
-            s.topic(s.app_id),
+            self.names.app_group,
             broker=f"kafka://{s.bootstrap}",
             store=s.store,
             datadir=s.data_dir,
@@ -166,7 +108,7 @@ class Worker:
         ProducerBuffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
         internal_cfg = dict(INTERNAL_CONFIGS)
         self.batches_topic = self.app.topic(
-            s.topic(f"{s.app_id}-batches"),
+            self.names.batches,
             partitions=self.P,
             internal=True,
             config=internal_cfg,
@@ -174,16 +116,12 @@ class Worker:
             value_type=bytes,
         )
         self.facts_topic = self.app.topic(
-            s.topic(f"{s.app_id}-account-facts"),
+            self.names.account_facts,
             partitions=self.P,
             internal=True,
             config=internal_cfg,
             key_type=bytes,
             value_type=bytes,
-        )
-        self.dead_letters = self.app.topic(s.topic(DEAD_LETTERS), key_type=bytes, value_type=bytes)
-        self.churn_signals = self.app.topic(
-            s.topic(CHURN_SIGNALS), key_type=bytes, value_type=bytes
         )
         self.users_table = self.app.Table(
             "users", partitions=self.P, key_type=bytes, value_type=bytes
@@ -203,18 +141,39 @@ class Worker:
         self.redis: Any = None
         # customers whose health must be re-published (agents/health.py drains it)
         self.health_pending: dict[int, set[str]] = {}
-        self.intake_consumer: AIOKafkaConsumer | None = None
-        # set on shutdown: the intake finishes its current micro-batches and stops before
-        # Faust stops the producer (a send after that crashed the app: exit 1 on SIGTERM)
-        self._intake_stop = asyncio.Event()
-        self._intake_stopped = asyncio.Event()
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
-        # forgotten users and customers per partition (agents/forget.py), and the Redis work
-        # (health entry removal, receipt) of forgets applied by the accounts agent
+        # forgotten users and customers per partition (agents/forget.py)
         self.user_tombs: dict[int, Tombstones] = {}
         self.acct_tombs: dict[int, Tombstones] = {}
-        self.forget_redis: list[tuple[str, str, int]] = []
         self.health_pub: Any = None
+        interval = s.commit_interval_ms / 1000
+
+        def send_changelog(topic: str, key: bytes, value: bytes | None, p: int) -> Any:
+            return self.app.producer.send(topic, key, value, p, None, None)
+
+        self.intake = Intake(self)
+        self.users = UsersStage(
+            self,
+            EpochCommitter(
+                "users",
+                self.names.changelog("users"),
+                send_changelog,
+                lambda: store_of(self.users_table),
+                interval,
+                self._epoch_failed,
+            ),
+        )
+        self.accounts = AccountsStage(
+            self,
+            EpochCommitter(
+                "accounts",
+                self.names.changelog("accounts"),
+                send_changelog,
+                lambda: store_of(self.accounts_table),
+                interval,
+                self._epoch_failed,
+            ),
+        )
         self._register()
 
     # ---- clock -----------------------------------------------------------------------------
@@ -226,9 +185,10 @@ class Worker:
 
     def _register(self) -> None:
         app = self.app
-        app.agent(self.batches_topic, name="users")(self._users_agent)
-        app.agent(self.facts_topic, name="accounts")(self._accounts_agent)
-        app.task(self._intake)
+        app.agent(self.batches_topic, name="users")(self.users.agent)
+        app.agent(self.facts_topic, name="accounts")(self.accounts.agent)
+        app.task(self.intake.run)
+        app.timer(interval=self.s.commit_interval_ms / 2000)(self._close_epochs)
         app.timer(interval=1.0)(self._heartbeat)
         app.timer(interval=DORMANT_CHECK_SECONDS)(self._dormant)
         app.timer(interval=5.0)(self._check_gaps)
@@ -242,17 +202,55 @@ class Worker:
 
         self.health_pub = health.register(self)
 
+    @property
+    def intake_consumer(self) -> AIOKafkaConsumer | None:
+        return self.intake.consumer
+
+    # ---- epochs ----------------------------------------------------------------------------
+
+    async def _close_epochs(self) -> None:
+        """Close the epochs whose interval has passed (those of idle partitions included)."""
+        for stage in (self.users, self.accounts):
+            for p in list(stage.epochs.open):
+                if stage.epochs.due(p):
+                    async with self.lock((stage.epochs.stage, p)):
+                        stage.close(p)
+
+    async def flush(self) -> None:
+        """Close every open epoch and wait for every commit: on revoke and at shutdown."""
+        for stage in (self.users, self.accounts):
+            for p in list(stage.epochs.open):
+                async with self.lock((stage.epochs.stage, p)):
+                    stage.close(p)
+        for stage in (self.users, self.accounts):
+            await stage.epochs.wait()
+
+    async def _epoch_failed(self, exc: BaseException) -> None:
+        """An epoch could not be persisted: its input was not acknowledged, and the state in
+        memory is ahead of what is durable. The worker stops (non-zero); the restarted worker
+        (or another one) reads the epoch's input again, which the protocol makes exact."""
+        if self.app.should_stop:  # the producer stopped under a commit: read again later
+            log.warning("shutdown: an epoch was not persisted; its input is read again")
+            return
+        log.critical("stopping: state could not be persisted (%s); restart the worker", exc)
+        os._exit(3)
+
     # ---- partition state -------------------------------------------------------------------
 
     def assigned(self) -> tuple[set[int], set[int]]:
         actives = self.app.assignor.assigned_actives()
-        users = {tp.partition for tp in actives if tp.topic == self.batches_topic.get_topic_name()}
-        accts = {tp.partition for tp in actives if tp.topic == self.facts_topic.get_topic_name()}
+        users = {tp.partition for tp in actives if tp.topic == self.names.batches}
+        accts = {tp.partition for tp in actives if tp.topic == self.names.account_facts}
         return users, accts
 
     async def _on_revoked(self, sender: Any, *args: Any, **kw: Any) -> None:
+        # Faust waited for our input messages to be acknowledged (every epoch with events has
+        # committed); what is left are epochs without input (dormant marks): persist them too
+        await self.flush()
         self.user_parts.clear()
         self.acct_parts.clear()
+        for stage in (self.users, self.accounts):
+            stage.epochs.open.clear()
 
     async def _on_rebalance_complete(self, sender: Any, *args: Any, **kw: Any) -> None:
         users, accts = self.assigned()
@@ -260,53 +258,82 @@ class Worker:
 
     def _load(self, users: set[int], accts: set[int]) -> None:
         cfg = self.s.config
+        limit = self.now() - int(cfg.fold_margin_seconds * 1_000_000_000)
         todo_u = users - set(self.user_parts)
         todo_a = accts - set(self.acct_parts)
-        if todo_u:
-            ents, metas, applied = self._read_table(self.users_table, todo_u, self.user_tombs)
-            for p in todo_u:
-                part = LiveUserPartition(cfg, p, self.P, self.P, users=ents[p], meta=metas.get(p))
-                part.meta.event_offset = applied.get(p, -1)
-                self.user_parts[p] = part
-            n = sum(map(len, ents.values()))
-            log.info("loaded user partitions %s (%d users)", sorted(todo_u), n)
-        if todo_a:
-            aents, ametas, aapplied = self._read_table(self.accounts_table, todo_a, self.acct_tombs)
-            for p in todo_a:
-                apart = LiveAccountPartition(cfg, p, accounts=aents[p], meta=ametas.get(p))
-                apart.meta.event_offset = aapplied.get(p, -1)
-                self.acct_parts[p] = apart
-            log.info("loaded account partitions %s", sorted(todo_a))
+        for p in sorted(todo_u):
+            ents, meta, applied, tombs = self._read_partition(self.users_table, p, decode_user)
+            part = LiveUserPartition(
+                cfg,
+                p,
+                self.P,
+                self.P,
+                users=ents,
+                meta=decode_meta(meta) if meta is not None else None,
+                fold_limit=limit,
+            )
+            part.meta.event_offset = applied
+            self._set_tombs(self.user_tombs, p, tombs)
+            self.user_parts[p] = part
+            log.info("loaded user partition %d (%d users)", p, len(ents))
+        for p in sorted(todo_a):
+            aents, ameta, aapplied, atombs = self._read_partition(
+                self.accounts_table, p, decode_account
+            )
+            apart = LiveAccountPartition(
+                cfg,
+                p,
+                accounts=aents,
+                meta=decode_account_meta(ameta) if ameta is not None else None,
+                fold_limit=limit,
+            )
+            apart.meta.event_offset = aapplied
+            self._set_tombs(self.acct_tombs, p, atombs)
+            self.acct_parts[p] = apart
+            log.info("loaded account partition %d (%d customers)", p, len(aents))
 
-    def _read_table(
-        self, table: Any, parts: set[int], tombs: dict[int, Tombstones]
-    ) -> tuple[dict[int, dict[str, Any]], dict[int, Any], dict[int, int]]:
-        """Entities, meta and applied marker of the given partitions, from a table (and their
-        tombstones into `tombs`)."""
-        for p in parts:
+    @staticmethod
+    def _set_tombs(tombs: dict[int, Tombstones], p: int, data: bytes | None) -> None:
+        if data is None:
             tombs.pop(p, None)
-        ents: dict[int, dict[str, Any]] = {p: {} for p in parts}
-        metas: dict[int, Any] = {}
-        applied: dict[int, int] = {}
-        for k, v in table.items():
-            if k.startswith(META_PREFIX):
-                p = int(k[len(META_PREFIX) :])
-                if p in ents:
-                    metas[p] = loads(v)
-            elif k.startswith(APPLIED_PREFIX):
-                p = int(k[len(APPLIED_PREFIX) :])
-                if p in ents:
-                    applied[p] = int(v)
-            elif k.startswith(FORGOT_PREFIX):
-                p = int(k[len(FORGOT_PREFIX) :])
-                if p in ents:
-                    tombs[p] = Tombstones.loads(v)
-            else:
-                key = k.decode("utf-8")
-                p = owner_of(key, self.P)
-                if p in ents:
-                    ents[p][key] = loads(v)
-        return ents, metas, applied
+        else:
+            tombs[p] = Tombstones.loads(data)
+
+    def _read_partition(
+        self, table: Any, p: int, decode: Any
+    ) -> tuple[dict[str, Any], bytes | None, int, bytes | None]:
+        """(entities, meta, applied marker, tombstones) of partition p, from its local store."""
+        ents: dict[str, Any] = {}
+        meta: bytes | None = None
+        tombs: bytes | None = None
+        applied = -1
+        mk, ak, fk = (
+            prefix + str(p).encode() for prefix in (META_PREFIX, APPLIED_PREFIX, FORGOT_PREFIX)
+        )
+        store = table.data
+        if hasattr(store, "_db_for_partition"):
+            items: Any = store._db_for_partition(p).items()
+            offset_key = store.offset_key
+        else:
+            items = store.data.items()
+            offset_key = None
+        for k, v in items:
+            if k == offset_key:
+                continue
+            eid = entity_id(k)
+            if eid is not None:
+                ents[eid] = v
+            elif k == mk:
+                meta = v
+            elif k == ak:
+                applied = int(v)
+            elif k == fk:
+                tombs = v
+        if offset_key is None:  # the memory store holds every partition: keep this one's
+            from streams.live import owner_of
+
+            ents = {k: v for k, v in ents.items() if owner_of(k, self.P) == p}
+        return {k: decode(v) for k, v in ents.items()}, meta, applied, tombs
 
     def user_part(self, p: int) -> LiveUserPartition:
         part = self.user_parts.get(p)
@@ -322,268 +349,58 @@ class Worker:
             part = self.acct_parts[p]
         return part
 
-    # ---- stage 1: intake -------------------------------------------------------------------
+    def coverage(self, users: set[int], accts: set[int]) -> dict[str, Any]:
+        """What the partitions given know of how far each source partition is counted: per
+        source topic-partition `topic/sp`, the last offset its own user partition counted
+        (`counted`: every record up to it applied, rejected or forwarded), the last offset it
+        forwarded to each other partition (`forwarded`), and the last forwarded offset each
+        other partition applied (`applied`). agents/gather.py combines them: a source
+        partition is covered up to X when every record up to X is counted, forwarded ones
+        included."""
+        out: dict[str, Any] = {}
+        for p in sorted(users):
+            meta = self.user_parts[p].meta
+            for (topic, sp), off in meta.offs.items():
+                src = out.setdefault(f"{self.s.topic(topic)}/{sp}", {})
+                if sp == p:
+                    src["counted"] = off
+                else:
+                    src.setdefault("applied", {})[str(p)] = off
+            for (topic, q), off in (getattr(meta, "fwd", None) or {}).items():
+                src = out.setdefault(f"{self.s.topic(topic)}/{p}", {})
+                src.setdefault("forwarded", {})[str(q)] = off
+        for p in sorted(accts):
+            # the last account-facts message applied: `engagement snapshot --wait` compares it
+            # with the topic's end (facts are acknowledged before the records that made them)
+            out[f"{self.names.account_facts}/{p}"] = {
+                "counted": self.acct_parts[p].meta.event_offset
+            }
+        return out
+
+    # ---- shutdown --------------------------------------------------------------------------
 
     async def _on_before_shutdown(self, sender: Any, *args: Any, **kw: Any) -> None:
-        """Stop the intake while the producer still runs (Faust stops it next)."""
-        self._intake_stop.set()
-        if self.intake_consumer is not None:
-            try:
-                await asyncio.wait_for(self._intake_stopped.wait(), 30)
-            except TimeoutError:
-                log.warning("intake: still busy at shutdown; its records are read again")
-
-    async def _intake(self) -> None:
-        consumer = AIOKafkaConsumer(
-            *self.input_names,
-            bootstrap_servers=self.s.bootstrap,
-            group_id=self.s.topic(f"{self.s.app_id}-intake"),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            # Micro-batches: each costs the users stage a fixed amount (an event, the side
-            # outputs' acknowledgement, meta and marker writes), so a live trickle must not
-            # become one micro-batch per record. The broker holds a fetch until it has
-            # INTAKE_MIN_BYTES or INTAKE_LINGER_MS passed: at most that much added delay.
-            fetch_min_bytes=INTAKE_MIN_BYTES,
-            fetch_max_wait_ms=INTAKE_LINGER_MS,
-            **self.s.kafka_security.aiokafka_kwargs(),
-        )
-        await consumer.start()
-        self.intake_consumer = consumer
+        """Stop the intake while the producer still runs (Faust stops it next), then persist
+        the open epochs."""
+        await self.intake.stop()
         try:
-            while not self._intake_stop.is_set():
-                data = await consumer.getmany(timeout_ms=200, max_records=20000)
-                if not data:
-                    continue
-                offsets = {}
-                for tp, msgs in data.items():
-                    base = self.input_names[tp.topic]
-                    recs = [(m.offset, m.timestamp, m.key, m.value) for m in msgs]
-                    for chunk in _chunks(recs):
-                        await self.batches_topic.send(
-                            partition=tp.partition,
-                            value=encode_batch(Batch(base, tp.partition, chunk)),
-                        )
-                    offsets[tp] = msgs[-1].offset + 1
-                    self.stats["intake_records"] += len(msgs)
-                await self.app.producer.flush()
-                # A rebalance of the intake group may have taken partitions away meanwhile:
-                # commit what is still ours; the new owner re-reads the rest (the users stage
-                # ignores what it has already applied).
-                mine = consumer.assignment()
-                offsets = {tp: o for tp, o in offsets.items() if tp in mine}
-                try:
-                    if offsets:
-                        await consumer.commit(offsets)
-                except (CommitFailedError, IllegalStateError) as exc:
-                    log.info("intake: commit skipped after a rebalance (%s)", exc)
-        finally:
-            await consumer.stop()
-            self._intake_stopped.set()
-
-    # ---- stage 2: users ----------------------------------------------------------------------
-
-    async def _users_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            p = event.message.partition
-            await self._users_message(p, event.message.offset, event.value)
-
-    async def _users_message(self, p: int, offset: int, value: bytes) -> None:
-        """Apply one micro-batch message, after any message Faust skipped before it."""
-        async with self._lock(("users", p)):
-            part = self.user_part(p)
-            gap = missing(part.meta.event_offset, offset)
-            if gap:
-                log.warning("users %d: re-reading skipped micro-batches %s", p, gap)
-                for off, val in await self._read_internal(self.batches_topic, p, gap):
-                    await self._users_apply(p, part, off, val)
-            # a redelivered message (offset <= the marker) is applied too: the rules of
-            # streams/live.py make it change nothing that was durable
-            await self._users_apply(p, part, offset, value)
-
-    async def _users_apply(
-        self, p: int, part: LiveUserPartition, offset: int, value: bytes
-    ) -> None:
-        batch = decode_batch(value)
-        if batch.topic == FORGET_TOPIC:
-            await self._forget_users(p, part, offset, batch)
-            return
-        tombs = self.user_tombs.get(p)
-        if tombs:
-            batch.records = drop_forgotten_records(
-                tombs, batch.topic, batch.partition, batch.records
-            )
-        part.engine.fold_limit = self.now() - part.engine.margin
-        part.wall = time.monotonic()  # which sources are idle (LiveUserPartition.sweep_fold)
-        out = part.apply(batch, offset)  # expiry included: see streams/live.py _sweep_due
-        acks: list[Any] = []  # this batch's side outputs: acknowledged before its state
-        for q, fwd in out.forwards.items():
-            for b in fwd:
-                acks.append(await self.batches_topic.send(partition=q, value=encode_batch(b)))
-        for q, facts in out.facts.items():
-            acks.append(await self.facts_topic.send(partition=q, value=dumps(facts)))
-        for reason, detail, topic, sp, off, key, rts, val in out.dead_letters:
-            headers = [
-                ("reason", reason.encode()),
-                ("detail", detail.encode("utf-8", "replace")),
-                ("source-topic", self.s.topic(topic).encode()),
-                ("source-partition", str(sp).encode()),
-                ("source-offset", str(off).encode()),
-            ]
-            acks.append(
-                await self.dead_letters.send(
-                    key=key, value=val, timestamp=rts / 1000, headers=headers
-                )
-            )
-        for sig, customer, inst, topic, sp, off in out.signals:
-            body = {
-                "signal": sig,
-                "customer": customer,
-                "instant": format_instant(inst),
-                "source": {"topic": self.s.topic(topic), "partition": sp, "offset": off},
-            }
-            acks.append(
-                await self.churn_signals.send(
-                    key=customer.encode(), value=json.dumps(body).encode()
-                )
-            )
-        if acks:  # only these: not the whole producer (changelogs, other partitions)
-            await asyncio.gather(*acks)
-        # the meta (counters) first, then the users, then the applied marker (streams/live.py)
-        table = self.users_table
-        table[META_PREFIX + str(p).encode()] = dumps(part.meta)
-        users = part.users
-        for uid in out.dirty:
-            table[uid.encode("utf-8")] = dumps(users[uid])
-        for uid in out.deleted:  # removed by a sweep: nothing left of them
-            key = uid.encode("utf-8")
-            if key in table:
-                del table[key]
-        if out.swept:
-            self.stats["sweeps"] += 1
-            log.info("users %d: swept (%d users left, %d removed)", p, len(users), len(out.deleted))
-        if offset > part.meta.event_offset:
-            part.meta.event_offset = offset
-            table[APPLIED_PREFIX + str(p).encode()] = str(offset).encode()
-        self.stats["batches"] += 1
-        self.stats["records"] += len(batch.records)
-
-    async def _forget_users(
-        self, p: int, part: LiveUserPartition, offset: int, batch: Batch
-    ) -> None:
-        """Apply a forget control message (agents/forget.py): delete each user's state, keep a
-        tombstone of what it had counted, and pass the request on to the customer's partition."""
-        table = self.users_table
-        tombs = self.user_tombs.setdefault(p, Tombstones())
-        for _off, _rts, key, val in batch.records:
-            if not key:
-                continue
-            uid = key.decode("utf-8", "surrogatepass")
-            u = part.users.pop(uid, None)
-            offs = dict(part.meta.offs)
-            for tp, o in ((u.offs or {}) if u is not None else {}).items():
-                offs[tp] = max(o, offs.get(tp, -1))
-            tombs.add(user_hash(uid), offs)
-            q = owner_of(uid, self.P)
-            msg = (FORGET_TOPIC, uid, (val or b"").decode())
-            await self.facts_topic.send(partition=q, value=dumps(msg))
-            log.info("users %d: forgot a user (%s state)", p, "its" if u is not None else "no")
-        await self.app.producer.flush()
-        table[FORGOT_PREFIX + str(p).encode()] = tombs.dumps()
-        for _off, _rts, key, _val in batch.records:
-            if key and key in table:
-                del table[key]
-        if offset > part.meta.event_offset:
-            part.meta.event_offset = offset
-            table[APPLIED_PREFIX + str(p).encode()] = str(offset).encode()
-
-    # ---- stage 3: accounts -----------------------------------------------------------------
-
-    async def _accounts_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            p = event.message.partition
-            await self._accounts_message(p, event.message.offset, event.value)
-
-    async def _accounts_message(self, p: int, offset: int, value: bytes) -> None:
-        async with self._lock(("accounts", p)):
-            part = self.acct_part(p)
-            gap = missing(part.meta.event_offset, offset)
-            if gap:
-                log.warning("accounts %d: re-reading skipped messages %s", p, gap)
-                for off, val in await self._read_internal(self.facts_topic, p, gap):
-                    self._accounts_apply(p, part, off, val)
-            self._accounts_apply(p, part, offset, value)
-        if self.forget_redis:
-            await self._forget_in_redis()
-
-    async def _forget_in_redis(self) -> None:
-        """Remove forgotten customers' health entries from Redis and write the receipts the
-        `engagement forget` command waits for; on a Redis error they stay pending (retried with
-        the next message) and processing goes on."""
-        from agents.health import health_keys
-
-        zkey, hkey = health_keys(self.s.topics.prefix, self.s.app_id)
-        try:
-            r = await self.get_redis()
-            lock = self.health_pub._lock if self.health_pub is not None else asyncio.Lock()
-            async with lock:  # a health chunk computed before the delete is written first
-                while self.forget_redis:
-                    customer, request_id, p = self.forget_redis[0]
-                    pipe = r.pipeline(transaction=True)
-                    pipe.zrem(zkey, customer)
-                    pipe.hdel(hkey, customer)
-                    if request_id:
-                        key = receipt_key(self.s.topics.prefix, self.s.app_id, request_id)
-                        pipe.set(key, receipt_value(p), ex=RECEIPT_SECONDS)
-                    await pipe.execute()
-                    self.forget_redis.pop(0)
-        except Exception as exc:
-            log.warning("forget: cannot update Redis (%s); retrying with the next message", exc)
-
-    def _accounts_apply(
-        self, p: int, part: LiveAccountPartition, offset: int, value: bytes
-    ) -> None:
-        part.engine.fold_limit = self.now() - part.engine.margin
-        facts = loads(value)
-        table = self.accounts_table
-        tombs = self.acct_tombs.get(p)
-        if isinstance(facts, tuple) and facts and facts[0] == FORGET_TOPIC:
-            _, customer, request_id = facts
-            a = part.accounts.pop(customer, None)
-            tombs = self.acct_tombs.setdefault(p, Tombstones())
-            tombs.add(user_hash(customer), dict(a.offs or {}) if a is not None else {})
-            table[FORGOT_PREFIX + str(p).encode()] = tombs.dumps()
-            if customer.encode("utf-8", "surrogatepass") in table:
-                del table[customer.encode("utf-8", "surrogatepass")]
-            self.forget_redis.append((customer, request_id, p))
-            facts = []
-        elif tombs:
-            facts = drop_forgotten_facts(tombs, facts)
-        dirty = part.apply(facts, offset)  # expiry included (customers are never removed)
-        table[META_PREFIX + str(p).encode()] = dumps(part.meta)
-        accounts = part.accounts
-        for c in dirty:
-            table[c.encode("utf-8")] = dumps(accounts[c])
-        if offset > part.meta.event_offset:
-            part.meta.event_offset = offset
-            table[APPLIED_PREFIX + str(p).encode()] = str(offset).encode()
-        if dirty:
-            self.health_pending.setdefault(p, set()).update(dirty)
+            await asyncio.wait_for(self.flush(), 20)
+        except TimeoutError:
+            log.warning("shutdown: epochs still committing; their input is read again")
 
     # ---- skipped messages ------------------------------------------------------------------
 
-    def _lock(self, key: tuple[str, int]) -> asyncio.Lock:
+    def lock(self, key: tuple[str, int]) -> asyncio.Lock:
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         return lock
 
-    async def _read_internal(self, topic: Any, p: int, offsets: range) -> list[tuple[int, bytes]]:
+    async def read_internal(self, topic: str, p: int, offsets: range) -> list[tuple[int, bytes]]:
         """Messages `offsets` of partition p of an internal topic, read directly from Kafka."""
         from aiokafka import TopicPartition
 
-        tp = TopicPartition(topic.get_topic_name(), p)
+        tp = TopicPartition(topic, p)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.s.bootstrap,
             enable_auto_commit=False,
@@ -612,15 +429,14 @@ class Worker:
 
     async def _check_gaps(self) -> None:
         """Messages Faust committed past without delivering, with nothing after them: send the
-        partition an empty message, whose arrival makes its agent re-read the gap (a table may
-        only be written from inside the agent's stream)."""
+        partition an empty message, whose arrival makes its agent re-read the gap (the agent
+        applies a partition's messages in order)."""
         committed = getattr(self.app.consumer, "_committed_offset", {})
-        stages: list[tuple[Any, dict[int, Any], bytes]] = [
-            (self.batches_topic, self.user_parts, encode_batch(Batch("", 0, []))),
-            (self.facts_topic, self.acct_parts, dumps([])),
+        stages: list[tuple[str, dict[int, Any], bytes]] = [
+            (self.names.batches, self.user_parts, encode_batch(Batch("", 0, []))),
+            (self.names.account_facts, self.acct_parts, encode_facts([])),
         ]
-        for topic, parts, nudge in stages:
-            name = topic.get_topic_name()
+        for name, parts, nudge in stages:
             for p, part in list(parts.items()):
                 for tp, off in list(committed.items()):
                     if tp.topic == name and tp.partition == p and off is not None:
@@ -629,35 +445,42 @@ class Worker:
                             log.warning(
                                 "%s %d: committed past %d unapplied; nudging", name, p, last
                             )
-                            await topic.send(partition=p, value=nudge)
+                            await self.app.producer.send(name, None, nudge, p, None, None)
 
-    # ---- gathering ---------------------------------------------------------------------------
+    # ---- timers ------------------------------------------------------------------------------
 
     async def _dormant(self) -> None:
-        """Publish the dormant signals whose instant the worker's clock has passed."""
+        """Publish the dormant signals whose instant the worker's clock has passed (the mark
+        is persisted with the partition's next epoch)."""
         now = self.now()
         for p, part in list(self.user_parts.items()):
             signals = part.dormant_signals(now)
             for sig, customer, inst, _topic, _sp, _off in signals:
                 body = {"signal": sig, "customer": customer, "instant": format_instant(inst),
                         "source": None, "user_partition": p}  # fmt: skip
-                await self.churn_signals.send(
-                    key=customer.encode(), value=json.dumps(body).encode()
+                await self.app.producer.send(
+                    self.names.churn_signals,
+                    customer.encode(),
+                    json.dumps(body).encode(),
+                    None,
+                    None,
+                    None,
                 )
+            self.users.epochs.epoch(p).touched = True
             await asyncio.sleep(0)
 
     async def _heartbeat(self) -> None:
         """Register this worker (its URL) in Redis so any worker can gather a snapshot."""
         try:
             r = await self.get_redis()
-            await r.set(self.registry_key(self.s.worker_id), self.s.web_url, ex=5)
+            await r.set(self.names.registry_key(self.s.worker_id), self.s.web_url, ex=5)
         except Exception as exc:  # Redis away: /snapshot answers 503 until it is back
             log.warning("cannot register in Redis: %s", exc)
-        if self.forget_redis:  # forgets whose Redis part failed: retried every second
-            await self._forget_in_redis()
+        if self.accounts.forget_redis:  # forgets whose Redis part failed: retried every second
+            await self.accounts.forget_in_redis()
 
     def registry_key(self, worker_id: str) -> str:
-        return f"{self.s.topics.prefix}{self.s.app_id}:worker:{worker_id}"
+        return self.names.registry_key(worker_id)
 
     async def get_redis(self) -> Any:
         if self.redis is None:
@@ -671,108 +494,17 @@ class Worker:
             )
         return self.redis
 
-    def local_partials(self, t: Instant) -> dict[str, Any]:
-        """This worker's contribution at T: a merged partial and what it covers.
+    # ---- gathering ---------------------------------------------------------------------------
 
-        Only partitions whose state is loaded count: a partition still recovering after a
-        rebalance is left out (the gathering worker then answers 503 naming it), and it is never
-        loaded from here, since its table may be half-restored."""
-        assigned_u, assigned_a = self.assigned()
-        users = assigned_u & set(self.user_parts)
-        accts = assigned_a & set(self.acct_parts)
-        total = Partial()
-        coverage: dict[str, int] = {}
-        folds: list[Instant] = []
-        for p in sorted(users):
-            part = self.user_parts[p]
-            total.merge(part.engine.partial(t))
-            folds.append(part.engine.fold)
-            for (topic, sp), off in part.meta.offs.items():
-                key = f"{self.s.topic(topic)}/{sp}"
-                coverage[key] = max(coverage.get(key, -1), off)
-        facts = self.s.topic(f"{self.s.app_id}-account-facts")
-        for p in sorted(accts):
-            part_a = self.acct_parts[p]
-            total.merge(part_a.engine.partial(t))
-            folds.append(part_a.engine.fold)
-            # the last account-facts message applied: `engagement snapshot --wait` compares it
-            # with the topic's end (facts are acknowledged before the records that made them)
-            coverage[f"{facts}/{p}"] = part_a.meta.event_offset
-        return {
-            "worker": self.s.worker_id,
-            "user_partitions": sorted(users),
-            "account_partitions": sorted(accts),
-            "fold": max(folds, default=None) if folds else None,
-            "coverage": coverage,
-            "partial": partial_to_json(total),
-        }
+    def local_partials(self, t: Instant) -> dict[str, Any]:
+        from agents.gather import local_partials
+
+        return local_partials(self, t)
 
     async def gather(self, t: Instant) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, body) of /snapshot at T: every partition's partial, from every worker."""
-        import aiohttp
+        from agents.gather import gather
 
-        try:
-            r = await self.get_redis()
-            keys = [k async for k in r.scan_iter(match=self.registry_key("*"))]
-            urls = sorted({(await r.get(k) or b"").decode() for k in keys} - {""})
-        except Exception as exc:
-            return 503, {
-                "error": f"Redis is unavailable ({type(exc).__name__}); the snapshot needs "
-                "the worker registry there. Retry when Redis is back."
-            }
-        parts: list[dict[str, Any]] = []
-        errors: list[str] = []
-        as_of = format_instant(t)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-
-            async def fetch(url: str) -> None:
-                if url == self.s.web_url:
-                    parts.append(self.local_partials(t))
-                    return
-                try:
-                    async with session.get(f"{url}/partials", params={"as_of": as_of}) as resp:
-                        if resp.status == 200:
-                            parts.append(await resp.json())
-                        else:
-                            errors.append(f"{url}: HTTP {resp.status}")
-                except Exception as exc:
-                    errors.append(f"{url}: {type(exc).__name__}")
-
-            await asyncio.gather(*(fetch(u) for u in urls))
-        total = Partial()
-        seen_u: dict[int, int] = {}
-        seen_a: dict[int, int] = {}
-        coverage: dict[str, int] = {}
-        fold: Instant | None = None
-        for body in parts:
-            for p in body["user_partitions"]:
-                seen_u[p] = seen_u.get(p, 0) + 1
-            for p in body["account_partitions"]:
-                seen_a[p] = seen_a.get(p, 0) + 1
-            total.merge(partial_from_json(body["partial"]))
-            for k, v in body["coverage"].items():
-                coverage[k] = max(coverage.get(k, -1), v)
-            f = body.get("fold")
-            if f is not None and (fold is None or f > fold):
-                fold = f
-        missing_u = [p for p in range(self.P) if seen_u.get(p) != 1]
-        missing_a = [p for p in range(self.P) if seen_a.get(p) != 1]
-        if missing_u or missing_a:
-            return 503, {
-                "error": "not every partition answered exactly once (a rebalance or a worker down?); retry",
-                "missing_user_partitions": missing_u,
-                "missing_account_partitions": missing_a,
-                "workers": urls,
-                "worker_errors": errors,
-            }
-        if fold is not None and t < fold:
-            return 422, {
-                "error": f"as_of {as_of} is older than the state still holds; the oldest "
-                f"instant answerable now is {format_instant(fold)}",
-            }
-        snap = finalize(total, t, self.s.config)
-        snap["coverage"] = coverage
-        return 200, snap
+        return await gather(self, t)
 
     def parse_as_of(self, raw: str | None) -> Instant:
         return self.now() if not raw else parse_as_of(raw)

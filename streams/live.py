@@ -123,6 +123,7 @@ class Meta:
         "dormant_until",
         "duplicates",
         "event_offset",
+        "fwd",
         "msg_offset",
         "offs",
         "rejected",
@@ -150,6 +151,10 @@ class Meta:
         self.msg_offset = -1
         # per source topic-partition: the newest record timestamp (ms) received from it
         self.srcw: dict[tuple[str, int], int] = {}
+        # (source topic, partition forwarded to) -> the last offset forwarded there, of the
+        # source partition this partition reads (its own number): the coverage of a source
+        # partition waits for its forwarded records (agents/gather.py)
+        self.fwd: dict[tuple[str, int], int] = {}
 
 
 # (reason, detail, topic, partition, offset, key, record ts, value)
@@ -188,12 +193,18 @@ class LiveUserPartition:
         users: MutableMapping[str, UserState] | None = None,
         meta: Meta | None = None,
         daycalc: DayCalc | None = None,
+        fold_limit: Instant | None = None,
     ) -> None:
+        """`fold_limit`: the worker's clock minus the margin when the partition is loaded, so
+        a stored watermark ahead of the clock cannot push F past "now" (a restarted worker
+        must answer for its own clock)."""
         self.partition = partition
         self.partitions = partitions
         self.account_partitions = account_partitions
         self.meta = meta or Meta()
-        self.engine = UserPartition(config, users=users, emit=self._emit, daycalc=daycalc)
+        self.engine = UserPartition(
+            config, users=users, emit=self._emit, daycalc=daycalc, fold_limit=fold_limit
+        )
         self.engine.accepted = self.meta.accepted
         self.engine.duplicates = self.meta.duplicates
         self.engine.rejected = self.meta.rejected
@@ -269,6 +280,10 @@ class LiveUserPartition:
                         fw.append(Batch(topic, part, []))
                     fw[-1].records.append((offset, rts, key, value))
                     counted = offset
+                    fwd = getattr(meta, "fwd", None)
+                    if fwd is None:
+                        fwd = meta.fwd = {}
+                    fwd[(topic, owner)] = offset
                 continue
             u = eng.users.get(uid)
             if u is not None and u.offs is not None and u.offs.get(tp, -1) >= offset:
@@ -430,10 +445,13 @@ class LiveAccountPartition:
         accounts: MutableMapping[str, AccountState] | None = None,
         meta: AccountMeta | None = None,
         daycalc: DayCalc | None = None,
+        fold_limit: Instant | None = None,
     ) -> None:
         self.partition = partition
         self.meta = meta or AccountMeta()
-        self.engine = AccountPartition(config, accounts=accounts, daycalc=daycalc)
+        self.engine = AccountPartition(
+            config, accounts=accounts, daycalc=daycalc, fold_limit=fold_limit
+        )
         self.sweeps = 0  # sweeps run by this object (not persisted)
         if self.meta.watermark is not None:
             self.engine.see_record_ts(self.meta.watermark)

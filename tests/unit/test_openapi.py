@@ -57,6 +57,13 @@ def _method(path: Path, cls: str, name: str) -> ast.FunctionDef | ast.AsyncFunct
     raise AssertionError(f"{cls}.{name} not found in {path}")
 
 
+def _function(path: Path, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+            return node
+    raise AssertionError(f"{name} not found in {path}")
+
+
 def _ints(node: ast.AST) -> set[int]:
     """HTTP statuses an expression can be: a literal, or either branch of `a if c else b`."""
     if isinstance(node, ast.Constant) and isinstance(node.value, int):
@@ -68,7 +75,7 @@ def _ints(node: ast.AST) -> set[int]:
 
 def _statuses(view: ast.AsyncFunctionDef) -> set[int]:
     """Statuses a view answers: `status=` literals, `status = X if c else Y`, 200 for a response
-    without a status, and what `worker.gather` returns when the view answers its status."""
+    without a status, and what `gather` (agents/gather.py) returns when the view answers its status."""
     found: set[int] = set()
     for node in ast.walk(view):
         if isinstance(node, ast.Assign) and any(
@@ -83,7 +90,7 @@ def _statuses(view: ast.AsyncFunctionDef) -> set[int]:
                 else:
                     found |= _ints(kws["status"])
             if node.func.attr == "gather":
-                gather = _method(AGENTS / "worker.py", "Worker", "gather")
+                gather = _function(AGENTS / "gather.py", "gather")
                 for ret in ast.walk(gather):
                     if isinstance(ret, ast.Return) and isinstance(ret.value, ast.Tuple):
                         found |= _ints(ret.value.elts[0])

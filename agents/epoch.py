@@ -1,0 +1,262 @@
+"""The persistence protocol of the live worker: state is written per *epoch*, not per message.
+
+A stage (users, accounts) applies the messages of a partition to the state it holds in memory
+as they arrive. The changes of one commit interval (`Settings.commit_interval_ms`, 200 ms by
+default) form an epoch: each entity changed in it is written once, however often it changed.
+When an epoch closes, its writes are serialized at once (the state in memory moves on), and
+its commit runs in the background, epochs of a partition strictly in order, in these steps:
+
+1. the epoch's side outputs (dead letters, forwards, account facts, churn signals) are
+   acknowledged by Kafka;
+2. the partition meta (counters, the last source offsets counted, sweep decisions), then the
+   tombstones of forgotten entities, then each changed entity, then the deletions, then the
+   applied marker (the last message of the epoch) are sent to the table's changelog partition,
+   in that order, and acknowledged;
+3. the same writes go to the local store (RocksDB) as one WriteBatch, with Faust's
+   persisted-offset key set to the changelog offset of the marker (a restart reads the
+   changelog from there, the way Faust's own recovery does);
+4. only then are the epoch's input messages acknowledged to Faust, which commits their offsets.
+
+Faust refuses table writes outside an event's context, and an epoch may be closed by a timer:
+so the writes go through the producer (explicit partitions) and the store directly.
+
+Why a crash anywhere is exact: Kafka keeps a changelog partition in send order, so what
+survives a crash is a prefix of step 2's writes (and of step 3, which a restart completes from
+the changelog). The input offsets were not committed, so the epoch's messages are redelivered.
+The meta comes first, so a redelivered record is never counted twice; an entity is written with
+the source offsets it has applied, so a record applied to a surviving entity changes nothing,
+and one whose entity write was lost is applied again to the state it was applied to the first
+time (streams/live.py). Side outputs precede every state write that records them, so none is
+lost (their consumers dedupe on the source offset). tests/unit/test_epoch.py crashes between
+every two steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger("engagement.epoch")
+
+# Keys of the tables: the reserved keys of a partition start with a NUL, an entity's key is its
+# id after ENTITY_PREFIX (ids may hold any character, a leading NUL included).
+ENTITY_PREFIX = b"\x01"
+META_PREFIX = b"\x00meta:"
+APPLIED_PREFIX = b"\x00applied:"
+FORGOT_PREFIX = b"\x00forgot:"
+
+
+def meta_key(partition: int) -> bytes:
+    return META_PREFIX + str(partition).encode()
+
+
+def applied_key(partition: int) -> bytes:
+    return APPLIED_PREFIX + str(partition).encode()
+
+
+def forgot_key(partition: int) -> bytes:
+    return FORGOT_PREFIX + str(partition).encode()
+
+
+def entity_key(entity_id: str) -> bytes:
+    return ENTITY_PREFIX + entity_id.encode("utf-8", "surrogatepass")
+
+
+def entity_id(key: bytes) -> str | None:
+    """The id of an entity's key; None for a reserved key."""
+    if key[:1] != ENTITY_PREFIX:
+        return None
+    return key[1:].decode("utf-8", "surrogatepass")
+
+
+# One write of an epoch: (key, value), value None for a deletion.
+Write = tuple[bytes, "bytes | None"]
+
+
+class PartitionState(Protocol):
+    """What the epoch reads of a stage partition when it closes."""
+
+    def entity_bytes(self, entity_id: str) -> bytes | None:
+        """The encoded state of an entity, None when it no longer exists."""
+
+    def meta_bytes(self) -> bytes:
+        """The encoded partition meta."""
+
+    def tombstone_bytes(self) -> bytes | None:
+        """The encoded tombstones, None when they did not change."""
+
+
+class Store(Protocol):
+    """The local copy of a table (Faust's store), written directly."""
+
+    def write_epoch(self, partition: int, writes: list[Write], changelog_offset: int) -> None:
+        """Apply the writes and set the persisted offset, atomically where the store can."""
+
+
+class RocksStore:
+    """Faust's RocksDB store: one WriteBatch per epoch, the persisted offset inside it."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def write_epoch(self, partition: int, writes: list[Write], changelog_offset: int) -> None:
+        import rocksdict
+
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for k, v in writes:
+            if v is None:
+                batch.delete(k)
+            else:
+                batch.put(k, v)
+        batch.put(self.store.offset_key, str(changelog_offset).encode())
+        self.store._db_for_partition(partition).write(batch)
+
+
+class MemoryStore:
+    """Faust's memory store (a dict): no persisted offset (it re-reads the whole changelog)."""
+
+    def __init__(self, store: Any) -> None:
+        self.data = store.data
+
+    def write_epoch(self, partition: int, writes: list[Write], changelog_offset: int) -> None:
+        for k, v in writes:
+            if v is None:
+                self.data.pop(k, None)
+            else:
+                self.data[k] = v
+
+
+def store_of(table: Any) -> Store:
+    store = table.data
+    if hasattr(store, "_db_for_partition"):
+        return RocksStore(store)
+    return MemoryStore(store)
+
+
+# send(topic, key, value, partition) -> an awaitable of the record's metadata (or None)
+Send = Callable[[str, bytes, "bytes | None", int], Awaitable[Awaitable[Any]]]
+
+
+@dataclass
+class Epoch:
+    """The open epoch of one partition: what it changed and what waits for its commit."""
+
+    opened: float = field(default_factory=time.monotonic)
+    events: list[Any] = field(default_factory=list)  # Faust events, acknowledged at the end
+    side: list[Awaitable[Any]] = field(default_factory=list)  # side outputs' acknowledgements
+    keys: set[str] = field(default_factory=set)  # entities changed (or removed)
+    marker: int = -1  # the last message applied (offset in the stage's input topic)
+    touched: bool = False  # anything at all to persist (the meta, at least)
+    after: list[Callable[[], Any]] = field(default_factory=list)  # run once committed
+
+
+@dataclass
+class Closed:
+    """An epoch closed: its writes, serialized when it closed."""
+
+    partition: int
+    writes: list[Write]
+    events: list[Any]
+    side: list[Awaitable[Any]]
+    after: list[Callable[[], Any]]
+    keys: int
+
+
+class EpochCommitter:
+    """The epochs of one stage: the open one per partition, and the commits in flight."""
+
+    def __init__(
+        self,
+        stage: str,
+        changelog_topic: str,
+        send: Send,
+        store: Callable[[], Store],
+        interval: float,
+        on_error: Callable[[BaseException], Awaitable[None]],
+    ) -> None:
+        self.stage = stage
+        self.changelog_topic = changelog_topic
+        self.send = send
+        self.store = store
+        self.interval = interval
+        self.on_error = on_error
+        self.open: dict[int, Epoch] = {}
+        self.commits: dict[int, asyncio.Task[None]] = {}
+        self.stats = {"epochs": 0, "writes": 0, "commit_seconds": 0.0}
+
+    def epoch(self, partition: int) -> Epoch:
+        ep = self.open.get(partition)
+        if ep is None:
+            ep = self.open[partition] = Epoch()
+        return ep
+
+    def due(self, partition: int) -> bool:
+        ep = self.open.get(partition)
+        return ep is not None and time.monotonic() - ep.opened >= self.interval
+
+    def close(self, partition: int, state: PartitionState) -> None:
+        """Close the partition's open epoch: serialize its writes now, commit them after the
+        partition's earlier epochs (in the background)."""
+        ep = self.open.pop(partition, None)
+        if ep is None or not (ep.touched or ep.events or ep.keys):
+            return
+        writes: list[Write] = [(meta_key(partition), state.meta_bytes())]
+        tombs = state.tombstone_bytes()
+        if tombs is not None:
+            writes.append((forgot_key(partition), tombs))
+        deletions: list[Write] = []
+        for eid in sorted(ep.keys):
+            value = state.entity_bytes(eid)
+            (deletions if value is None else writes).append((entity_key(eid), value))
+        writes += deletions
+        if ep.marker >= 0:
+            writes.append((applied_key(partition), str(ep.marker).encode()))
+        closed = Closed(partition, writes, ep.events, ep.side, ep.after, len(ep.keys))
+        prev = self.commits.get(partition)
+        self.commits[partition] = asyncio.ensure_future(self._commit(closed, prev))
+
+    async def _commit(self, ep: Closed, prev: asyncio.Task[None] | None) -> None:
+        if prev is not None:
+            await asyncio.shield(prev)
+        started = time.monotonic()
+        try:
+            if ep.side:  # 1. side outputs acknowledged
+                await asyncio.gather(*ep.side)
+            # 2. the state to the changelog, in order (the producer keeps a partition's order)
+            acks = [await self.send(self.changelog_topic, k, v, ep.partition) for k, v in ep.writes]
+            results = await asyncio.gather(*acks)
+            offsets = [getattr(r, "offset", -1) for r in results]
+            # 3. the local store, one batch, with the changelog offset it reflects
+            self.store().write_epoch(ep.partition, ep.writes, max(offsets, default=-1))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("%s %d: an epoch could not be persisted (%s)", self.stage, ep.partition, exc)
+            await self.on_error(exc)
+            return
+        # 4. the input acknowledged: Faust may now commit the offsets of its messages
+        for event in ep.events:
+            event.ack()
+        for fn in ep.after:
+            fn()
+        self.stats["epochs"] += 1
+        self.stats["writes"] += len(ep.writes)
+        self.stats["commit_seconds"] += time.monotonic() - started
+
+    async def wait(self, partitions: Iterable[int] | None = None) -> None:
+        """Wait for the commits in flight (of the given partitions, default all)."""
+        parts = list(self.commits) if partitions is None else list(partitions)
+        for p in parts:
+            task = self.commits.get(p)
+            if task is not None:
+                await asyncio.shield(task)
+                if self.commits.get(p) is task:
+                    del self.commits[p]
+
+    def pending(self) -> int:
+        """Input messages applied and not yet acknowledged (open and committing epochs)."""
+        return sum(len(ep.events) for ep in self.open.values())

@@ -1,0 +1,144 @@
+"""/snapshot: every partition's contribution at T, gathered from every worker.
+
+Each worker answers `/partials?as_of=T` with the merged partial of the partitions it owns and
+has loaded (`local_partials`); the worker asked finds the others in the Redis registry, merges
+their partials and finalizes the snapshot, or answers 503 naming the partitions nobody
+answered for, or 422 when T is older than some partition's state still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from streams.engine import Partial, finalize, partial_from_json, partial_to_json
+from streams.timeutil import Instant, format_instant
+
+if TYPE_CHECKING:
+    from agents.worker import Worker
+
+
+def local_partials(w: Worker, t: Instant) -> dict[str, Any]:
+    """This worker's contribution at T: a merged partial and what it covers.
+
+    Only partitions whose state is loaded count: a partition still recovering after a
+    rebalance is left out (the gathering worker then answers 503 naming it), and it is never
+    loaded from here, since its table may be half-restored.
+
+    `coverage` holds, per source topic-partition, what these partitions know of how far it is
+    counted (Worker.coverage; `combine_coverage` joins every worker's); `fold` is the newest fold point of the partitions that have seen a
+    record (None when none has: a partition without data answers for any T)."""
+    assigned_u, assigned_a = w.assigned()
+    users = assigned_u & set(w.user_parts)
+    accts = assigned_a & set(w.acct_parts)
+    total = Partial()
+    folds: list[Instant] = []
+    for p in sorted(users):
+        part = w.user_parts[p]
+        total.merge(part.engine.partial(t))
+        if part.engine.watermark is not None:
+            folds.append(part.engine.fold)
+    for p in sorted(accts):
+        part_a = w.acct_parts[p]
+        total.merge(part_a.engine.partial(t))
+        if part_a.engine.watermark is not None:
+            folds.append(part_a.engine.fold)
+    fold = max(folds) if folds else None
+    return {
+        "worker": w.s.worker_id,
+        "user_partitions": sorted(users),
+        "account_partitions": sorted(accts),
+        "fold": None if fold is None else int(fold),
+        "coverage": w.coverage(users, accts),
+        "partial": partial_to_json(total),
+    }
+
+
+async def gather(w: Worker, t: Instant) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of /snapshot at T: every partition's partial, from every worker."""
+    import aiohttp
+
+    try:
+        r = await w.get_redis()
+        keys = [k async for k in r.scan_iter(match=w.names.registry_key("*"))]
+        urls = sorted({(await r.get(k) or b"").decode() for k in keys} - {""})
+    except Exception as exc:
+        return 503, {
+            "error": f"Redis is unavailable ({type(exc).__name__}); the snapshot needs "
+            "the worker registry there. Retry when Redis is back."
+        }
+    parts: list[dict[str, Any]] = []
+    errors: list[str] = []
+    as_of = format_instant(t)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+        async def fetch(url: str) -> None:
+            if url == w.s.web_url:
+                parts.append(local_partials(w, t))
+                return
+            try:
+                async with session.get(f"{url}/partials", params={"as_of": as_of}) as resp:
+                    if resp.status == 200:
+                        parts.append(await resp.json())
+                    else:
+                        errors.append(f"{url}: HTTP {resp.status}")
+            except Exception as exc:
+                errors.append(f"{url}: {type(exc).__name__}")
+
+        await asyncio.gather(*(fetch(u) for u in urls))
+    total = Partial()
+    seen_u: dict[int, int] = {}
+    seen_a: dict[int, int] = {}
+    sources: dict[str, dict[str, Any]] = {}
+    fold: Instant | None = None
+    for body in parts:
+        for p in body["user_partitions"]:
+            seen_u[p] = seen_u.get(p, 0) + 1
+        for p in body["account_partitions"]:
+            seen_a[p] = seen_a.get(p, 0) + 1
+        total.merge(partial_from_json(body["partial"]))
+        for k, v in body["coverage"].items():
+            src = sources.setdefault(k, {})
+            if "counted" in v:
+                src["counted"] = v["counted"]
+            for part in ("forwarded", "applied"):
+                src.setdefault(part, {}).update(v.get(part, {}))
+        f = body.get("fold")
+        if f is not None and (fold is None or f > fold):
+            fold = f
+    P = w.P
+    missing_u = [p for p in range(P) if seen_u.get(p) != 1]
+    missing_a = [p for p in range(P) if seen_a.get(p) != 1]
+    if missing_u or missing_a:
+        return 503, {
+            "error": "not every partition answered exactly once (a rebalance or a worker down?); retry",
+            "missing_user_partitions": missing_u,
+            "missing_account_partitions": missing_a,
+            "workers": urls,
+            "worker_errors": errors,
+        }
+    if fold is not None and t < fold:
+        return 422, {
+            "error": f"as_of {as_of} is older than the state still holds; the oldest "
+            f"instant answerable now is {format_instant(fold)}",
+        }
+    snap = finalize(total, t, w.s.config)
+    snap["coverage"] = combine_coverage(sources)
+    return 200, snap
+
+
+def combine_coverage(sources: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Per source topic-partition, the offset up to which every record is counted: what its
+    own user partition counted (applied, rejected or forwarded), but no further than what each
+    partition it forwarded records to has applied of them, while some are still on their way
+    (forwards arrive in order, so up to that point none is missing)."""
+    out: dict[str, int] = {}
+    for key, src in sources.items():
+        cov = src.get("counted", -1)
+        applied = src.get("applied", {})
+        for q, last in src.get("forwarded", {}).items():
+            got = applied.get(q, -1)
+            if got < last:
+                cov = min(cov, got)
+        out[key] = cov
+    return out

@@ -1,0 +1,116 @@
+"""Stage 1, intake: raw input topics -> `<app>-batches`, one micro-batch message per fetch.
+
+An aiokafka consumer group `<app>-intake` reads `product-events` and `survey-answers` with
+`getmany`, and writes each partition's records as micro-batch messages to the internal topic
+`<app>-batches`, same partition number; it commits its offsets once the batches are
+acknowledged. Faust then pays its per-event cost once per micro-batch, and each user partition
+gets one durable arrival order (docs/architecture.md, "The intake").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from agents.internal import encode_batch
+from streams.live import Batch
+
+if TYPE_CHECKING:
+    from agents.worker import Worker
+
+log = logging.getLogger("engagement.worker")
+
+# How long the intake lets records accumulate in a fetch (ms), unless INTAKE_MIN_BYTES came.
+INTAKE_LINGER_MS = 200
+INTAKE_MIN_BYTES = 1024 * 1024
+MAX_BATCH_RECORDS = 2000
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+
+
+def chunks(records: list[Any]) -> Iterable[list[Any]]:
+    out: list[Any] = []
+    size = 0
+    for r in records:
+        n = len(r[3] or b"") + len(r[2] or b"") + 32
+        if out and (len(out) >= MAX_BATCH_RECORDS or size + n > MAX_BATCH_BYTES):
+            yield out
+            out, size = [], 0
+        out.append(r)
+        size += n
+    if out:
+        yield out
+
+
+class Intake:
+    def __init__(self, worker: Worker) -> None:
+        self.w = worker
+        self.consumer: AIOKafkaConsumer | None = None
+        # set on shutdown: the intake finishes its current micro-batches and stops before
+        # Faust stops the producer (a send after that crashed the app: exit 1 on SIGTERM)
+        self.stop_requested = asyncio.Event()
+        self.stopped = asyncio.Event()
+
+    async def stop(self) -> None:
+        self.stop_requested.set()
+        if self.consumer is not None:
+            try:
+                await asyncio.wait_for(self.stopped.wait(), 30)
+            except TimeoutError:
+                log.warning("intake: still busy at shutdown; its records are read again")
+
+    async def run(self) -> None:
+        w = self.w
+        s = w.s
+        consumer = AIOKafkaConsumer(
+            *w.input_names,
+            bootstrap_servers=s.bootstrap,
+            group_id=w.names.intake_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            # Micro-batches: each costs the users stage a fixed amount (an event, the meta and
+            # marker writes of its epoch), so a live trickle must not become one micro-batch
+            # per record. The broker holds a fetch until it has INTAKE_MIN_BYTES or
+            # INTAKE_LINGER_MS passed: at most that much added delay.
+            fetch_min_bytes=INTAKE_MIN_BYTES,
+            fetch_max_wait_ms=INTAKE_LINGER_MS,
+            **s.kafka_security.aiokafka_kwargs(),
+        )
+        await consumer.start()
+        self.consumer = consumer
+        send = w.app.producer.send
+        batches = w.names.batches
+        try:
+            while not self.stop_requested.is_set():
+                data = await consumer.getmany(timeout_ms=200, max_records=20000)
+                if not data:
+                    continue
+                offsets = {}
+                acks = []
+                for tp, msgs in data.items():
+                    base = w.input_names[tp.topic]
+                    recs = [(m.offset, m.timestamp, m.key, m.value) for m in msgs]
+                    for chunk in chunks(recs):
+                        value = encode_batch(Batch(base, tp.partition, chunk))
+                        acks.append(await send(batches, None, value, tp.partition, None, None))
+                    offsets[tp] = msgs[-1].offset + 1
+                    w.stats["intake_records"] += len(msgs)
+                await asyncio.gather(*acks)
+                # A rebalance of the intake group may have taken partitions away meanwhile:
+                # commit what is still ours; the new owner re-reads the rest (the users stage
+                # ignores what it has already applied).
+                mine = consumer.assignment()
+                offsets = {tp: o for tp, o in offsets.items() if tp in mine}
+                try:
+                    if offsets:
+                        await consumer.commit(offsets)
+                except (CommitFailedError, IllegalStateError) as exc:
+                    log.info("intake: commit skipped after a rebalance (%s)", exc)
+        finally:
+            await consumer.stop()
+            self.stopped.set()

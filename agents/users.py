@@ -1,0 +1,176 @@
+"""Stage 2, users: a Faust agent on `<app>-batches` that runs the engine on each micro-batch.
+
+Per message: decode, validate, dead letters, forward records keyed by another user to the
+owner's partition, dedupe, engine (streams/live.py `LiveUserPartition.apply`). The side outputs
+are sent at once; the state changes join the partition's open epoch, persisted by the epoch
+protocol (agents/epoch.py) after those side outputs are acknowledged. The next micro-batch is
+applied without waiting for that: durability is off the latency path, never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from agents.epoch import EpochCommitter
+from agents.forget import (
+    FORGET_TOPIC,
+    Tombstones,
+    drop_forgotten_records,
+    user_hash,
+)
+from agents.internal import decode_batch, encode_batch
+from streams.codec import encode_facts, encode_forget, encode_meta, encode_user
+from streams.live import Batch, LiveUserPartition, missing, owner_of
+from streams.timeutil import format_instant
+
+if TYPE_CHECKING:
+    from agents.worker import Worker
+
+log = logging.getLogger("engagement.worker")
+
+
+class UserPartitionState:
+    """What an epoch of a user partition writes (agents/epoch.py `PartitionState`)."""
+
+    def __init__(self, part: LiveUserPartition, tombs: Tombstones | None, tombs_dirty: bool):
+        self.part = part
+        self.tombs = tombs
+        self.tombs_dirty = tombs_dirty
+
+    def entity_bytes(self, entity_id: str) -> bytes | None:
+        u = self.part.users.get(entity_id)
+        return None if u is None else encode_user(u)
+
+    def meta_bytes(self) -> bytes:
+        return encode_meta(self.part.meta)
+
+    def tombstone_bytes(self) -> bytes | None:
+        return self.tombs.dumps() if self.tombs_dirty and self.tombs is not None else None
+
+
+class UsersStage:
+    def __init__(self, worker: Worker, epochs: EpochCommitter) -> None:
+        self.w = worker
+        self.epochs = epochs
+        self.tombs_dirty: set[int] = set()
+
+    async def agent(self, stream: Any) -> None:
+        # events are acknowledged by the epoch that persists their effects (agents/epoch.py)
+        async for event in stream.noack().events():
+            await self.message(event.message.partition, event.message.offset, event.value, event)
+
+    async def message(self, p: int, offset: int, value: bytes, event: Any) -> None:
+        """Apply one micro-batch message, after any message Faust skipped before it."""
+        w = self.w
+        async with w.lock(("users", p)):
+            part = w.user_part(p)
+            gap = missing(part.meta.event_offset, offset)
+            if gap:
+                log.warning("users %d: re-reading skipped micro-batches %s", p, gap)
+                for off, val in await w.read_internal(w.names.batches, p, gap):
+                    await self.apply(p, part, off, val)
+            # a redelivered message (offset <= the marker) is applied too: the rules of
+            # streams/live.py make it change nothing that was durable
+            await self.apply(p, part, offset, value)
+            if event is not None:
+                self.epochs.epoch(p).events.append(event)
+            if self.epochs.due(p):
+                self.close(p)
+
+    def close(self, p: int) -> None:
+        part = self.w.user_parts.get(p)
+        if part is None:
+            return
+        state = UserPartitionState(part, self.w.user_tombs.get(p), p in self.tombs_dirty)
+        self.tombs_dirty.discard(p)
+        self.epochs.close(p, state)
+
+    async def apply(self, p: int, part: LiveUserPartition, offset: int, value: bytes) -> None:
+        w = self.w
+        batch = decode_batch(value)
+        ep = self.epochs.epoch(p)
+        ep.touched = True
+        if offset > part.meta.event_offset:
+            part.meta.event_offset = offset
+        ep.marker = part.meta.event_offset
+        if batch.topic == FORGET_TOPIC:
+            await self.forget(p, part, batch)
+            return
+        tombs = w.user_tombs.get(p)
+        if tombs:
+            batch.records = drop_forgotten_records(
+                tombs, batch.topic, batch.partition, batch.records
+            )
+        part.engine.fold_limit = w.now() - part.engine.margin
+        part.wall = time.monotonic()  # which sources are idle (LiveUserPartition.sweep_fold)
+        out = part.apply(batch, offset)  # expiry included: see streams/live.py _sweep_due
+        send = w.app.producer.send
+        side = ep.side
+        names = w.names
+        for q, fwd in out.forwards.items():
+            for b in fwd:
+                side.append(await send(names.batches, None, encode_batch(b), q, None, None))
+        for q, facts in out.facts.items():
+            side.append(await send(names.account_facts, None, encode_facts(facts), q, None, None))
+        for reason, detail, topic, sp, off, key, rts, val in out.dead_letters:
+            headers = [
+                ("reason", reason.encode()),
+                ("detail", detail.encode("utf-8", "replace")),
+                ("source-topic", w.s.topic(topic).encode()),
+                ("source-partition", str(sp).encode()),
+                ("source-offset", str(off).encode()),
+            ]
+            side.append(await send(names.dead_letters, key, val, None, rts / 1000, headers))
+        for sig, customer, inst, topic, sp, off in out.signals:
+            body = {
+                "signal": sig,
+                "customer": customer,
+                "instant": format_instant(inst),
+                "source": {"topic": w.s.topic(topic), "partition": sp, "offset": off},
+            }
+            side.append(
+                await send(
+                    names.churn_signals,
+                    customer.encode(),
+                    json.dumps(body).encode(),
+                    None,
+                    None,
+                    None,
+                )
+            )
+        ep.keys |= out.dirty
+        ep.keys |= out.deleted
+        if out.swept:
+            w.stats["sweeps"] += 1
+            log.info(
+                "users %d: swept (%d users left, %d removed)", p, len(part.users), len(out.deleted)
+            )
+        w.stats["batches"] += 1
+        w.stats["records"] += len(batch.records)
+
+    async def forget(self, p: int, part: LiveUserPartition, batch: Batch) -> None:
+        """Apply a forget control message (agents/forget.py): delete each user's state, keep a
+        tombstone of what it had counted, and pass the request on to the customer's partition."""
+        w = self.w
+        ep = self.epochs.epoch(p)
+        tombs = w.user_tombs.setdefault(p, Tombstones())
+        for _off, _rts, key, val in batch.records:
+            if not key:
+                continue
+            uid = key.decode("utf-8", "surrogatepass")
+            u = part.users.pop(uid, None)
+            offs = dict(part.meta.offs)
+            for tp, o in ((u.offs or {}) if u is not None else {}).items():
+                offs[tp] = max(o, offs.get(tp, -1))
+            tombs.add(user_hash(uid), offs)
+            self.tombs_dirty.add(p)
+            ep.keys.add(uid)
+            q = owner_of(uid, w.P)
+            msg = encode_forget(uid, (val or b"").decode())
+            ep.side.append(
+                await w.app.producer.send(w.names.account_facts, None, msg, q, None, None)
+            )
+            log.info("users %d: forgot a user (%s state)", p, "its" if u is not None else "no")
