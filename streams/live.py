@@ -330,10 +330,10 @@ class LiveUserPartition:
         if at is not None:
             dead = []
             for uid, u in eng.users.items():
-                before = dumps(u)
-                if eng.expire_user(u, at):
+                changed, empty = eng.expire_user_changes(u, at)
+                if empty:
                     dead.append(uid)
-                elif uid not in out.dirty and dumps(u) != before:
+                elif changed:
                     out.dirty.add(uid)
             for uid in dead:
                 del eng.users[uid]
@@ -464,12 +464,7 @@ class LiveAccountPartition:
             at = _sweep_due(self.meta, offset, eng.fold, eng.watermark is not None)
             if at is not None:
                 for c, a in accounts.items():
-                    if c in dirty:
-                        eng.expire_account(a, at)
-                        continue
-                    before = dumps(a)
-                    eng.expire_account(a, at)
-                    if dumps(a) != before:
+                    if eng.expire_account(a, at):
                         dirty.add(c)
                 self.meta.swept, self.meta.swept_at = at, offset
                 self.sweeps += 1
