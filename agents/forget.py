@@ -28,6 +28,8 @@ from typing import Any
 
 import msgspec
 
+from streams.codec import decode_tombstones, encode_tombstones
+
 # the `topic` of a forget control micro-batch; its records are (0, 0, user id, request id)
 FORGET_TOPIC = "\x00forget"
 RECEIPT_SECONDS = 7 * 86400
@@ -92,14 +94,11 @@ class Tombstones:
         return e is not None and offset <= e.get(key, -1)
 
     def dumps(self) -> bytes:
-        return msgspec.msgpack.encode(
-            {h: [[list(k), o] for k, o in e.items()] for h, e in self.entries.items()}
-        )
+        return encode_tombstones(self.entries)
 
     @classmethod
     def loads(cls, data: bytes) -> Tombstones:
-        raw = msgspec.msgpack.decode(data)
-        return cls({h: {tuple(k): int(o) for k, o in e} for h, e in raw.items()})
+        return cls(decode_tombstones(data))
 
 
 def _user_of(value: bytes | None) -> str | None:

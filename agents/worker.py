@@ -24,6 +24,7 @@ import faust
 from aiokafka import AIOKafkaConsumer
 
 from agents.accounts import AccountsStage
+from agents.cli import EXIT_CONFIG, EXIT_FAILURE
 from agents.epoch import (
     APPLIED_PREFIX,
     FORGOT_PREFIX,
@@ -44,6 +45,7 @@ from agents.internal import (
 from agents.settings import Settings
 from agents.users import UsersStage
 from streams.codec import (
+    UnknownFormatVersion,
     decode_account,
     decode_account_meta,
     decode_meta,
@@ -233,7 +235,8 @@ class Worker:
             log.warning("shutdown: an epoch was not persisted; its input is read again")
             return
         log.critical("stopping: state could not be persisted (%s); restart the worker", exc)
-        os._exit(3)
+        logging.shutdown()
+        os._exit(EXIT_FAILURE)
 
     # ---- partition state -------------------------------------------------------------------
 
@@ -257,6 +260,15 @@ class Worker:
         self._load(users, accts)
 
     def _load(self, users: set[int], accts: set[int]) -> None:
+        try:
+            self._load_partitions(users, accts)
+        except UnknownFormatVersion as exc:
+            # state of another release: nothing here can read it, and nothing may overwrite it
+            log.critical("stopping: %s", exc)
+            logging.shutdown()
+            os._exit(EXIT_CONFIG)
+
+    def _load_partitions(self, users: set[int], accts: set[int]) -> None:
         cfg = self.s.config
         limit = self.now() - int(cfg.fold_margin_seconds * 1_000_000_000)
         todo_u = users - set(self.user_parts)

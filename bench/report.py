@@ -97,7 +97,10 @@ class ProfileSummary:
 # specific buckets come before the general ones.
 BUCKETS = (
     ("logging", ("(logging/",)),
-    ("pickle / unpickle states", ("dumps (streams/live.py", "loads (streams/live.py", "pickle")),
+    (
+        "encode / decode states",
+        ("(streams/codec.py", "dumps (streams/live.py", "loads (streams/live.py", "pickle"),
+    ),
     ("RocksDB table writes/reads (faust stores)", ("faust/stores/", "rocksdict")),
     ("HTTP (/snapshot, /metrics)", ("aiohttp/", "agents/views.py", "agents/metrics.py")),
     ("engine (streams/)", ("(streams/",)),

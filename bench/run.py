@@ -354,11 +354,11 @@ def recover(w_factory: Any, w: Any, expect: int, timeout: float) -> dict[str, fl
 
 
 def load_time(datadir: Path) -> tuple[int, int, float, int]:
-    """(users, serialized bytes, seconds to read and unpickle them all, dedupe ids) from the
+    """(users, serialized bytes, seconds to read and decode them all, dedupe ids) from the
     worker's RocksDB `users` tables (read-only; the worker is stopped)."""
     from rocksdict import AccessType, Options, Rdict
 
-    from streams.live import loads
+    from streams.codec import CodecError, decode_user
 
     users = nbytes = ids = 0
     seconds = 0.0
@@ -366,12 +366,12 @@ def load_time(datadir: Path) -> tuple[int, int, float, int]:
         db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
         try:
             t = time.perf_counter()
-            for _k, v in db.items():
-                try:
-                    state = loads(v)
-                except Exception:  # the partition meta's offsets, not pickles
+            for k, v in db.items():
+                if bytes(k).startswith(b"\x00"):  # a partition's meta, marker or tombstones
                     continue
-                if type(state).__name__ != "UserState":
+                try:
+                    state = decode_user(v)
+                except CodecError:
                     continue
                 users += 1
                 nbytes += len(v)

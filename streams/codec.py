@@ -1,31 +1,571 @@
-"""TEMPORARY stand-in (pickle) until the versioned codec lands."""
+"""The one codec for what the live worker stores (its tables) and passes between its stages (the
+internal topic `<app>-account-facts`): versioned msgpack, never pickle.
+
+Every encoded value is one format-version byte (`FORMAT_VERSION`) followed by one msgpack value
+(docs/architecture.md, "Stored values: the codec"):
+
+- a user state (`encode_user`): a positional array, in this order, trailing `None`s left out:
+  offs, ids, days, last, signup, ms, features, answers, sessions, orders, facts, resp, tickets,
+  returns, lastp (the slots of streams/state.py `UserState`). `offs` is written flat,
+  `[topic, partition, offset, ...]`, with the two input topics as 0 and 1;
+- a customer state (`encode_account`): first, offs (flat: topic, partition, user partition,
+  offset), days, last, sub, nps, csat, orders, lastp, subp, npsp, csatp;
+- a partition's meta (`encode_meta`, `encode_account_meta`): a positional array of its slots;
+- a message of `<app>-account-facts`: `[0, [fact, ...]]` (`encode_facts`) or
+  `[1, customer, request id]` (`encode_forget`); `decode_facts_message` tells them apart;
+- forget tombstones (`encode_tombstones`): `{user hash: [[source key, offset], ...]}`.
+
+Values outside msgpack's own types are msgpack extension types: 1, an int beyond 64 bits (its
+two's-complement bytes, big-endian); 2, a `Fraction` (the msgpack array [numerator,
+denominator]); 3, a str holding lone surrogates (its UTF-8 bytes, surrogates passed through).
+Everything round-trips exactly: int vs Fraction vs float (-0.0, inf and nan included), None vs
+an empty container, tuple vs list where the engine keeps one or the other, int dict keys.
+
+Decoding bytes that are not such a value raises `CodecError`; bytes of another format version
+raise `UnknownFormatVersion`, and pickled bytes (what releases before format versions wrote)
+`PickledState`, whose message names the migration (docs/operations.md, "Upgrading stored
+state: format versions"). Decoding never runs code from the bytes.
+
+No faust, aiokafka or redis here.
+"""
 
 from __future__ import annotations
 
-import pickle
-from typing import Any
+from fractions import Fraction
+from typing import Any, NamedTuple
 
-FORMAT_VERSION = 0
+import msgspec
+
+from streams.errors import EngagementError
+from streams.live import AccountMeta, Fact, Meta
+from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
+from streams.state import AccountState, UserState
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CodecError",
+    "ForgetRequest",
+    "PickledState",
+    "UnknownFormatVersion",
+    "decode_account",
+    "decode_account_meta",
+    "decode_facts_message",
+    "decode_meta",
+    "decode_tombstones",
+    "decode_user",
+    "encode_account",
+    "encode_account_meta",
+    "encode_facts",
+    "encode_forget",
+    "encode_meta",
+    "encode_tombstones",
+    "encode_user",
+]
+
+FORMAT_VERSION = 1
+_PREFIX = bytes([FORMAT_VERSION])
+
+MIGRATION = (
+    "stop every worker, run `engagement rebuild --yes` (it keeps the forget tombstones, deletes "
+    "the changelogs and internal topics and the local data directories given with --data-dir: "
+    "delete every other worker's data directory too), then start the workers of this release, "
+    "which reprocess the input topics (docs/operations.md, 'Upgrading stored state: format "
+    "versions')"
+)
 
 
-class ForgetRequest(tuple):
-    pass
+class CodecError(EngagementError):
+    """Bytes that are not a value of this codec (truncated, garbage, the wrong kind), or a value
+    it cannot encode."""
 
 
-def _d(o: Any) -> bytes:
-    return pickle.dumps(o, protocol=pickle.HIGHEST_PROTOCOL)
+class UnknownFormatVersion(CodecError):
+    """A value written in a format version this release does not read."""
+
+    def __init__(self, what: str, found: int) -> None:
+        self.found = found
+        if found > FORMAT_VERSION:
+            why = (
+                f"{what} was written in format version {found} (a newer release); this release "
+                f"reads format version {FORMAT_VERSION}. Run the release that wrote it, or "
+            )
+        else:
+            why = (
+                f"{what} starts with byte 0x{found:02x}, not a format version: this release "
+                f"reads format version {FORMAT_VERSION} (the value was not written by this "
+                "project's worker, or by a release before format versions); to start over, "
+            )
+        super().__init__(why + MIGRATION)
 
 
-encode_user = encode_account = encode_meta = encode_account_meta = encode_facts = _d
-decode_user = decode_account = decode_meta = decode_account_meta = pickle.loads
+class PickledState(UnknownFormatVersion):
+    """A pickled value: written by a release before format versions, never unpickled."""
+
+    def __init__(self, what: str) -> None:
+        self.found = 0x80
+        CodecError.__init__(
+            self,
+            f"{what} is pickled: it was written by a release before format versions, and this "
+            f"release reads format version {FORMAT_VERSION} only (it never unpickles: pickle "
+            f"from a topic or a table would run code). To upgrade, {MIGRATION}",
+        )
+
+
+class ForgetRequest(NamedTuple):
+    """The forget control message of `<app>-account-facts` (agents/forget.py)."""
+
+    customer: str
+    request_id: str
+
+
+# ---- extension types ---------------------------------------------------------------------------
+
+EXT_BIG_INT = 1
+EXT_FRACTION = 2
+EXT_SURROGATE_STR = 3
+
+_MIN_INT = -(2**63)
+_END_INT = 2**64
+
+
+class _Key:
+    """A dict key that msgpack cannot hold as is (an extension type), hashable while encoding."""
+
+    __slots__ = ("ext",)
+
+    def __init__(self, ext: msgspec.msgpack.Ext) -> None:
+        self.ext = ext
+
+    def __hash__(self) -> int:
+        return hash((self.ext.code, self.ext.data))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _Key)
+            and self.ext.code == other.ext.code
+            and self.ext.data == other.ext.data
+        )
+
+
+def _fraction(f: Fraction) -> msgspec.msgpack.Ext:
+    return msgspec.msgpack.Ext(EXT_FRACTION, _pack([f.numerator, f.denominator], _ext_encoder))
+
+
+def _enc_hook(obj: Any) -> Any:
+    if type(obj) is Fraction:
+        return _fraction(obj)
+    if type(obj) is _Key:
+        return obj.ext
+    raise TypeError(f"the codec cannot encode a {type(obj).__name__}")
+
+
+def _portable(obj: Any, key: bool = False) -> Any:
+    """`obj` with every value msgpack cannot hold as is (an int beyond 64 bits, a Fraction, a
+    str with lone surrogates) replaced by its extension type: the slow path, taken only when
+    the plain encoding fails."""
+    t = type(obj)
+    ext: msgspec.msgpack.Ext | None = None
+    if t is int:
+        if _MIN_INT <= obj < _END_INT:
+            return obj
+        ext = msgspec.msgpack.Ext(
+            EXT_BIG_INT, obj.to_bytes((obj.bit_length() + 8) // 8, "big", signed=True)
+        )
+    elif t is str:
+        try:
+            obj.encode("utf-8")
+            return obj
+        except UnicodeEncodeError:
+            ext = msgspec.msgpack.Ext(EXT_SURROGATE_STR, obj.encode("utf-8", "surrogatepass"))
+    elif t is Fraction:
+        ext = _fraction(obj)
+    elif t is list:
+        return [_portable(x) for x in obj]
+    elif t is tuple:
+        return tuple(_portable(x, key) for x in obj)
+    elif t is dict:
+        return {_portable(k, True): _portable(v) for k, v in obj.items()}
+    else:
+        return obj
+    return _Key(ext) if key else ext
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_ext_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)  # extension payloads (reentrancy)
+
+
+def _pack(obj: Any, encoder: msgspec.msgpack.Encoder = _encoder) -> bytes:
+    try:
+        return encoder.encode(obj)
+    except (OverflowError, UnicodeEncodeError):  # an int beyond 64 bits, a lone surrogate
+        pass
+    except TypeError as exc:
+        raise CodecError(str(exc)) from None
+    try:
+        return encoder.encode(_portable(obj))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"cannot encode: {exc}") from None
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    if code == EXT_BIG_INT:
+        return int.from_bytes(data, "big", signed=True)
+    if code == EXT_FRACTION:
+        num, den = _ext_decoder.decode(data)
+        if type(num) is not int or type(den) is not int or den <= 0:
+            raise CodecError("a Fraction that is not integer / positive integer")
+        return Fraction(num, den)
+    if code == EXT_SURROGATE_STR:
+        return bytes(data).decode("utf-8", "surrogatepass")
+    raise CodecError(f"unknown extension type {code}")
+
+
+_ext_decoder = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
+_any_decoder = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
+
+
+def _is_pickle(data: bytes) -> bool:
+    return len(data) > 1 and data[0] == 0x80 and 2 <= data[1] <= 5  # pickle protocols 2 to 5
+
+
+def _body(data: bytes, what: str) -> memoryview:
+    """The msgpack value after the version byte; raises for any other version."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise CodecError(f"{what}: expected bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise CodecError(f"{what}: empty value")
+    v = data[0]
+    if v == FORMAT_VERSION:
+        return memoryview(data)[1:]
+    if _is_pickle(data):
+        raise PickledState(what)
+    raise UnknownFormatVersion(what, v)
+
+
+def _decode(decoder: msgspec.msgpack.Decoder[Any], data: bytes, what: str) -> Any:
+    body = _body(data, what)
+    try:
+        return decoder.decode(body)
+    except CodecError:
+        raise
+    except Exception as exc:  # msgspec's errors, and those of the extension types
+        raise CodecError(f"{what}: not a valid value ({type(exc).__name__}: {exc})") from None
+
+
+# ---- source offsets: flat, with the input topics as small ints ---------------------------------
+
+_TOPICS = (PRODUCT_EVENTS, SURVEY_ANSWERS)
+_TOPIC_CODE = {t: i for i, t in enumerate(_TOPICS)}
+
+
+def _flat_offs(offs: dict[Any, int] | None) -> list[Any] | None:
+    if offs is None:
+        return None
+    out: list[Any] = []
+    code = _TOPIC_CODE
+    for k, o in offs.items():
+        t = k[0]
+        out.append(code.get(t, t))
+        out.extend(k[1:])
+        out.append(o)
+    return out
+
+
+def _offs(flat: list[Any] | None, width: int) -> dict[Any, int] | None:
+    if flat is None:
+        return None
+    n = len(flat)
+    if n % (width + 1):
+        raise CodecError("source offsets of the wrong length")
+    out: dict[Any, int] = {}
+    for i in range(0, n, width + 1):
+        t = flat[i]
+        if type(t) is not str:
+            if type(t) is not int or not 0 <= t < len(_TOPICS):
+                raise CodecError("source offsets with an unknown topic code")
+            t = _TOPICS[t]
+        try:
+            out[(t, *flat[i + 1 : i + width])] = flat[i + width]
+        except TypeError:  # an unhashable partition
+            raise CodecError("source offsets with a partition that is not a number") from None
+    return out
+
+
+# ---- user and customer states ------------------------------------------------------------------
+
+_Dict = dict[Any, Any]
+_Pairs = list[tuple[Any, Any]]
+
+
+class _UserV1(msgspec.Struct, array_like=True):
+    offs: list[Any] | None
+    ids: _Dict | None
+    days: _Dict | None = None
+    last: Any = None
+    signup: Any = None
+    ms: _Dict | None = None
+    features: dict[Any, list[Any]] | None = None
+    answers: list[tuple[Any, Any, Any, Any]] | None = None
+    sessions: dict[Any, list[Any]] | None = None
+    orders: _Dict | None = None
+    facts: _Pairs | None = None
+    resp: _Dict | None = None
+    tickets: dict[Any, list[Any]] | None = None
+    returns: _Dict | None = None
+    lastp: list[Any] | None = None
+
+
+class _AccountV1(msgspec.Struct, array_like=True):
+    first: Any
+    offs: list[Any] | None = None
+    days: _Dict | None = None
+    last: Any = None
+    sub: tuple[Any, Any] | None = None
+    nps: tuple[Any, Any] | None = None
+    csat: tuple[Any, Any] | None = None
+    orders: _Pairs | None = None
+    lastp: list[Any] | None = None
+    subp: _Pairs | None = None
+    npsp: _Pairs | None = None
+    csatp: _Pairs | None = None
+
+
+_user_decoder = msgspec.msgpack.Decoder(_UserV1, ext_hook=_ext_hook)
+_account_decoder = msgspec.msgpack.Decoder(_AccountV1, ext_hook=_ext_hook)
+
+
+def _trimmed(values: list[Any], keep: int) -> list[Any]:
+    while len(values) > keep and values[-1] is None:
+        values.pop()
+    return values
+
+
+def encode_user(u: UserState) -> bytes:
+    return _PREFIX + _pack(
+        _trimmed(
+            [
+                _flat_offs(u.offs),
+                u.ids,
+                u.days,
+                u.last,
+                u.signup,
+                u.ms,
+                u.features,
+                u.answers,
+                u.sessions,
+                u.orders,
+                u.facts,
+                u.resp,
+                u.tickets,
+                u.returns,
+                u.lastp,
+            ],
+            2,
+        )
+    )
+
+
+def decode_user(data: bytes) -> UserState:
+    w: _UserV1 = _decode(_user_decoder, data, "a user state")
+    u = UserState.__new__(UserState)
+    u.offs = _offs(w.offs, 2)
+    u.ids = w.ids  # type: ignore[assignment]
+    u.days = w.days
+    u.last = w.last
+    u.signup = w.signup
+    u.ms = w.ms
+    u.features = w.features
+    u.answers = w.answers
+    u.sessions = w.sessions
+    u.orders = w.orders
+    u.facts = w.facts
+    u.resp = w.resp
+    u.tickets = w.tickets
+    u.returns = w.returns
+    u.lastp = w.lastp
+    return u
+
+
+def encode_account(a: AccountState) -> bytes:
+    return _PREFIX + _pack(
+        _trimmed(
+            [
+                a.first,
+                _flat_offs(a.offs),
+                a.days,
+                a.last,
+                a.sub,
+                a.nps,
+                a.csat,
+                a.orders,
+                a.lastp,
+                a.subp,
+                a.npsp,
+                a.csatp,
+            ],
+            1,
+        )
+    )
+
+
+def decode_account(data: bytes) -> AccountState:
+    w: _AccountV1 = _decode(_account_decoder, data, "a customer state")
+    a = AccountState.__new__(AccountState)
+    a.first = w.first
+    a.offs = _offs(w.offs, 3)
+    a.days = w.days
+    a.last = w.last
+    a.sub = w.sub
+    a.nps = w.nps
+    a.csat = w.csat
+    a.orders = w.orders
+    a.lastp = w.lastp
+    a.subp = w.subp
+    a.npsp = w.npsp
+    a.csatp = w.csatp
+    return a
+
+
+# ---- partition metas ---------------------------------------------------------------------------
+# One per partition, written with every message: positional arrays of every slot, in this order.
+
+_META_SLOTS = (
+    "accepted",
+    "duplicates",
+    "rejected",
+    "offs",
+    "srcw",
+    "watermark",
+    "dormant_until",
+    "swept",
+    "swept_at",
+    "msg_offset",
+    "event_offset",
+    "fwd",
+)
+_ACCOUNT_META_SLOTS = ("watermark", "swept", "swept_at", "msg_offset", "event_offset")
+
+
+class _MetaV1(msgspec.Struct, array_like=True):
+    accepted: Any
+    duplicates: Any
+    rejected: _Dict
+    offs: _Dict
+    srcw: _Dict | None
+    watermark: Any
+    dormant_until: Any
+    swept: Any
+    swept_at: Any
+    msg_offset: Any
+    event_offset: Any
+    fwd: _Dict | None = None
+
+
+class _AccountMetaV1(msgspec.Struct, array_like=True):
+    watermark: Any
+    swept: Any
+    swept_at: Any
+    msg_offset: Any
+    event_offset: Any
+
+
+_meta_decoder = msgspec.msgpack.Decoder(_MetaV1, ext_hook=_ext_hook)
+_account_meta_decoder = msgspec.msgpack.Decoder(_AccountMetaV1, ext_hook=_ext_hook)
+
+
+def _slots(obj: Any, names: tuple[str, ...]) -> list[Any]:
+    try:
+        return [getattr(obj, n) for n in names]
+    except AttributeError as exc:
+        raise CodecError(f"cannot encode a {type(obj).__name__} without {exc.name}") from None
+
+
+def encode_meta(meta: Meta) -> bytes:
+    """A user partition's `streams.live.Meta`."""
+    return _PREFIX + _pack(_slots(meta, _META_SLOTS))
+
+
+def decode_meta(data: bytes) -> Meta:
+    w = _decode(_meta_decoder, data, "a user partition's meta")
+    m = Meta.__new__(Meta)
+    for n in _META_SLOTS:
+        setattr(m, n, getattr(w, n))
+    return m
+
+
+def encode_account_meta(meta: AccountMeta) -> bytes:
+    """A customer partition's `streams.live.AccountMeta`."""
+    return _PREFIX + _pack(_slots(meta, _ACCOUNT_META_SLOTS))
+
+
+def decode_account_meta(data: bytes) -> AccountMeta:
+    w = _decode(_account_meta_decoder, data, "a customer partition's meta")
+    m = AccountMeta.__new__(AccountMeta)
+    for n in _ACCOUNT_META_SLOTS:
+        setattr(m, n, getattr(w, n))
+    return m
+
+
+# ---- messages of <app>-account-facts -----------------------------------------------------------
+
+_FACTS = 0
+_FORGET = 1
+
+# (customer, ts, record ts ns, activity, kind, value, topic, partition, offset, user partition):
+# streams.live.Fact
+_FactWire = tuple[Any, Any, Any, Any, Any, Any, Any, Any, Any, Any]
+
+
+class _FactsV1(msgspec.Struct, array_like=True, tag=_FACTS):
+    facts: list[_FactWire]
+
+
+class _ForgetV1(msgspec.Struct, array_like=True, tag=_FORGET):
+    customer: Any
+    request_id: Any
+
+
+_message_decoder = msgspec.msgpack.Decoder(_FactsV1 | _ForgetV1, ext_hook=_ext_hook)
+
+
+def encode_facts(facts: list[Fact]) -> bytes:
+    """A facts message (a list of `streams.live.Fact`; empty: the runtime's nudge)."""
+    return _PREFIX + _pack((_FACTS, facts))
 
 
 def encode_forget(customer: str, request_id: str) -> bytes:
-    return _d(("\x00forget", customer, request_id))
+    """The forget control message passed to the customer's partition (agents/forget.py)."""
+    return _PREFIX + _pack((_FORGET, customer, request_id))
 
 
-def decode_facts_message(data: bytes) -> Any:
-    v = pickle.loads(data)
-    if isinstance(v, tuple) and v and v[0] == "\x00forget":
-        return ForgetRequest((v[1], v[2]))
-    return v
+def decode_facts_message(data: bytes) -> list[Fact] | ForgetRequest:
+    """A message of `<app>-account-facts`: its list of facts, or a `ForgetRequest`."""
+    m = _decode(_message_decoder, data, "an account-facts message")
+    if type(m) is _FactsV1:
+        return m.facts
+    if type(m.customer) is not str or type(m.request_id) is not str:
+        raise CodecError("a forget message whose customer or request id is not a str")
+    return ForgetRequest(m.customer, m.request_id)
+
+
+# ---- forget tombstones -------------------------------------------------------------------------
+
+_MAP_MARKERS = frozenset((*range(0x80, 0x90), 0xDE, 0xDF))
+
+
+def encode_tombstones(entries: dict[str, dict[tuple[Any, ...], int]]) -> bytes:
+    """`agents.forget.Tombstones.entries`: user hash -> {source key -> last offset forgotten}."""
+    return _PREFIX + _pack({h: [[list(k), o] for k, o in e.items()] for h, e in entries.items()})
+
+
+def decode_tombstones(data: bytes) -> dict[str, dict[tuple[Any, ...], int]]:
+    """Also reads the unversioned msgpack of releases before format versions (the same map
+    without the version byte), which `engagement rebuild` copies over as it is."""
+    what = "forget tombstones"
+    if isinstance(data, bytes) and data and data[0] in _MAP_MARKERS and not _is_pickle(data):
+        data = _PREFIX + data
+    raw = _decode(_any_decoder, data, what)
+    try:
+        return {h: {tuple(k): o for k, o in e} for h, e in raw.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise CodecError(f"{what}: not a map of hash -> [[key, offset], ...]") from None

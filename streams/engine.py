@@ -380,39 +380,67 @@ class UserPartition(_Clock):
     def expire_user(self, u: UserState, at: Instant | None = None) -> bool:
         """Expire one user's state in place as of the fold point `at` (default: F, and never
         later than F); True when nothing is left (the user can go)."""
+        return self.expire_user_changes(u, at)[1]
+
+    def expire_user_changes(self, u: UserState, at: Instant | None = None) -> tuple[bool, bool]:
+        """`expire_user`, saying also whether it changed the state: (changed, nothing left).
+
+        Exact: every step keeps what it keeps in order, so a container it rebuilds with as many
+        items is equal to the old one; a folded instant (`last`, a feature's last use) moves only
+        with an instant leaving its pending list. So "changed" is "some container lost an item,
+        or an entry or a field was dropped", the same as comparing the encoded state before and
+        after (tests/unit/test_codec.py checks it)."""
         f = self.fold if at is None else min(at, self.fold)
         ids_cut = f - self.lateness - HOUR
+        changed = False
         if u.ids:
+            n = len(u.ids)
             u.ids = {k: v for k, v in u.ids.items() if v >= ids_cut}
+            changed = len(u.ids) != n
         if u.resp:
+            n = len(u.resp)
             u.resp = {k: v for k, v in u.resp.items() if v >= ids_cut} or None
+            changed = changed or u.resp is None or len(u.resp) != n
         if u.facts:
+            n = len(u.facts)
             cut = f - _H24
             u.facts = [x for x in u.facts if x[0] > cut] or None
+            changed = changed or u.facts is None or len(u.facts) != n
         if u.answers:
+            n = len(u.answers)
             cut = f - _D30
             u.answers = [x for x in u.answers if x[0] > cut] or None
+            changed = changed or u.answers is None or len(u.answers) != n
         if u.lastp:
             keep = [x for x in u.lastp if x > f]
-            for x in u.lastp:
-                if x <= f and (u.last is None or x > u.last):
-                    u.last = x
+            if len(keep) != len(u.lastp):
+                changed = True
+                for x in u.lastp:
+                    if x <= f and (u.last is None or x > u.last):
+                        u.last = x
             u.lastp = keep or None
         if u.days:
+            n = len(u.days)
             dcut = self.daycalc.day(f) - 31
             u.days = {d: v for d, v in u.days.items() if d >= dcut} or None
+            changed = changed or u.days is None or len(u.days) != n
         if u.last is not None and u.last < f - _D31 and not u.lastp:
             u.last = None  # recency is 0 and dormant is past beyond 30 days
+            changed = True
         if u.features:
             cut = f - _D31
             for name, fl in list(u.features.items()):
                 if fl[1]:
-                    for x in fl[1]:
-                        if x <= f and (fl[0] is None or x > fl[0]):
-                            fl[0] = x
-                    fl[1] = [x for x in fl[1] if x > f] or None
+                    keep = [x for x in fl[1] if x > f]
+                    if len(keep) != len(fl[1]):
+                        changed = True
+                        for x in fl[1]:
+                            if x <= f and (fl[0] is None or x > fl[0]):
+                                fl[0] = x
+                    fl[1] = keep or None
                 if fl[1] is None and (fl[0] is None or fl[0] < cut):
                     del u.features[name]
+                    changed = True
             u.features = u.features or None
         if u.ms:
             s = u.signup
@@ -420,25 +448,36 @@ class UserPartition(_Clock):
                 for k, v in list(u.ms.items()):
                     kept = [x for x in v if x >= ids_cut]
                     if kept:
+                        changed = changed or len(kept) != len(v)
                         u.ms[k] = kept
                     else:
                         del u.ms[k]
+                        changed = True
                 u.ms = u.ms or None
             elif s < f - _D31:
                 u.ms = None
+                changed = True
         if u.sessions:
+            n = len(u.sessions)
             cut = f - _H24 - self.lateness
             u.sessions = {k: v for k, v in u.sessions.items() if v[4] >= cut} or None
+            changed = changed or u.sessions is None or len(u.sessions) != n
         if u.tickets:
+            n = len(u.tickets)
             cut = f - 7 * DAY - self.lateness
             u.tickets = {k: v for k, v in u.tickets.items() if v[1] is None or v[1] >= cut} or None
+            changed = changed or u.tickets is None or len(u.tickets) != n
         if u.orders:
+            n = len(u.orders)
             cut = f - _D90 - self.lateness
             u.orders = {k: v for k, v in u.orders.items() if v >= cut} or None
+            changed = changed or u.orders is None or len(u.orders) != n
         if u.returns:
+            n = len(u.returns)
             cut = f - _D90 - self.lateness
             u.returns = {k: v for k, v in u.returns.items() if v >= cut} or None
-        return u.is_empty()
+            changed = changed or u.returns is None or len(u.returns) != n
+        return changed, u.is_empty()
 
     # ---- the snapshot ----------------------------------------------------------------------
 
@@ -682,36 +721,52 @@ class AccountPartition(_Clock):
         for a in self.accounts.values():
             self.expire_account(a, f)
 
-    def expire_account(self, a: AccountState, at: Instant | None = None) -> None:
+    def expire_account(self, a: AccountState, at: Instant | None = None) -> bool:
         """Expire one customer's state in place as of the fold point `at` (default: F, and never
-        later than F). A customer is never deleted (its first activity is kept forever)."""
+        later than F); True when it changed anything (exactly: see `expire_user_changes`). A
+        customer is never deleted (its first activity is kept forever)."""
         f = self.fold if at is None else min(at, self.fold)
         dcut = self.daycalc.day(f) - 31
+        changed = False
         if a.days:
+            n = len(a.days)
             a.days = {d: v for d, v in a.days.items() if d >= dcut} or None
+            changed = a.days is None or len(a.days) != n
         if a.lastp:
-            for x in a.lastp:
-                if x <= f and (a.last is None or x > a.last):
-                    a.last = x
-            a.lastp = [x for x in a.lastp if x > f] or None
+            keep = [x for x in a.lastp if x > f]
+            if len(keep) != len(a.lastp):
+                changed = True
+                for x in a.lastp:
+                    if x <= f and (a.last is None or x > a.last):
+                        a.last = x
+            a.lastp = keep or None
         for attr in ("nps", "csat"):
             pend = getattr(a, attr + "p")
             if pend:
-                best = getattr(a, attr)
-                for k in pend:
-                    if k[0] <= f and (best is None or k > best):
-                        best = k
-                setattr(a, attr, best)
-                setattr(a, attr + "p", [k for k in pend if k[0] > f] or None)
+                later = [k for k in pend if k[0] > f]
+                if len(later) != len(pend):
+                    changed = True
+                    best = getattr(a, attr)
+                    for k in pend:
+                        if k[0] <= f and (best is None or k > best):
+                            best = k
+                    setattr(a, attr, best)
+                setattr(a, attr + "p", later or None)
         if a.subp:
             cut = f - _D30
-            for ev in a.subp:
-                if ev[0] <= cut and (a.sub is None or ev > a.sub):
-                    a.sub = ev
-            a.subp = [ev for ev in a.subp if ev[0] > cut] or None
+            later = [ev for ev in a.subp if ev[0] > cut]
+            if len(later) != len(a.subp):
+                changed = True
+                for ev in a.subp:
+                    if ev[0] <= cut and (a.sub is None or ev > a.sub):
+                        a.sub = ev
+            a.subp = later or None
         if a.orders:
+            n = len(a.orders)
             cut = f - _D90
             a.orders = [o for o in a.orders if o[0] > cut] or None
+            changed = changed or a.orders is None or len(a.orders) != n
+        return changed
 
     def partial(self, t: Instant) -> Partial:
         p = Partial()

@@ -4,7 +4,8 @@ A worker receives *micro-batches*: the records of one source topic-partition, in
 (`Batch`). `LiveUserPartition.apply` runs them through exactly the engine that replay runs and
 returns what must be published (dead letters, forwards to the user's owning partition, account
 facts, churn signals) and which entities changed. The runtime (agents/) then publishes the side
-outputs, waits for their acknowledgement, writes the partition's `Meta`, then each dirty user.
+outputs, waits for their acknowledgement, writes the partition's `Meta`, then each dirty user
+(encoded by streams/codec.py, like everything the worker stores or passes between its stages).
 
 Idempotency (docs/architecture.md): every user state remembers, per source topic-partition, the
 last offset applied to it, and `Meta` the last offset counted. A record is applied to a user
@@ -17,7 +18,6 @@ that records them, so none is lost; their consumers dedupe on the source offset.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -345,10 +345,10 @@ class LiveUserPartition:
         if at is not None:
             dead = []
             for uid, u in eng.users.items():
-                before = dumps(u)
-                if eng.expire_user(u, at):
+                changed, empty = eng.expire_user_changes(u, at)
+                if empty:
                     dead.append(uid)
-                elif uid not in out.dirty and dumps(u) != before:
+                elif changed:
                     out.dirty.add(uid)
             for uid in dead:
                 del eng.users[uid]
@@ -482,28 +482,10 @@ class LiveAccountPartition:
             at = _sweep_due(self.meta, offset, eng.fold, eng.watermark is not None)
             if at is not None:
                 for c, a in accounts.items():
-                    if c in dirty:
-                        eng.expire_account(a, at)
-                        continue
-                    before = dumps(a)
-                    eng.expire_account(a, at)
-                    if dumps(a) != before:
+                    if eng.expire_account(a, at):
                         dirty.add(c)
                 self.meta.swept, self.meta.swept_at = at, offset
                 self.sweeps += 1
             if offset > _sweep_state(self.meta)[2]:
                 self.meta.msg_offset = offset
         return dirty
-
-
-# ---- codecs for the runtime's tables and internal topics --------------------------------------
-# Entity states are pickled (they hold ints, floats, strs, tuples, lists, dicts and Fractions).
-# The tables and internal topics are written and read only by this project's workers.
-
-
-def dumps(obj: Any) -> bytes:
-    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def loads(data: bytes) -> Any:
-    return pickle.loads(data)

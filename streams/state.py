@@ -91,8 +91,8 @@ class UserState:
         self.returns: dict[str, Instant] | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # pickled as the tuple of slot values, without the slot names: ~100 bytes less per
-        # table write (docs/architecture.md, "State and its retention")
+        # pickled (copy.copy, multiprocessing) as the tuple of slot values; the worker's tables
+        # never pickle: they hold streams/codec.py's encoding
         return (_restore_user, tuple(getattr(self, n) for n in _USER_SLOTS))
 
     def is_empty(self) -> bool:

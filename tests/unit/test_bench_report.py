@@ -87,7 +87,7 @@ def test_profile_summary_of_collapsed_stacks() -> None:
     std, std2 = "/usr/lib/python3.11/asyncio", "/usr/lib/python3.11"
     lines = [
         f"{loop};apply ({repo}/streams/live.py:160);product ({repo}/streams/engine.py:300) 6",
-        f"{loop};_users_apply ({repo}/agents/worker.py:330);dumps ({repo}/streams/live.py:337) 2",
+        f"{loop};_users_apply ({repo}/agents/worker.py:330);encode_user ({repo}/streams/codec.py:337) 2",
         f"{loop};send ({pkgs}/aiokafka/producer/producer.py:400);write ({std}/selector_events.py:9) 1",
         f"{loop};select (/usr/lib/python3.11/selectors.py:468) 1",
         f"{loop};_users_apply ({repo}/agents/worker.py:330);warning ({std2}/logging/__init__.py:1) 1",
@@ -99,8 +99,8 @@ def test_profile_summary_of_collapsed_stacks() -> None:
     assert s.samples == 12
     assert dict(s.self_top)["product (streams/engine.py)"] == pytest.approx(6 / 12)
     buckets = dict(s.buckets)
-    # `dumps` in streams/live.py is charged to pickling, not to the engine: innermost frame wins
-    assert buckets["pickle / unpickle states"] == pytest.approx(2 / 12)
+    # streams/codec.py is charged to encoding states, not to the engine: innermost frame wins
+    assert buckets["encode / decode states"] == pytest.approx(2 / 12)
     assert buckets["engine (streams/)"] == pytest.approx(6 / 12)
     # the socket write under aiokafka's send is aiokafka's; a bare select is the event loop's
     assert buckets["aiokafka (fetch, produce, protocol)"] == pytest.approx(1 / 12)

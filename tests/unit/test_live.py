@@ -17,25 +17,51 @@ import json
 import random
 from typing import Any
 
+from streams.codec import (
+    decode_account,
+    decode_account_meta,
+    decode_facts_message,
+    decode_meta,
+    decode_user,
+    encode_account,
+    encode_account_meta,
+    encode_facts,
+    encode_meta,
+    encode_user,
+)
 from streams.config import Config
 from streams.engine import Partial, finalize
 from streams.live import (
     SWEEP_EVERY,
+    AccountMeta,
     Batch,
     LiveAccountPartition,
     LiveUserPartition,
     Meta,
-    dumps,
-    loads,
     missing,
     owner_of,
 )
 from streams.replay import Replayer
 from streams.simulate import SimConfig, simulate
+from streams.state import AccountState, UserState
 from streams.timeutil import parse_as_of
 
 META = "\x00meta"
 APPLIED = "\x00applied"
+
+
+def encode(v: Any) -> bytes:
+    """A table value, as the runtime writes it (streams/codec.py; the marker as ASCII)."""
+    if isinstance(v, UserState):
+        return encode_user(v)
+    if isinstance(v, AccountState):
+        return encode_account(v)
+    if isinstance(v, Meta):
+        return encode_meta(v)
+    if isinstance(v, AccountMeta):
+        return encode_account_meta(v)
+    assert type(v) is int
+    return str(v).encode()
 
 
 class World:
@@ -72,14 +98,15 @@ class World:
 
     def load(self, kind: str, p: int) -> Any:
         table = self.tables[kind][p]
-        ents = {k: loads(v) for k, v in table.items() if k not in (META, APPLIED)}
-        applied = loads(table[APPLIED]) if APPLIED in table else -1
+        decode: Any = decode_user if kind == "u" else decode_account
+        ents = {k: decode(v) for k, v in table.items() if k not in (META, APPLIED)}
+        applied = int(table[APPLIED]) if APPLIED in table else -1
         part: Any
         if kind == "u":
-            meta = loads(table[META]) if META in table else Meta()
+            meta = decode_meta(table[META]) if META in table else Meta()
             part = LiveUserPartition(self.cfg, p, self.n, self.n, users=ents, meta=meta)
         else:
-            meta_a = loads(table[META]) if META in table else None
+            meta_a = decode_account_meta(table[META]) if META in table else None
             part = LiveAccountPartition(self.cfg, p, accounts=ents, meta=meta_a)
         part.meta.event_offset = applied
         return part
@@ -126,7 +153,7 @@ class World:
             for q, batches in out.forwards.items():
                 self.logs["u"][q].extend(batches)
             for q, facts in out.facts.items():
-                self.logs["a"][q].append(facts)
+                self.logs["a"][q].append(encode_facts(facts))  # as the topic carries them
             forwarded = {
                 (b.topic, b.partition, r[0])
                 for bs in out.forwards.values()
@@ -141,7 +168,9 @@ class World:
             dirty += [(u, None) for u in sorted(out.deleted)]  # None: a deletion
         else:
             sweeps = part.sweeps
-            facts = part.apply(msg, index if self.expire else None)
+            decoded = decode_facts_message(msg)
+            assert isinstance(decoded, list)
+            facts = part.apply(decoded, index if self.expire else None)
             dirty = [(c, part.accounts[c]) for c in sorted(facts)]
             self.sweeps += part.sweeps - sweeps
         part.meta.event_offset = index
@@ -156,7 +185,7 @@ class World:
             if v is None:
                 table.pop(k, None)
             else:
-                table[k] = dumps(v)
+                table[k] = encode(v)
         if ok is not None:  # crashed after the last write, before the commit
             self.crash(kind, p)
             return False

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from streams.codec import decode_meta, decode_user, encode_meta, encode_user
 from streams.config import Config
 from streams.live import (
     IDLE_SOURCE_SECONDS,
@@ -15,8 +16,6 @@ from streams.live import (
     LiveUserPartition,
     Meta,
     Output,
-    dumps,
-    loads,
     sweep_point,
 )
 from streams.timeutil import DAY, HOUR, MS
@@ -34,7 +33,7 @@ def _record(offset: int, user: str, eid: str, ts_ms: int) -> tuple[int, int, byt
 def _write(table: dict[str, bytes], part: LiveUserPartition, out: Output) -> None:
     """The runtime's writes: the dirty users, then the users the sweep removed."""
     for uid in out.dirty:
-        table[uid] = dumps(part.users[uid])
+        table[uid] = encode_user(part.users[uid])
     for uid in out.deleted:
         table.pop(uid, None)
 
@@ -79,7 +78,7 @@ def test_state_and_table_stay_bounded_in_a_flood_of_unique_users() -> None:
                     assert not ids
     assert deleted == n - len(part.users) > n // 10  # 40 days of users, ~32 kept
     # the table's content is the in-memory state (the sweeps' changes were written)
-    assert {k: loads(v).__getstate__() for k, v in table.items()} == {
+    assert {k: decode_user(v).__getstate__() for k, v in table.items()} == {
         k: u.__getstate__() for k, u in part.users.items()
     }
     # at most ~32 days + a sweep's lag of users out of 40 days of them
@@ -98,14 +97,19 @@ def test_a_sweep_cut_short_by_a_crash_is_completed_on_redelivery() -> None:
     part.engine.fold_limit = (START + 37 * 86_400_000) * MS
     table: dict[str, bytes] = {}
     _write(table, part, part.apply(Batch("product-events", 0, [old]), 0))
-    meta_0 = dumps(part.meta)
+    meta_0 = encode_meta(part.meta)
     out = part.apply(Batch("product-events", 0, [later]), 1)
     assert out.deleted == {"old"} and part.meta.swept_at == 1
     # the crash: message 1's meta is durable, none of its entity writes
     crashed = dict(table)
-    meta_1 = dumps(part.meta)
+    meta_1 = encode_meta(part.meta)
     reloaded = LiveUserPartition(
-        cfg, 0, 1, 1, users={k: loads(v) for k, v in crashed.items()}, meta=loads(meta_1)
+        cfg,
+        0,
+        1,
+        1,
+        users={k: decode_user(v) for k, v in crashed.items()},
+        meta=decode_meta(meta_1),
     )
     assert "old" in reloaded.users
     # redelivery of message 1: "new" is applied again (its write was lost), the sweep runs again
@@ -115,11 +119,11 @@ def test_a_sweep_cut_short_by_a_crash_is_completed_on_redelivery() -> None:
     assert set(crashed) == {"new"} and reloaded.meta.accepted == 2
     # a message before it, redelivered too (from an older commit) after a restart whose F is
     # later (no clock holding it back now), decides no new sweep: its decision was made
-    again = LiveUserPartition(cfg, 0, 1, 1, users={}, meta=loads(meta_1))
+    again = LiveUserPartition(cfg, 0, 1, 1, users={}, meta=decode_meta(meta_1))
     assert sweep_point(again.engine.fold) > again.meta.swept
     assert not again.apply(Batch("product-events", 0, [old]), 0).swept
     # a meta without the sweep fields (written before live expiry existed) reads as "never"
-    legacy = loads(meta_0)
+    legacy = decode_meta(meta_0)
     for name in ("swept", "swept_at", "msg_offset"):
         object.__delattr__(legacy, name)
     assert isinstance(legacy, Meta)
