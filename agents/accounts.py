@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from agents.epoch import EpochCommitter
+from agents.epoch import EpochCommitter, Stored
 from agents.forget import (
     RECEIPT_SECONDS,
     Tombstones,
@@ -20,13 +20,38 @@ from agents.forget import (
     receipt_value,
     user_hash,
 )
-from streams.codec import ForgetRequest, decode_facts_message, encode_account, encode_account_meta
+from streams.codec import (
+    ForgetRequest,
+    decode_account,
+    decode_account_meta,
+    decode_facts_message,
+    encode_account,
+    encode_account_meta,
+)
+from streams.config import Config
 from streams.live import LiveAccountPartition, missing
+from streams.timeutil import Instant
 
 if TYPE_CHECKING:
     from agents.worker import Worker
 
 log = logging.getLogger("engagement.worker")
+
+
+def load_account_partition(
+    config: Config, p: int, stored: Stored, fold_limit: Instant | None
+) -> tuple[LiveAccountPartition, Tombstones | None]:
+    """An account partition as its table holds it, and its tombstones."""
+    part = LiveAccountPartition(
+        config,
+        p,
+        accounts={c: decode_account(v) for c, v in stored.entities.items()},
+        meta=decode_account_meta(stored.meta) if stored.meta is not None else None,
+        fold_limit=fold_limit,
+    )
+    part.meta.event_offset = stored.applied
+    tombs = Tombstones.loads(stored.tombstones) if stored.tombstones is not None else None
+    return part, tombs
 
 
 class AccountPartitionState:

@@ -73,6 +73,34 @@ def entity_id(key: bytes) -> str | None:
     return key[1:].decode("utf-8", "surrogatepass")
 
 
+@dataclass
+class Stored:
+    """What a partition's table holds (encoded): its entities, meta, marker and tombstones."""
+
+    entities: dict[str, bytes] = field(default_factory=dict)
+    meta: bytes | None = None
+    applied: int = -1  # the last message whose epoch is durable (-1: none)
+    tombstones: bytes | None = None
+
+
+def read_partition(items: Iterable[tuple[bytes, bytes]], partition: int) -> Stored:
+    """A partition's stored state, from the (key, value) items of its table (other
+    partitions' reserved keys are skipped; the caller gives only this partition's entities)."""
+    out = Stored()
+    mk, ak, fk = meta_key(partition), applied_key(partition), forgot_key(partition)
+    for k, v in items:
+        eid = entity_id(k)
+        if eid is not None:
+            out.entities[eid] = v
+        elif k == mk:
+            out.meta = v
+        elif k == ak:
+            out.applied = int(v)
+        elif k == fk:
+            out.tombstones = v
+    return out
+
+
 # One write of an epoch: (key, value), value None for a deletion.
 Write = tuple[bytes, "bytes | None"]
 
@@ -186,6 +214,9 @@ class EpochCommitter:
         self.on_error = on_error
         self.open: dict[int, Epoch] = {}
         self.commits: dict[int, asyncio.Task[None]] = {}
+        # partitions whose commit failed: their later epochs are dropped too (their input is
+        # never acknowledged, so it is read again, by this process after a reload or another)
+        self.failed: set[int] = set()
         self.stats = {"epochs": 0, "writes": 0, "commit_seconds": 0.0}
 
     def epoch(self, partition: int) -> Epoch:
@@ -222,6 +253,8 @@ class EpochCommitter:
     async def _commit(self, ep: Closed, prev: asyncio.Task[None] | None) -> None:
         if prev is not None:
             await asyncio.shield(prev)
+        if ep.partition in self.failed:
+            return  # an earlier epoch was not persisted: neither is this one, nor acknowledged
         started = time.monotonic()
         try:
             if ep.side:  # 1. side outputs acknowledged
@@ -236,6 +269,7 @@ class EpochCommitter:
             raise
         except Exception as exc:
             log.error("%s %d: an epoch could not be persisted (%s)", self.stage, ep.partition, exc)
+            self.failed.add(ep.partition)
             await self.on_error(exc)
             return
         # 4. the input acknowledged: Faust may now commit the offsets of its messages

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from agents.epoch import EpochCommitter
+from agents.epoch import EpochCommitter, Stored
 from agents.forget import (
     FORGET_TOPIC,
     Tombstones,
@@ -22,14 +22,40 @@ from agents.forget import (
     user_hash,
 )
 from agents.internal import decode_batch, encode_batch
-from streams.codec import encode_facts, encode_forget, encode_meta, encode_user
+from streams.codec import (
+    decode_meta,
+    decode_user,
+    encode_facts,
+    encode_forget,
+    encode_meta,
+    encode_user,
+)
+from streams.config import Config
 from streams.live import Batch, LiveUserPartition, missing, owner_of
-from streams.timeutil import format_instant
+from streams.timeutil import Instant, format_instant
 
 if TYPE_CHECKING:
     from agents.worker import Worker
 
 log = logging.getLogger("engagement.worker")
+
+
+def load_user_partition(
+    config: Config, p: int, partitions: int, stored: Stored, fold_limit: Instant | None
+) -> tuple[LiveUserPartition, Tombstones | None]:
+    """A user partition as its table holds it, and its tombstones."""
+    part = LiveUserPartition(
+        config,
+        p,
+        partitions,
+        partitions,
+        users={uid: decode_user(v) for uid, v in stored.entities.items()},
+        meta=decode_meta(stored.meta) if stored.meta is not None else None,
+        fold_limit=fold_limit,
+    )
+    part.meta.event_offset = stored.applied
+    tombs = Tombstones.loads(stored.tombstones) if stored.tombstones is not None else None
+    return part, tombs
 
 
 class UserPartitionState:

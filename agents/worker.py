@@ -23,16 +23,9 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer
 
-from agents.accounts import AccountsStage
+from agents.accounts import AccountsStage, load_account_partition
 from agents.cli import EXIT_CONFIG, EXIT_FAILURE
-from agents.epoch import (
-    APPLIED_PREFIX,
-    FORGOT_PREFIX,
-    META_PREFIX,
-    EpochCommitter,
-    entity_id,
-    store_of,
-)
+from agents.epoch import EpochCommitter, Stored, read_partition, store_of
 from agents.forget import Tombstones
 from agents.intake import Intake
 from agents.internal import (
@@ -43,16 +36,9 @@ from agents.internal import (
     internal_topic_specs,
 )
 from agents.settings import Settings
-from agents.users import UsersStage
-from streams.codec import (
-    UnknownFormatVersion,
-    decode_account,
-    decode_account_meta,
-    decode_meta,
-    decode_user,
-    encode_facts,
-)
-from streams.live import Batch, LiveAccountPartition, LiveUserPartition
+from agents.users import UsersStage, load_user_partition
+from streams.codec import UnknownFormatVersion, encode_facts
+from streams.live import Batch, LiveAccountPartition, LiveUserPartition, owner_of
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
 from streams.timeutil import Instant, format_instant, parse_as_of
 
@@ -254,6 +240,7 @@ class Worker:
         self.acct_parts.clear()
         for stage in (self.users, self.accounts):
             stage.epochs.open.clear()
+            stage.epochs.failed.clear()
 
     async def _on_rebalance_complete(self, sender: Any, *args: Any, **kw: Any) -> None:
         users, accts = self.assigned()
@@ -269,83 +256,39 @@ class Worker:
             os._exit(EXIT_CONFIG)
 
     def _load_partitions(self, users: set[int], accts: set[int]) -> None:
-        cfg = self.s.config
-        limit = self.now() - int(cfg.fold_margin_seconds * 1_000_000_000)
-        todo_u = users - set(self.user_parts)
-        todo_a = accts - set(self.acct_parts)
-        for p in sorted(todo_u):
-            ents, meta, applied, tombs = self._read_partition(self.users_table, p, decode_user)
-            part = LiveUserPartition(
-                cfg,
-                p,
-                self.P,
-                self.P,
-                users=ents,
-                meta=decode_meta(meta) if meta is not None else None,
-                fold_limit=limit,
-            )
-            part.meta.event_offset = applied
+        limit = self.now() - int(self.s.config.fold_margin_seconds * 1_000_000_000)
+        for p in sorted(users - set(self.user_parts)):
+            stored = self._read_partition(self.users_table, p)
+            part, tombs = load_user_partition(self.s.config, p, self.P, stored, limit)
             self._set_tombs(self.user_tombs, p, tombs)
             self.user_parts[p] = part
-            log.info("loaded user partition %d (%d users)", p, len(ents))
-        for p in sorted(todo_a):
-            aents, ameta, aapplied, atombs = self._read_partition(
-                self.accounts_table, p, decode_account
-            )
-            apart = LiveAccountPartition(
-                cfg,
-                p,
-                accounts=aents,
-                meta=decode_account_meta(ameta) if ameta is not None else None,
-                fold_limit=limit,
-            )
-            apart.meta.event_offset = aapplied
+            log.info("loaded user partition %d (%d users)", p, len(part.users))
+        for p in sorted(accts - set(self.acct_parts)):
+            stored = self._read_partition(self.accounts_table, p)
+            apart, atombs = load_account_partition(self.s.config, p, stored, limit)
             self._set_tombs(self.acct_tombs, p, atombs)
             self.acct_parts[p] = apart
-            log.info("loaded account partition %d (%d customers)", p, len(aents))
+            log.info("loaded account partition %d (%d customers)", p, len(apart.accounts))
 
     @staticmethod
-    def _set_tombs(tombs: dict[int, Tombstones], p: int, data: bytes | None) -> None:
-        if data is None:
+    def _set_tombs(tombs: dict[int, Tombstones], p: int, mine: Tombstones | None) -> None:
+        if mine is None:
             tombs.pop(p, None)
         else:
-            tombs[p] = Tombstones.loads(data)
+            tombs[p] = mine
 
-    def _read_partition(
-        self, table: Any, p: int, decode: Any
-    ) -> tuple[dict[str, Any], bytes | None, int, bytes | None]:
-        """(entities, meta, applied marker, tombstones) of partition p, from its local store."""
-        ents: dict[str, Any] = {}
-        meta: bytes | None = None
-        tombs: bytes | None = None
-        applied = -1
-        mk, ak, fk = (
-            prefix + str(p).encode() for prefix in (META_PREFIX, APPLIED_PREFIX, FORGOT_PREFIX)
-        )
+    def _read_partition(self, table: Any, p: int) -> Stored:
+        """Partition p of a table, from its local store (restored from the changelog)."""
         store = table.data
-        if hasattr(store, "_db_for_partition"):
-            items: Any = store._db_for_partition(p).items()
-            offset_key = store.offset_key
-        else:
-            items = store.data.items()
-            offset_key = None
-        for k, v in items:
-            if k == offset_key:
-                continue
-            eid = entity_id(k)
-            if eid is not None:
-                ents[eid] = v
-            elif k == mk:
-                meta = v
-            elif k == ak:
-                applied = int(v)
-            elif k == fk:
-                tombs = v
-        if offset_key is None:  # the memory store holds every partition: keep this one's
-            from streams.live import owner_of
-
-            ents = {k: v for k, v in ents.items() if owner_of(k, self.P) == p}
-        return {k: decode(v) for k, v in ents.items()}, meta, applied, tombs
+        if hasattr(store, "_db_for_partition"):  # RocksDB: one database per partition
+            skip = store.offset_key
+            return read_partition(
+                ((k, v) for k, v in store._db_for_partition(p).items() if k != skip), p
+            )
+        # the memory store holds every partition in one dict: keep this one's entities
+        stored = read_partition(store.data.items(), p)
+        stored.entities = {k: v for k, v in stored.entities.items() if owner_of(k, self.P) == p}
+        return stored
 
     def user_part(self, p: int) -> LiveUserPartition:
         part = self.user_parts.get(p)

@@ -1,0 +1,371 @@
+"""The epoch protocol (agents/epoch.py) under crashes, with the real stages and a simulated Kafka.
+
+The users and accounts stages of agents/ run as the worker runs them (agents/users.py,
+agents/accounts.py, agents/epoch.py), against a small in-memory Kafka: per partition a log of
+micro-batches and of account facts (their input), a changelog per table, a local store that
+Faust's recovery rebuilds from the changelog after its persisted offset, and a committed
+position that advances over acknowledged input only. Epochs span several messages and commit
+in the background while later messages are applied (pipelining).
+
+A crash strikes inside an epoch's commit at every point of the protocol: before the side
+outputs are acknowledged, after each of its changelog writes, after the local store write,
+after the input is acknowledged. The process then loses everything in memory (the commits in
+flight of every partition included), the store is recovered from the changelog, and the input
+is delivered again from the committed offsets. The final state must equal the per-message
+protocol's without crashes (tests/unit/test_live.py, itself held to replay), and every kind of
+crash point must have been hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from agents.accounts import AccountsStage, load_account_partition
+from agents.epoch import EpochCommitter, Stored, read_partition
+from agents.internal import Names, encode_batch
+from agents.users import UsersStage, load_user_partition
+from streams.config import Config
+from streams.engine import Partial, finalize
+from streams.live import LiveAccountPartition, LiveUserPartition, owner_of
+from streams.timeutil import parse_as_of
+from tests.unit.test_live import feed, make_input, run_worlds
+
+OFFSET_KEY = b"__offset__"
+
+
+class Crash(Exception):
+    """The process dies here."""
+
+
+class Meta:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+def done(value: Any) -> asyncio.Future[Any]:
+    f: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    f.set_result(value)
+    return f
+
+
+class Event:
+    """A Faust event: acknowledged by the epoch that persisted its effects."""
+
+    def __init__(self, kafka: Kafka, stream: tuple[str, int], offset: int) -> None:
+        self.kafka, self.stream, self.offset = kafka, stream, offset
+
+    def ack(self) -> None:
+        self.kafka.acked[self.stream].add(self.offset)
+
+
+class Kafka:
+    """What survives a crash: the logs, the changelogs, the local stores, committed offsets."""
+
+    def __init__(self, n: int) -> None:
+        self.logs: dict[tuple[str, int], list[bytes]] = {}
+        self.changelog: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
+        self.store: dict[tuple[str, int], dict[bytes, bytes]] = {}
+        self.committed: dict[tuple[str, int], int] = {}
+        self.acked: dict[tuple[str, int], set[int]] = {}
+        for kind in ("users", "accounts"):
+            for p in range(n):
+                key = (kind, p)
+                self.logs[key], self.changelog[key], self.store[key] = [], [], {}
+                self.committed[key], self.acked[key] = 0, set()
+
+    def commit(self, rng: random.Random) -> None:
+        """Faust's periodic commit: the run of consecutive acknowledged offsets."""
+        for key, acked in self.acked.items():
+            if rng.random() < 0.5:
+                nxt = self.committed[key]
+                while nxt in acked:
+                    nxt += 1
+                self.committed[key] = nxt
+
+    def recover(self) -> None:
+        """Faust's table recovery: the changelog after the store's persisted offset."""
+        for key, log in self.changelog.items():
+            store = self.store[key]
+            start = int(store.get(OFFSET_KEY, b"-1")) + 1
+            for k, v in log[start:]:
+                if v is None:
+                    store.pop(k, None)
+                else:
+                    store[k] = v
+            if log:
+                store[OFFSET_KEY] = str(len(log) - 1).encode()
+
+
+class Process:
+    """One worker process: the stages of agents/ over partitions loaded from the stores."""
+
+    def __init__(self, kafka: Kafka, cfg: Config, n: int, crash: CrashPlan) -> None:
+        self.kafka = kafka
+        self.s = self
+        self.config = cfg
+        self.P = n
+        self.names = Names("", "app")
+        self.app = self
+        self.producer = self
+        self.crash = crash
+        self.stats = {"batches": 0, "records": 0, "sweeps": 0}
+        self.user_parts: dict[int, LiveUserPartition] = {}
+        self.acct_parts: dict[int, LiveAccountPartition] = {}
+        self.user_tombs: dict[int, Any] = {}
+        self.acct_tombs: dict[int, Any] = {}
+        self.health_pending: dict[int, set[str]] = {}
+        self.health_pub = None
+        self.dead = False
+        self._locks: dict[Any, asyncio.Lock] = {}
+        self.users = UsersStage(self, self._committer("users"))  # type: ignore[arg-type]
+        self.accounts = AccountsStage(self, self._committer("accounts"))  # type: ignore[arg-type]
+
+    def _committer(self, stage: str) -> EpochCommitter:
+        async def send(topic: str, key: bytes, value: bytes | None, p: int) -> Any:
+            if self.dead:
+                raise Crash("dead")
+            self.crash.point("write", self)
+            log = self.kafka.changelog[(stage, p)]
+            log.append((key, value))
+            return done(Meta(len(log) - 1))
+
+        kafka = self.kafka
+        proc = self
+
+        class Store:
+            def write_epoch(self, p: int, writes: Any, changelog_offset: int) -> None:
+                if proc.dead:
+                    raise Crash("dead")
+                store = kafka.store[(stage, p)]
+                for k, v in writes:
+                    if v is None:
+                        store.pop(k, None)
+                    else:
+                        store[k] = v
+                store[OFFSET_KEY] = str(changelog_offset).encode()
+
+        async def failed(exc: BaseException) -> None:
+            assert isinstance(exc, Crash), exc
+            self.dead = True
+
+        committer = EpochCommitter(stage, f"{stage}-changelog", send, Store, 10**9, failed)
+        real_commit = committer._commit
+
+        async def commit(ep: Any, prev: Any) -> None:  # crash points around the writes
+            if prev is not None:
+                await asyncio.shield(prev)
+            if self.dead:
+                return
+            acks = []
+            for e in ep.events:
+                acks.append(e)
+            try:
+                self.crash.point("side", self)
+            except Crash:
+                self.dead = True
+                return
+            ep.events = [_Guard(e, self) for e in acks]
+            await real_commit(ep, None)
+
+        committer._commit = commit  # type: ignore[method-assign]
+        return committer
+
+    # what the stages use of agents.worker.Worker ---------------------------------------------
+    def topic(self, base: str) -> str:
+        return base
+
+    def now(self) -> int:
+        return 2_000_000_000_000_000_000
+
+    def lock(self, key: Any) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def send(self, topic: str, key: Any, value: Any, p: Any, ts: Any, headers: Any) -> Any:
+        if topic == self.names.batches:
+            self.kafka.logs[("users", p)].append(value)
+        elif topic == self.names.account_facts:
+            self.kafka.logs[("accounts", p)].append(value)
+        return done(None)  # dead letters, churn signals: not followed here
+
+    async def read_internal(self, topic: str, p: int, offsets: range) -> list[tuple[int, bytes]]:
+        kind = "users" if topic == self.names.batches else "accounts"
+        return [(o, self.kafka.logs[(kind, p)][o]) for o in offsets]
+
+    def user_part(self, p: int) -> LiveUserPartition:
+        if p not in self.user_parts:
+            stored = read_partition(self.kafka.store[("users", p)].items(), p)
+            part, tombs = load_user_partition(self.config, p, self.P, stored, self.now())
+            self.user_parts[p] = part
+            if tombs is not None:
+                self.user_tombs[p] = tombs
+        return self.user_parts[p]
+
+    def acct_part(self, p: int) -> LiveAccountPartition:
+        if p not in self.acct_parts:
+            stored = read_partition(self.kafka.store[("accounts", p)].items(), p)
+            part, tombs = load_account_partition(self.config, p, stored, self.now())
+            self.acct_parts[p] = part
+            if tombs is not None:
+                self.acct_tombs[p] = tombs
+        return self.acct_parts[p]
+
+
+class _Guard:
+    """An event whose acknowledgement is a crash point too."""
+
+    def __init__(self, event: Event, proc: Process) -> None:
+        self.event, self.proc = event, proc
+
+    def ack(self) -> None:
+        if self.proc.dead:
+            return
+        try:
+            self.proc.crash.point("ack", self.proc)
+        except Crash:
+            self.proc.dead = True
+            return
+        self.event.ack()
+
+
+class CrashPlan:
+    """Where the next crash strikes: with probability `rate` per epoch commit, at a random
+    step of it. Records which kinds of points were hit."""
+
+    def __init__(self, rng: random.Random, rate: float) -> None:
+        self.rng = rng
+        self.rate = rate
+        self.hit: dict[str, int] = {}
+        self.armed: tuple[str, int] | None = None
+        self.writes = 0
+
+    def point(self, kind: str, proc: Process) -> None:
+        if kind == "side":  # an epoch's commit starts: decide whether and where it crashes
+            self.writes = 0
+            self.armed = None
+            if self.rng.random() < self.rate:
+                where = self.rng.choice(["side", "write", "write", "write", "ack"])
+                self.armed = (where, self.rng.randrange(6))
+        armed = self.armed
+        if armed is None:
+            return
+        if kind == "write":
+            self.writes += 1
+        if armed[0] == kind and (kind != "write" or self.writes > armed[1]):
+            label = (
+                kind if kind != "write" else ("first write" if self.writes == 1 else "later write")
+            )
+            self.hit[label] = self.hit.get(label, 0) + 1
+            self.armed = None
+            raise Crash(label)
+
+
+async def run_world(
+    envs: list[dict[str, Any]], n: int, seed: int, rate: float
+) -> tuple[Kafka, CrashPlan, int]:
+    rng = random.Random(seed)
+    kafka = Kafka(n)
+    for b in _batches(envs, n):
+        kafka.logs[("users", b.partition)].append(encode_batch(b))
+    cfg = Config()
+    plan = CrashPlan(rng, rate)
+    crashes = 0
+    while True:
+        proc = Process(kafka, cfg, n, plan)
+        pos = dict(kafka.committed)
+        while not proc.dead:
+            ready = [k for k in pos if pos[k] < len(kafka.logs[k])]
+            if not ready:
+                # quiet: close every epoch, let the commits finish
+                for stage in (proc.users, proc.accounts):
+                    for p in list(stage.epochs.open):
+                        stage.close(p)
+                    await stage.epochs.wait()
+                for key, acked in kafka.acked.items():
+                    nxt = kafka.committed[key]
+                    while nxt in acked:
+                        nxt += 1
+                    kafka.committed[key] = nxt
+                if proc.dead:
+                    break
+                if all(pos[k] >= len(kafka.logs[k]) for k in pos) and all(
+                    kafka.committed[k] >= len(kafka.logs[k]) for k in pos
+                ):
+                    return kafka, plan, crashes
+                continue
+            key = rng.choice(ready)
+            kind, p = key
+            offset = pos[key]
+            pos[key] = offset + 1
+            stage = proc.users if kind == "users" else proc.accounts
+            value = kafka.logs[key][offset]
+            await stage.message(p, offset, value, Event(kafka, key, offset))
+            if rng.random() < 0.3:  # an epoch closes (a timer): 1-3 messages an epoch
+                stage.close(p)
+            await asyncio.sleep(0)  # the commits in flight make progress meanwhile
+            if rng.random() < 0.2:
+                kafka.commit(rng)
+        # the process died: its commits in flight die with it
+        crashes += 1
+        for stage in (proc.users, proc.accounts):
+            for task in stage.epochs.commits.values():
+                task.cancel()
+            await asyncio.gather(*stage.epochs.commits.values(), return_exceptions=True)
+        kafka.recover()
+
+
+def _batches(envs: list[dict[str, Any]], n: int) -> list[Any]:
+    class Sink:
+        def __init__(self) -> None:
+            self.logs: dict[str, dict[int, list[Any]]] = {"u": {p: [] for p in range(n)}}
+
+    sink = Sink()
+    feed(sink, envs, batch_size=17)  # type: ignore[arg-type]
+    return [b for p in range(n) for b in sink.logs["u"][p]]
+
+
+def snapshot(kafka: Kafka, n: int, as_of: str) -> dict[str, Any]:
+    kafka.recover()
+    t = parse_as_of(as_of)
+    total = Partial()
+    cfg = Config()
+    for p in range(n):
+        up, _ = load_user_partition(cfg, p, n, _stored(kafka, "users", p), None)
+        ap, _ = load_account_partition(cfg, p, _stored(kafka, "accounts", p), None)
+        total.merge(up.engine.partial(t))
+        total.merge(ap.engine.partial(t))
+    return finalize(total, t, cfg)
+
+
+def _stored(kafka: Kafka, kind: str, p: int) -> Stored:
+    return read_partition(((k, v) for k, v in kafka.store[(kind, p)].items() if k != OFFSET_KEY), p)
+
+
+def test_a_crash_at_every_step_of_the_epoch_protocol_changes_nothing() -> None:
+    n = 3
+    envs, as_of = make_input(n, seed=11)
+    ((per_message, _),) = run_worlds(envs, as_of, n, ((0.0, 1, 0.0),))
+    clean_kafka, _, clean_crashes = asyncio.run(run_world(envs, n, seed=1, rate=0.0))
+    assert clean_crashes == 0
+    clean = snapshot(clean_kafka, n, as_of)
+    assert clean == per_message
+    assert clean["accepted"] > 1000 and clean["duplicates"] > 0
+    kafka, plan, crashes = asyncio.run(run_world(envs, n, seed=2, rate=0.25))
+    assert crashes > 20
+    for label in ("side", "first write", "later write", "ack"):
+        assert plan.hit.get(label, 0) >= 3, plan.hit
+    assert snapshot(kafka, n, as_of) == clean
+
+
+def test_owner_of_is_the_partition_of_every_stored_user() -> None:
+    n = 3
+    envs, _ = make_input(n, seed=12)
+    kafka, _, _ = asyncio.run(run_world(envs, n, seed=3, rate=0.0))
+    kafka.recover()
+    users = 0
+    for p in range(n):
+        for uid in _stored(kafka, "users", p).entities:
+            assert owner_of(uid, n) == p
+            users += 1
+    assert users > 50
