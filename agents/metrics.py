@@ -188,6 +188,12 @@ class EngagementCollector(Collector):
             value=stats.get("batches", 0),
         )
         yield CounterMetricFamily(
+            "engagement_records_forwarded",
+            "records the users stage of this process forwarded to the partition that owns their "
+            "user (keyed to another partition by their producer; each is read twice)",
+            value=stats.get("forwarded", 0),
+        )
+        yield CounterMetricFamily(
             "engagement_intake_records",
             "records the intake stage of this process has read from the input topics",
             value=stats.get("intake_records", 0),

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engagement.worker")
 
+FORWARD_WARN_SECONDS = 300.0
+
 
 def load_user_partition(
     config: Config, p: int, partitions: int, stored: Stored, fold_limit: Instant | None
@@ -82,6 +84,8 @@ class UsersStage:
         self.w = worker
         self.epochs = epochs
         self.tombs_dirty: set[int] = set()
+        self.window = [0, 0]  # [forwarded, read from the input] since the last look
+        self.warned = -FORWARD_WARN_SECONDS
 
     async def agent(self, stream: Any) -> None:
         # events are acknowledged by the epoch that persists their effects (agents/epoch.py)
@@ -169,6 +173,8 @@ class UsersStage:
             )
         ep.keys |= out.dirty
         ep.keys |= out.deleted
+        if out.forwards:
+            self.note_forwarded(sum(len(b.records) for bs in out.forwards.values() for b in bs))
         if out.swept:
             w.stats["sweeps"] += 1
             log.info(
@@ -176,6 +182,29 @@ class UsersStage:
             )
         w.stats["batches"] += 1
         w.stats["records"] += len(batch.records)
+        if batch.partition == p:  # read by the intake from the input partition p (not a forward)
+            self.window[1] += len(batch.records)
+
+    def note_forwarded(self, n: int) -> None:
+        """Count forwarded records; say so, at most every 5 minutes, when most records of the
+        input arrive in a partition that does not own their user (a producer that does not
+        partition by Kafka's default murmur2 of the user id: each such record is read twice)."""
+        self.w.stats["forwarded"] = self.w.stats.get("forwarded", 0) + n
+        self.window[0] += n
+        forwarded, read = self.window
+        now = time.monotonic()
+        if read >= 10_000:
+            if forwarded > read / 2 and now - self.warned > FORWARD_WARN_SECONDS:
+                log.warning(
+                    "%d%% of the last %d input records were keyed to a partition that does not "
+                    "own their user and were forwarded (read twice). Producers must partition "
+                    "by Kafka's default (murmur2 of the user id as key); librdkafka clients "
+                    "(confluent-kafka, kcat, ...) need partitioner=murmur2_random "
+                    "(docs/producers.md)",
+                    100 * forwarded // read, read,
+                )  # fmt: skip
+                self.warned = now
+            self.window = [0, 0]
 
     async def forget(self, p: int, part: LiveUserPartition, batch: Batch) -> None:
         """Apply a forget control message (agents/forget.py): delete each user's state, keep a

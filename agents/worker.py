@@ -134,6 +134,8 @@ class Worker:
         self.user_tombs: dict[int, Tombstones] = {}
         self.acct_tombs: dict[int, Tombstones] = {}
         self.health_pub: Any = None
+        self._closer: asyncio.Future[None] | None = None
+        self._closer_stop = False
         interval = s.commit_interval_ms / 1000
 
         def send_changelog(topic: str, key: bytes, value: bytes | None, p: int) -> Any:
@@ -176,7 +178,7 @@ class Worker:
         app.agent(self.batches_topic, name="users")(self.users.agent)
         app.agent(self.facts_topic, name="accounts")(self.accounts.agent)
         app.task(self.intake.run)
-        app.timer(interval=self.s.commit_interval_ms / 2000)(self._close_epochs)
+        app.task(self._start_epoch_closer)
         app.timer(interval=1.0)(self._heartbeat)
         app.timer(interval=DORMANT_CHECK_SECONDS)(self._dormant)
         app.timer(interval=5.0)(self._check_gaps)
@@ -195,6 +197,21 @@ class Worker:
         return self.intake.consumer
 
     # ---- epochs ----------------------------------------------------------------------------
+
+    async def _start_epoch_closer(self) -> None:
+        """Close due epochs every half interval, from a task of our own: Faust waits for every
+        delivered message to be acknowledged when it stops its consumer (at shutdown, before
+        our shutdown hook runs, and on a revoke), after it has stopped its own timers."""
+        self._closer = asyncio.ensure_future(self._epoch_closer())
+
+    async def _epoch_closer(self) -> None:
+        period = self.s.commit_interval_ms / 2000
+        while not self._closer_stop:
+            await asyncio.sleep(period)
+            try:
+                await self._close_epochs()
+            except Exception:  # never let the closer die: unacknowledged input blocks Faust
+                log.exception("closing epochs failed")
 
     async def _close_epochs(self) -> None:
         """Close the epochs whose interval has passed (those of idle partitions included)."""
@@ -335,13 +352,17 @@ class Worker:
     # ---- shutdown --------------------------------------------------------------------------
 
     async def _on_before_shutdown(self, sender: Any, *args: Any, **kw: Any) -> None:
-        """Stop the intake while the producer still runs (Faust stops it next), then persist
-        the open epochs."""
+        """Faust has stopped its consumer (after our epoch closer persisted what it had
+        delivered). Stop the intake while the producer still runs (Faust stops it next), then
+        persist what is left."""
         await self.intake.stop()
         try:
             await asyncio.wait_for(self.flush(), 20)
         except TimeoutError:
             log.warning("shutdown: epochs still committing; their input is read again")
+        self._closer_stop = True
+        if self._closer is not None:
+            self._closer.cancel()
 
     # ---- skipped messages ------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ TAG = "engagement"
 RAW = {
     "processed": "engagement_records_processed_total",
     "intake": "engagement_intake_records_total",
+    "forwarded": "engagement_records_forwarded_total",
     "batches": "engagement_batches_processed_total",
     "duplicates": "engagement_records_duplicate_total",
     "partitions": "engagement_partitions_owned",
@@ -824,7 +825,7 @@ def pipeline(r: Rules) -> Board:
                         f"Records {per_s}: read from the input topics by the intake stage, "
                         "run by the users stage (forwarded and redelivered records included), "
                         "and their outcome.",
-                        w=12,
+                        w=10,
                         h=8,
                     ),
                     P(
@@ -832,8 +833,29 @@ def pipeline(r: Rules) -> Board:
                         "Micro-batches per second",
                         [Q(f"sum(rate({RAW['batches']}[{win}]))", "batches")],
                         f"Micro-batches the users stage ran, {per_s}.",
-                        w=12,
+                        w=8,
                         h=8,
+                    ),
+                    P(
+                        "stat",
+                        "Records forwarded",
+                        [
+                            Q(
+                                f"sum(rate({RAW['forwarded']}[{win}])) / "
+                                f"sum(rate({RAW['intake']}[{win}]))",
+                                "forwarded",
+                            )
+                        ],
+                        "Share of the input records keyed to a partition that does not own "
+                        "their user, forwarded there (read twice). Above half: a producer does "
+                        "not partition like Kafka's Java client (murmur2 of the user id); "
+                        "librdkafka clients (confluent-kafka, kcat) need "
+                        "`partitioner=murmur2_random` (docs/producers.md).",
+                        unit="percentunit",
+                        w=6,
+                        h=8,
+                        decimals=1,
+                        thresholds=[(None, "green"), (0.5, "red")],
                     ),
                 ],
             ),

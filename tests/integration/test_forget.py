@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from agents.epoch import entity_key
 from tests.integration.conftest import Stack
 from tests.integration.live_harness import run_cli, total_records, wait_for_snapshot, wait_ready
 from tests.integration.ops_helpers import (
@@ -86,9 +87,10 @@ def test_forget_erases_user_from_tables_redis_and_snapshot(
             latest = _latest(
                 read_topic(stack.kafka_bootstrap, f"{topic_prefix}{app}-{table}-changelog")
             )
-            assert b"u-a" in latest and latest[b"u-a"] is None, (table, latest.get(b"u-a"))
-            assert latest.get(b"u-d") is not None  # others are still there
-            assert not any(b"u-a" in (v or b"") for k, v in latest.items() if k != b"u-a")
+            ua, ud = entity_key("u-a"), entity_key("u-d")
+            assert ua in latest and latest[ua] is None, (table, latest.get(ua))
+            assert latest.get(ud) is not None  # others are still there
+            assert not any(b"u-a" in (v or b"") for k, v in latest.items() if k != ua)
 
         # a worker restoring from the changelogs (fresh data dir) still has the user forgotten
         w.stop()  # leaves the group at once (a SIGKILLed member is waited for)

@@ -183,3 +183,62 @@ def test_snapshot_answers_503_without_redis(stack: Stack, topics: dict[str, str]
         assert status == 200  # processing and /metrics go on without Redis
     finally:
         w.stop()
+
+
+def test_fresh_workers_answer_before_any_data(
+    stack: Stack, topics: dict[str, str], topic_prefix: str, redis_db: int, tmp_path: Path
+) -> None:
+    """Two workers on fresh topics, nothing sent yet: every partition is empty, and /snapshot
+    answers (it answered 503 while /partials failed to encode the empty partitions' fold)."""
+    clock = "2026-11-20T12:00:00Z"
+    env = _env(stack, topic_prefix, redis_db, tmp_path, clock)
+    workers = [_worker("w1", env, tmp_path).start(), _worker("w2", env, tmp_path).start()]
+    try:
+        wait_ready(workers)
+        for w in workers:
+            deadline = time.monotonic() + 90
+            while True:
+                status, body = w.get("/snapshot")
+                if status == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            assert status == 200, body
+            assert total_records(body) == 0 and body["dau"] == 0
+            status, partials = w.get(f"/partials?as_of={clock}")
+            assert status == 200 and partials["fold"] is None, partials
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def test_restarted_worker_answers_for_its_pinned_clock(
+    stack: Stack, topics: dict[str, str], topic_prefix: str, redis_db: int, tmp_path: Path
+) -> None:
+    """The stored watermark ahead of the worker's clock (records stamped after a pinned clock,
+    as in a backfill): SIGKILLed and restarted, the worker answers /snapshot for its own clock
+    at once, the same answer as before (it answered 422 "older than the state" for ever)."""
+    envs, last_ms = make_dataset(8000, users=800, seed=7, partitions=PARTITIONS)
+    path = tmp_path / "records.jsonl"
+    write_jsonl(envs, path)
+    clock = format_instant((last_ms - 3600_000) * 1_000_000)  # an hour before the last records
+    env = _env(stack, topic_prefix, redis_db, tmp_path, clock)
+    w = _worker("w1", env, tmp_path).start()
+    try:
+        wait_ready([w])
+        _load(path, env)
+        before = wait_for_snapshot([w], clock, len(envs))
+        time.sleep(1.5)  # an epoch commit interval or more: the state is durable
+        w.kill()
+        w.start()
+        wait_ready([w])
+        deadline = time.monotonic() + 90
+        while True:
+            status, body = w.get("/snapshot")
+            if status == 200 or time.monotonic() > deadline:
+                break
+            assert status == 503, body  # partitions still loading; never 422
+            time.sleep(0.5)
+        assert status == 200, body
+        assert body == before
+    finally:
+        w.stop()

@@ -404,6 +404,9 @@ def test_churn_signals_and_pipeline_counters(world: World) -> None:
     assert value(reg, "engagement_worker_info", **info) == 1
     w.stats["records"] = 7
     assert value(reg, "engagement_records_processed_total") == 7
+    assert value(reg, "engagement_records_forwarded_total") == 0
+    w.stats["forwarded"] = 5
+    assert value(reg, "engagement_records_forwarded_total") == 5
     assert value(reg, "engagement_as_of_timestamp_seconds") == ms(T) / 1000
 
 

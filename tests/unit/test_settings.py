@@ -21,6 +21,8 @@ def test_defaults() -> None:
     )
     assert s.clock is None and s.partitions == 8 and s.topic("product-events") == "product-events"
     assert s.worker_id  # host-pid
+    assert s.commit_interval_ms == 200
+    assert Settings.load(env={"ENGAGEMENT_COMMIT_INTERVAL_MS": "50"}).commit_interval_ms == 50
 
 
 def test_flags_override_environment(tmp_path: Path) -> None:
@@ -49,6 +51,8 @@ def test_flags_override_environment(tmp_path: Path) -> None:
         ({"ENGAGEMENT_CLOCK": "tomorrow"}, "ENGAGEMENT_CLOCK"),
         ({"ENGAGEMENT_CONFIG": "/nonexistent.toml"}, "does not exist"),
         ({"ENGAGEMENT_TOPIC_PREFIX": "bad prefix!"}, "prefix"),
+        ({"ENGAGEMENT_COMMIT_INTERVAL_MS": "fast"}, "COMMIT_INTERVAL_MS.*integer"),
+        ({"ENGAGEMENT_COMMIT_INTERVAL_MS": "5"}, "outside 10..60000"),
     ],
 )
 def test_errors(env: dict[str, str], message: str) -> None:
