@@ -30,6 +30,7 @@ INTAKE_LINGER_MS = 200
 INTAKE_MIN_BYTES = 1024 * 1024
 MAX_BATCH_RECORDS = 2000
 MAX_BATCH_BYTES = 4 * 1024 * 1024
+MAX_IN_FLIGHT = 4
 
 
 def chunks(records: list[Any]) -> Iterable[list[Any]]:
@@ -79,12 +80,20 @@ class Intake:
             # INTAKE_LINGER_MS passed: at most that much added delay.
             fetch_min_bytes=INTAKE_MIN_BYTES,
             fetch_max_wait_ms=INTAKE_LINGER_MS,
+            group_instance_id=f"{s.worker_id}-intake" if s.stable_worker_id else None,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
             **s.kafka_security.aiokafka_kwargs(),
         )
         await consumer.start()
         self.consumer = consumer
         send = w.app.producer.send
         batches = w.names.batches
+        # Pipelined: the next fetch is read and sent while the micro-batches of the earlier
+        # ones are being acknowledged; their offsets are committed in fetch order, each once
+        # its micro-batches are acknowledged (at most MAX_IN_FLIGHT fetches unacknowledged).
+        commits: asyncio.Task[None] | None = None
+        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         try:
             while not self.stop_requested.is_set():
                 data = await consumer.getmany(timeout_ms=200, max_records=20000)
@@ -100,17 +109,39 @@ class Intake:
                         acks.append(await send(batches, None, value, tp.partition, None, None))
                     offsets[tp] = msgs[-1].offset + 1
                     w.stats["intake_records"] += len(msgs)
-                await asyncio.gather(*acks)
-                # A rebalance of the intake group may have taken partitions away meanwhile:
-                # commit what is still ours; the new owner re-reads the rest (the users stage
-                # ignores what it has already applied).
-                mine = consumer.assignment()
-                offsets = {tp: o for tp, o in offsets.items() if tp in mine}
-                try:
-                    if offsets:
-                        await consumer.commit(offsets)
-                except (CommitFailedError, IllegalStateError) as exc:
-                    log.info("intake: commit skipped after a rebalance (%s)", exc)
+                await in_flight.acquire()
+                if commits is not None and commits.done() and commits.exception() is not None:
+                    raise commits.exception()  # type: ignore[misc]
+                commits = asyncio.ensure_future(
+                    self._commit_after(consumer, acks, offsets, commits, in_flight)
+                )
+            if commits is not None:
+                await commits
         finally:
             await consumer.stop()
             self.stopped.set()
+
+    async def _commit_after(
+        self,
+        consumer: AIOKafkaConsumer,
+        acks: list[Any],
+        offsets: dict[Any, int],
+        prev: asyncio.Task[None] | None,
+        in_flight: asyncio.Semaphore,
+    ) -> None:
+        try:
+            await asyncio.gather(*acks)
+            if prev is not None:
+                await prev
+            # A rebalance of the intake group may have taken partitions away meanwhile:
+            # commit what is still ours; the new owner re-reads the rest (the users stage
+            # ignores what it has already applied).
+            mine = consumer.assignment()
+            offsets = {tp: o for tp, o in offsets.items() if tp in mine}
+            try:
+                if offsets:
+                    await consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                log.info("intake: commit skipped after a rebalance (%s)", exc)
+        finally:
+            in_flight.release()
