@@ -80,9 +80,6 @@ class Intake:
             # INTAKE_LINGER_MS passed: at most that much added delay.
             fetch_min_bytes=INTAKE_MIN_BYTES,
             fetch_max_wait_ms=INTAKE_LINGER_MS,
-            group_instance_id=f"{s.worker_id}-intake" if s.stable_worker_id else None,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
             **s.kafka_security.aiokafka_kwargs(),
         )
         await consumer.start()

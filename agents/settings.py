@@ -83,10 +83,6 @@ class Settings:
     store: str = "rocksdb://"
     clock: Instant | None = None  # a pinned "now" (tests, demos of history, backfills)
     worker_id: str = ""
-    # the worker id was given (not the host-pid default): a stable name, used as the Kafka
-    # consumers' group.instance.id (static membership: a restarted worker takes its
-    # partitions back at once instead of waiting for its old session to expire)
-    stable_worker_id: bool = False
     log_level: str = "info"
     # how long a partition's state changes collect before they are persisted together (an
     # epoch, agents/epoch.py): repeated writes to an entity within it collapse into one
@@ -168,6 +164,4 @@ class Settings:
             kw["config"] = Config.from_toml_file(config_file)
         if not kw.get("worker_id"):
             kw["worker_id"] = f"{socket.gethostname()}-{os.getpid()}"
-        else:
-            kw["stable_worker_id"] = True
         return cls(**kw)  # type: ignore[arg-type]

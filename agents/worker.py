@@ -89,8 +89,6 @@ class Worker:
             web_bind=s.web_host,
             web_port=s.web_port,
             web_in_thread=False,
-            # static membership when the worker has a stable name (docs/operations.md)
-            consumer_group_instance_id=s.worker_id if s.stable_worker_id else None,
             **s.kafka_security.faust_settings(),
         )
         from faust.transport.producer import ProducerBuffer
