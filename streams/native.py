@@ -42,84 +42,75 @@ from streams.replay import (
 from streams.state import (
     _ACCOUNT_SLOTS,
     _USER_SLOTS,
-    F_CANCEL,
-    F_CLICK,
-    F_IMPRESSION,
-    F_SOCIAL,
-    K_CSAT,
-    K_NONE,
-    K_NPS,
-    K_ORDER,
-    K_SUB_CANCEL,
-    K_SUB_START,
     SURVEY_CODES,
     _restore_account,
     _restore_user,
 )
-from streams.timeutil import DayCalc, Instant, parse_as_of
-
-try:
-    import engagement_native as _native
-except ImportError:  # pragma: no cover - depends on the install
-    _native = None
+from streams.timeutil import END_MS, MIN_MS, DayCalc, Instant, parse_as_of
 
 ENGINES = ("auto", "native", "python")
 
-# What the compiled core assumes of the Python side (native/src/lib.rs); `check_contract`.
-_EXPECTED_CODES = {
-    "F_CLICK": (F_CLICK, 0),
-    "F_IMPRESSION": (F_IMPRESSION, 1),
-    "F_CANCEL": (F_CANCEL, 2),
-    "F_SOCIAL": (F_SOCIAL, 3),
-    "K_NONE": (K_NONE, 0),
-    "K_NPS": (K_NPS, 1),
-    "K_CSAT": (K_CSAT, 2),
-    "K_SUB_START": (K_SUB_START, 3),
-    "K_SUB_CANCEL": (K_SUB_CANCEL, 4),
-    "K_ORDER": (K_ORDER, 5),
-    "SURVEY_CODES": (SURVEY_CODES, {"csat": 0, "nps": 1, "ces": 2}),
-    "REJECT_REASONS": (
-        REJECT_REASONS,
-        ("too_large", "bad_json", "schema", "future", "too_late"),
-    ),
-    "UserState slots": (
-        _USER_SLOTS,
-        (
-            "answers",
-            "days",
-            "facts",
-            "features",
-            "ids",
-            "last",
-            "lastp",
-            "ms",
-            "offs",
-            "orders",
-            "resp",
-            "returns",
-            "sessions",
-            "signup",
-            "tickets",
-        ),
-    ),
-    "AccountState slots": (
-        _ACCOUNT_SLOTS,
-        (
-            "csat",
-            "csatp",
-            "days",
-            "first",
-            "last",
-            "lastp",
-            "nps",
-            "npsp",
-            "offs",
-            "orders",
-            "sub",
-            "subp",
-        ),
-    ),
-}
+
+def contract_problems(mod: Any) -> list[str]:
+    """What the compiled module `mod` restates by hand from streams/ (state codes, slot orders,
+    reject reasons, limits, topic names; exported by native/src/lib.rs) and that differs from
+    the Python definitions (empty when they all agree)."""
+    from streams import engine, live, state
+    from streams import records as rec
+
+    expected: dict[str, Any] = {
+        name: getattr(state, name)
+        for name in (
+            "F_CLICK", "F_IMPRESSION", "F_CANCEL", "F_SOCIAL", "SV_CSAT", "SV_NPS", "SV_CES",
+            "K_NONE", "K_NPS", "K_CSAT", "K_SUB_START", "K_SUB_CANCEL", "K_ORDER",
+        )
+    }  # fmt: skip
+    expected.update(
+        REJECT_REASONS=REJECT_REASONS,
+        USER_SLOTS=_USER_SLOTS,
+        ACCOUNT_SLOTS=_ACCOUNT_SLOTS,
+        PRODUCT_EVENTS=rec.PRODUCT_EVENTS,
+        SURVEY_ANSWERS=rec.SURVEY_ANSWERS,
+        MAX_VALUE_BYTES=rec.MAX_VALUE_BYTES,
+        FUTURE_NS=rec.FUTURE_NS,
+        INIT_FOLD_NS=engine.UserPartition(Config()).fold,
+        SWEEP_EVERY_NS=live.SWEEP_EVERY,
+        MIN_MS=MIN_MS,
+        END_MS=END_MS,
+    )
+    if [state.SURVEY_CODES[s] for s in ("csat", "nps", "ces")] != [
+        state.SV_CSAT,
+        state.SV_NPS,
+        state.SV_CES,
+    ] or len(state.SURVEY_CODES) != 3:
+        return [f"SURVEY_CODES: {state.SURVEY_CODES!r} is not csat, nps, ces -> SV_*"]
+    problems = []
+    for name, want in expected.items():
+        got = getattr(mod, name, None)
+        if got != want:
+            problems.append(f"{name}: {got!r} in the compiled core, {want!r} in streams")
+    return problems
+
+
+def _load_core() -> tuple[Any, str | None]:
+    """The compiled module, or None and why not: not installed, or restating codes that
+    differ from the Python definitions (an ImportError here, so every caller falls back to the
+    Python engine)."""
+    try:
+        import engagement_native as mod
+
+        problems = contract_problems(mod)
+        if problems:
+            raise ImportError(
+                "engagement_native disagrees with streams (rebuild native/): " + "; ".join(problems)
+            )
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        return None, str(exc)
+    return mod, None
+
+
+_native, UNAVAILABLE = _load_core()
+
 
 # the props value each type's state machine reads (UserPartition.product)
 _PROP = {
@@ -146,18 +137,14 @@ def _from_atto(atto: int) -> Instant:
 
 
 def check_contract() -> list[str]:
-    """The codes and slot orders the compiled core relies on that differ from Python's (empty
-    when they all agree)."""
-    return [
-        f"{name}: {actual!r} != {expected!r}"
-        for name, (actual, expected) in _EXPECTED_CODES.items()
-        if actual != expected
-    ]
+    """The restated codes of the compiled core that differ from Python's (empty when they all
+    agree, or when the module is not installed: see UNAVAILABLE)."""
+    return [] if _native is None else contract_problems(_native)
 
 
 def available() -> bool:
     """True when the compiled module is installed and agrees with the Python engine."""
-    return _native is not None and not check_contract()
+    return _native is not None
 
 
 class _Bridge:
@@ -265,12 +252,10 @@ class NativeReplayer:
     ) -> None:
         if _native is None:
             raise RuntimeError(
-                "the compiled replay core (engagement_native) is not installed: "
-                "`make install` builds it (it needs cargo); or use the Python engine"
+                "the compiled replay core (engagement_native) is not usable: "
+                f"{UNAVAILABLE}; `make install` builds it (it needs cargo); or use the Python "
+                "engine"
             )
-        problems = check_contract()
-        if problems:
-            raise RuntimeError("engagement_native disagrees with streams: " + "; ".join(problems))
         if type(as_of) is not int:
             raise ValueError("the compiled replay core needs an as-of in whole nanoseconds")
         self.config = config

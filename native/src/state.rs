@@ -5,6 +5,34 @@ use crate::time::I;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+// streams/state.py
+pub const F_CLICK: u8 = 0;
+pub const F_IMPRESSION: u8 = 1;
+pub const F_CANCEL: u8 = 2;
+pub const F_SOCIAL: u8 = 3;
+pub const SV_CSAT: u8 = 0;
+pub const SV_NPS: u8 = 1;
+pub const SV_CES: u8 = 2;
+pub const K_NONE: u8 = 0;
+pub const K_NPS: u8 = 1;
+pub const K_CSAT: u8 = 2;
+pub const K_SUB_START: u8 = 3;
+pub const K_SUB_CANCEL: u8 = 4;
+pub const K_ORDER: u8 = 5;
+// streams/records.py REJECT_REASONS, in order
+pub const REASONS: [&str; 5] = ["too_large", "bad_json", "schema", "future", "too_late"];
+
+/// streams.state.UserState.__slots__: the order `convert` builds states in
+pub const USER_SLOTS: [&str; 15] = [
+    "answers", "days", "facts", "features", "ids", "last", "lastp", "ms", "offs", "orders", "resp",
+    "returns", "sessions", "signup", "tickets",
+];
+/// streams.state.AccountState.__slots__
+pub const ACCOUNT_SLOTS: [&str; 12] = [
+    "csat", "csatp", "days", "first", "last", "lastp", "nps", "npsp", "offs", "orders", "sub",
+    "subp",
+];
+
 /// FxHash (rustc's hasher): fast for short string keys; the inputs are not adversarial for
 /// memory (state is bounded by expiry) and a replay is one process.
 #[derive(Default, Clone, Copy)]
