@@ -5,6 +5,8 @@ use crate::time::I;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+type RandomKeys = ahash::RandomState;
+
 // streams/state.py
 pub const F_CLICK: u8 = 0;
 pub const F_IMPRESSION: u8 = 1;
@@ -33,8 +35,8 @@ pub const ACCOUNT_SLOTS: [&str; 12] = [
     "subp",
 ];
 
-/// FxHash (rustc's hasher): fast for short string keys; the inputs are not adversarial for
-/// memory (state is bounded by expiry) and a replay is one process.
+/// FxHash (rustc's hasher): fast, but predictable: only for maps keyed by small internal
+/// integers (`FxMap`), never by producer input (see `Map`).
 #[derive(Default, Clone, Copy)]
 pub struct Fx(u64);
 
@@ -83,7 +85,13 @@ impl Hasher for Fx {
     }
 }
 
-pub type Map<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+/// Maps keyed by producer input (user, event, response, session, ticket, order and customer ids,
+/// feature names, event types...): a hasher with random keys per process, so that a producer
+/// cannot choose keys that collide (hash flooding) and turn a live worker's maps quadratic.
+pub type Map<K, V> = HashMap<K, V, RandomKeys>;
+
+/// Maps keyed by small internal integers (the day calculator's slots).
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
 /// A string key held inline when short (ids, names: no allocation), on the heap otherwise.
 /// Hashes and compares as its text, so maps of it are looked up with `&str`.

@@ -4,7 +4,7 @@
 //! instants are nanoseconds, exact Fractions of them when a timestamp has more than nine
 //! fractional digits; up to eighteen digits are held exactly here (more: a hand-over).
 
-use crate::state::Map;
+use crate::state::FxMap;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -182,7 +182,7 @@ impl Clock {
 pub struct DayCalc {
     pub fixed: Option<I>,
     pub py: Py<PyAny>,
-    pub cache: Map<i64, Option<I>>,
+    pub cache: FxMap<i64, Option<I>>,
 }
 
 pub const SLOT: I = 900 * NS;
@@ -197,7 +197,7 @@ impl DayCalc {
         Ok(DayCalc {
             fixed,
             py: daycalc,
-            cache: Map::default(),
+            cache: FxMap::default(),
         })
     }
 
