@@ -28,7 +28,7 @@ from typing import Any
 from streams.config import Config
 from streams.engine import UserPartition
 from streams.errors import Reject
-from streams.records import BAD_JSON, INPUT_TOPICS, REJECT_REASONS, ProductEvent
+from streams.records import BAD_JSON, INPUT_TOPICS, REJECT_REASONS, ProductEvent, SurveyAnswer
 from streams.recordspec import KNOWN_TYPES, SOCIAL_ACTIONS
 from streams.replay import (
     BAD_ENVELOPE,
@@ -195,41 +195,73 @@ class _Bridge:
             return (1, exc.reason, None if key is None else stable_hash(key), ts)
         if decided is None:
             return _SKIPPED
-        rec, inst = decided
-        if type(inst) is int:
-            inst = inst * _UNIT
-        else:  # an exact Fraction of nanoseconds: whole attoseconds, or a hand-over
-            atto = inst * _UNIT
-            if atto.denominator != 1:
-                return _HANDOVER
-            inst = int(atto)
-        if isinstance(rec, ProductEvent):
-            t = rec.type
-            name = _PROP.get(t)
-            props = rec.props
-            prop = props[name] if name is not None and props is not None else None
-            amount = props["amount"] if t == "purchase" and props is not None else 0.0
-            return (
-                2,
-                rec.user_id,
-                rec.event_id,
-                t,
-                rec.account_id,
-                rec.session_id,
-                prop,
-                amount,
-                inst,
-            )
+        return _decision(*decided)
+
+    def live(self, topic: str, value: Any, record_ts: int) -> tuple[Any, ...]:
+        """A live record (`LiveUserPartition.apply`'s decoding, for the compiled live core):
+        (1, reason, None, None, detail) rejected (not reported: the caller makes the dead
+        letter); else as `record`."""
+        try:
+            decided = self.decider.decide(topic, value, record_ts)
+        except Reject as exc:
+            return (1, exc.reason, None, None, exc.detail)
+        if decided is None:
+            return _SKIPPED
+        return _decision(*decided)
+
+
+def _decision(rec: ProductEvent | SurveyAnswer, inst: Instant) -> tuple[Any, ...]:
+    """A decoded record as the compiled core reads it (`_Bridge.record`)."""
+    if type(inst) is int:
+        inst = inst * _UNIT
+    else:  # an exact Fraction of nanoseconds: whole attoseconds, or a hand-over
+        atto = inst * _UNIT
+        if atto.denominator != 1:
+            return _HANDOVER
+        inst = int(atto)
+    if isinstance(rec, ProductEvent):
+        t = rec.type
+        name = _PROP.get(t)
+        props = rec.props
+        prop = props[name] if name is not None and props is not None else None
+        amount = props["amount"] if t == "purchase" and props is not None else 0.0
         return (
-            3,
+            2,
             rec.user_id,
-            rec.response_id,
-            SURVEY_CODES[rec.survey],
-            rec.score,
+            rec.event_id,
+            t,
             rec.account_id,
-            rec.touchpoint,
+            rec.session_id,
+            prop,
+            amount,
             inst,
         )
+    return (
+        3,
+        rec.user_id,
+        rec.response_id,
+        SURVEY_CODES[rec.survey],
+        rec.score,
+        rec.account_id,
+        rec.touchpoint,
+        inst,
+    )
+
+
+def engine_settings(config: Config, daycalc: DayCalc) -> dict[str, Any]:
+    """What the compiled core reads of the configuration (streams.engine.UserPartition's
+    attributes), for `Engine`, `LiveUsers` and `LiveAccounts`."""
+    ref = UserPartition(config, daycalc=daycalc)
+    return {
+        "lateness_ns": ref.lateness,
+        "margin_ns": ref.margin,
+        "inactive_events": set(ref.inactive),
+        "milestones": set(ref.milestones),
+        "known_types": set(KNOWN_TYPES),
+        "funnel_steps": list(ref.steps),
+        "social_actions": list(SOCIAL_ACTIONS),
+        "fixed_offset_ns": daycalc._fixed,
+    }
 
 
 def _split_lines(data: bytes) -> tuple[list[bytes], bytes]:
@@ -264,21 +296,9 @@ class NativeReplayer:
         self.on_reject = on_reject
         self.sweep_every = sweep_every
         decider = Pipeline(config, 1, fold_limit=as_of)
-        ref: UserPartition = decider.users[0]
         daycalc = DayCalc(config.timezone)
-        settings = {
-            "partitions": partitions,
-            "lateness_ns": ref.lateness,
-            "margin_ns": ref.margin,
-            "fold_limit": as_of,
-            "sweep_every": sweep_every,
-            "inactive_events": set(ref.inactive),
-            "milestones": set(ref.milestones),
-            "known_types": set(KNOWN_TYPES),
-            "funnel_steps": list(ref.steps),
-            "social_actions": list(SOCIAL_ACTIONS),
-            "fixed_offset_ns": daycalc._fixed,
-        }
+        settings = engine_settings(config, daycalc)
+        settings.update(partitions=partitions, fold_limit=as_of, sweep_every=sweep_every)
         self._engine: Any = _native.Engine(
             settings,
             daycalc,

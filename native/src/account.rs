@@ -71,17 +71,31 @@ pub fn apply_fact(
     Ok(())
 }
 
-/// `AccountPartition.expire_account` as of F.
-pub fn expire_account(py: Python<'_>, dc: &mut DayCalc, a: &mut Account, f: I) -> PyResult<()> {
+/// `AccountPartition.expire_account` as of F; `changed` is set when the state changed.
+pub fn expire_account(
+    py: Python<'_>,
+    dc: &mut DayCalc,
+    a: &mut Account,
+    f: I,
+    changed: &mut bool,
+) -> PyResult<()> {
     let dcut = dc.day(py, f)? - 31;
+    let n = a.days.0.len();
     a.days.retain_from(dcut);
+    if a.days.0.len() != n {
+        *changed = true;
+    }
     if !a.lastp.is_empty() {
         for &x in &a.lastp {
             if x <= f && a.last.is_none_or(|l| x > l) {
                 a.last = Some(x);
             }
         }
+        let n = a.lastp.len();
         a.lastp.retain(|&x| x > f);
+        if a.lastp.len() != n {
+            *changed = true;
+        }
     }
     for (best, pend) in [(&mut a.nps, &mut a.npsp), (&mut a.csat, &mut a.csatp)] {
         if !pend.is_empty() {
@@ -90,7 +104,11 @@ pub fn expire_account(py: Python<'_>, dc: &mut DayCalc, a: &mut Account, f: I) -
                     *best = Some(k);
                 }
             }
+            let n = pend.len();
             pend.retain(|k| k.0 > f);
+            if pend.len() != n {
+                *changed = true;
+            }
         }
     }
     if !a.subp.is_empty() {
@@ -100,9 +118,17 @@ pub fn expire_account(py: Python<'_>, dc: &mut DayCalc, a: &mut Account, f: I) -
                 a.sub = Some(ev);
             }
         }
+        let n = a.subp.len();
         a.subp.retain(|ev| ev.0 > cut);
+        if a.subp.len() != n {
+            *changed = true;
+        }
     }
     let cut = f - D90;
+    let n = a.orders.len();
     a.orders.retain(|o| o.0 > cut);
+    if a.orders.len() != n {
+        *changed = true;
+    }
     Ok(())
 }

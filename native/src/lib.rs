@@ -17,6 +17,7 @@ mod bridge;
 mod convert;
 mod envelope;
 mod json;
+mod live;
 mod replay;
 mod state;
 mod time;
@@ -60,6 +61,14 @@ fn add_contract(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pymodule]
 fn engagement_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<replay::Engine>()?;
+    m.add_class::<live::LiveUsers>()?;
+    m.add_class::<live::LiveAccounts>()?;
+    m.add_function(wrap_pyfunction!(live::py_murmur2, m)?)?;
+    m.add_function(wrap_pyfunction!(live::py_kafka_partition, m)?)?;
+    m.add(
+        "NotRepresentable",
+        m.py().get_type::<convert::NotRepresentable>(),
+    )?;
     m.add("MIN_MS", MIN_MS)?;
     m.add("END_MS", END_MS)?;
     add_contract(m)?;

@@ -122,7 +122,7 @@ impl Engine {
                 let mut err = None;
                 let (cfg, dc) = (&self.dec.rules, &mut self.dc);
                 up.users
-                    .retain(|_, u| match expire_user(py, cfg, dc, u, f) {
+                    .retain(|_, u| match expire_user(py, cfg, dc, u, f, &mut false) {
                         Ok(empty) => !empty,
                         Err(e) => {
                             err = Some(e);
@@ -140,7 +140,7 @@ impl Engine {
                 let f = ap.clock.fold;
                 ap.clock.last_sweep = Some(f);
                 for a in ap.accounts.values_mut() {
-                    expire_account(py, &mut self.dc, a, f)?;
+                    expire_account(py, &mut self.dc, a, f, &mut false)?;
                 }
             }
         }
@@ -497,7 +497,7 @@ impl Engine {
         for up in &self.users {
             let d = PyDict::new(py);
             for (k, u) in &up.users {
-                d.set_item(k.as_str(), self.conv.user_to_py(py, u, with_ids)?)?;
+                d.set_item(k.as_str(), self.conv.user_to_py(py, u, with_ids, &[])?)?;
             }
             users.append((
                 d,
@@ -513,7 +513,7 @@ impl Engine {
         for ap in &self.accts {
             let d = PyDict::new(py);
             for (k, a) in &ap.accounts {
-                d.set_item(k.as_str(), self.conv.account_to_py(py, a)?)?;
+                d.set_item(k.as_str(), self.conv.account_to_py(py, a, &[])?)?;
             }
             accts.append((
                 d,

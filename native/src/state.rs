@@ -204,6 +204,11 @@ pub struct User {
     pub tickets: Map<Key, [Option<I>; 2]>,
     pub orders: Map<Key, I>,
     pub returns: Map<Key, I>,
+    /// Python's `ms` is a dict even when empty (a milestone before the signup, or a signup
+    /// that dropped every list): exported as {} rather than None
+    pub ms_some: bool,
+    /// live only: (source id, last offset applied to this user); ids are the partition's
+    pub offs: Vec<(u32, i64)>,
 }
 
 impl User {
@@ -237,6 +242,8 @@ pub struct Account {
     pub sub: Option<(I, i64)>,
     pub subp: Vec<(I, i64)>,
     pub orders: Vec<(I, f64)>,
+    /// live only: (source id, last offset applied to this customer)
+    pub offs: Vec<(u32, i64)>,
 }
 
 impl Account {
@@ -253,6 +260,7 @@ impl Account {
             sub: None,
             subp: Vec::new(),
             orders: Vec::new(),
+            offs: Vec::new(),
         }
     }
 }

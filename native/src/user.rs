@@ -162,6 +162,7 @@ pub fn note_activity(
 }
 
 pub fn milestone(u: &mut User, key: &str, ts: I) {
+    u.ms_some = true; // Python's `u.ms` is a dict from now on, maybe empty
     match u.signup {
         None => match u.ms.get_mut(key) {
             Some(Ms::List(v)) => v.push(ts),
@@ -385,70 +386,101 @@ pub fn apply_survey<'a>(up: &mut UserPart, ans: &Ans<'a>) -> Option<Fact<'a>> {
     })
 }
 
-/// `UserPartition.expire_user` as of F: true when nothing is left.
+/// Retain in place and say whether anything went.
+macro_rules! retain_changed {
+    ($c:expr, $changed:expr, $f:expr) => {{
+        let n = $c.len();
+        $c.retain($f);
+        if $c.len() != n {
+            *$changed = true;
+        }
+    }};
+}
+
+/// `UserPartition.expire_user` as of F: true when nothing is left. `changed` is set when the
+/// state changed (the live sweep writes such users).
 pub fn expire_user(
     py: Python<'_>,
     cfg: &Rules,
     dc: &mut DayCalc,
     u: &mut User,
     f: I,
+    changed: &mut bool,
 ) -> PyResult<bool> {
     let ids_cut = f - cfg.lateness - HOUR;
-    u.ids.retain(|_, v| *v >= ids_cut);
-    u.resp.retain(|_, v| *v >= ids_cut);
-    u.facts.retain(|x| x.0 > f - H24);
-    u.answers.retain(|x| x.0 > f - D30);
+    retain_changed!(u.ids, changed, |_, v| *v >= ids_cut);
+    retain_changed!(u.resp, changed, |_, v| *v >= ids_cut);
+    retain_changed!(u.facts, changed, |x| x.0 > f - H24);
+    retain_changed!(u.answers, changed, |x| x.0 > f - D30);
     if !u.lastp.is_empty() {
         for &x in &u.lastp {
             if x <= f && u.last.is_none_or(|l| x > l) {
                 u.last = Some(x);
             }
         }
-        u.lastp.retain(|&x| x > f);
+        retain_changed!(u.lastp, changed, |&x| x > f);
     }
     if !u.days.is_empty() {
         let dcut = dc.day(py, f)? - 31;
+        let n = u.days.0.len();
         u.days.retain_from(dcut);
+        if u.days.0.len() != n {
+            *changed = true;
+        }
     }
     if u.last.is_some_and(|l| l < f - D31) && u.lastp.is_empty() {
         u.last = None;
+        *changed = true;
     }
     if !u.features.is_empty() {
         let cut = f - D31;
-        u.features.retain(|_, fl| {
+        retain_changed!(u.features, changed, |_, fl| {
             if !fl.1.is_empty() {
                 for &x in &fl.1 {
                     if x <= f && fl.0.is_none_or(|l| x > l) {
                         fl.0 = Some(x);
                     }
                 }
+                let n = fl.1.len();
                 fl.1.retain(|&x| x > f);
+                if fl.1.len() != n {
+                    *changed = true;
+                }
             }
             !(fl.1.is_empty() && fl.0.is_none_or(|l| l < cut))
         });
     }
     if !u.ms.is_empty() {
         match u.signup {
-            None => u.ms.retain(|_, m| match m {
-                Ms::List(v) => {
-                    v.retain(|&x| x >= ids_cut);
-                    !v.is_empty()
-                }
-                Ms::At(_) => true, // not reachable before a signup
-            }),
+            None => {
+                retain_changed!(u.ms, changed, |_, m| match m {
+                    Ms::List(v) => {
+                        let n = v.len();
+                        v.retain(|&x| x >= ids_cut);
+                        if v.len() != n {
+                            *changed = true;
+                        }
+                        !v.is_empty()
+                    }
+                    Ms::At(_) => true, // not reachable before a signup
+                });
+                u.ms_some = !u.ms.is_empty();
+            }
             Some(s) => {
                 if s < f - D31 {
                     u.ms.clear();
+                    u.ms_some = false;
+                    *changed = true;
                 }
             }
         }
     }
     let cut = f - H24 - cfg.lateness;
-    u.sessions.retain(|_, v| v[4] >= cut);
+    retain_changed!(u.sessions, changed, |_, v| v[4] >= cut);
     let cut = f - D7 - cfg.lateness;
-    u.tickets.retain(|_, v| v[1].is_none_or(|x| x >= cut));
+    retain_changed!(u.tickets, changed, |_, v| v[1].is_none_or(|x| x >= cut));
     let cut = f - D90 - cfg.lateness;
-    u.orders.retain(|_, v| *v >= cut);
-    u.returns.retain(|_, v| *v >= cut);
+    retain_changed!(u.orders, changed, |_, v| *v >= cut);
+    retain_changed!(u.returns, changed, |_, v| *v >= cut);
     Ok(u.is_empty())
 }
