@@ -243,7 +243,7 @@ class NativeLiveUserPartition:
         self.engine: Any = _UserEngine(self, config, self.daycalc)
         self._view = _View(self._core)
         try:
-            self._core.load(self.meta, users if users is not None else {})
+            self._core.load(users if users is not None else {}, self.meta)
         except native.NotRepresentable:
             self._py = LiveUserPartition(
                 config, partition, partitions, account_partitions, users, self.meta, daycalc
@@ -391,7 +391,7 @@ class NativeLiveAccountPartition:
         self.engine: Any = _AccountEngine(self, config, self.daycalc)
         self._view = _View(self._core)
         try:
-            self._core.load(self.meta, accounts if accounts is not None else {})
+            self._core.load(accounts if accounts is not None else {}, self.meta)
         except native.NotRepresentable:
             self._py = LiveAccountPartition(config, partition, accounts, self.meta, daycalc)
             self.engine = self._py.engine

@@ -370,9 +370,10 @@ impl LiveUsers {
         })
     }
 
-    /// The meta (a streams.live.Meta, maybe without its newer fields) and the users to start
-    /// from; NotRepresentable when a value cannot be held exactly (nothing is kept then).
-    fn load(&mut self, meta: &Bound<'_, PyAny>, users: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// The users ({uid: UserState}) and the meta (a streams.live.Meta, maybe without its newer
+    /// fields) to start from; NotRepresentable when a value cannot be held exactly (nothing is
+    /// kept then).
+    fn load(&mut self, users: &Bound<'_, PyAny>, meta: &Bound<'_, PyAny>) -> PyResult<()> {
         let conv = &self.conv;
         let mut srcs: Vec<(Box<str>, i64)> = Vec::new();
         let mut offs: Vec<Option<i64>> = Vec::new();
@@ -926,8 +927,9 @@ impl LiveAccounts {
         })
     }
 
-    /// The meta (a streams.live.AccountMeta) and the customers to start from.
-    fn load(&mut self, meta: &Bound<'_, PyAny>, accounts: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// The customers ({customer: AccountState}) and the meta (a streams.live.AccountMeta) to
+    /// start from.
+    fn load(&mut self, accounts: &Bound<'_, PyAny>, meta: &Bound<'_, PyAny>) -> PyResult<()> {
         let conv = &self.conv;
         let mut srcs: Vec<(Box<str>, (i64, i64))> = Vec::new();
         let mut none: Vec<Option<f64>> = Vec::new();
