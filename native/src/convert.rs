@@ -25,7 +25,11 @@ impl Conv {
             return INIT_FOLD_NS.into_bound_py_any(py);
         }
         if x % UNIT == 0 {
-            (x / UNIT).into_bound_py_any(py)
+            let ns = x / UNIT;
+            match i64::try_from(ns) {
+                Ok(v) => v.into_bound_py_any(py), // the common case: PyLong_FromLongLong
+                Err(_) => ns.into_bound_py_any(py),
+            }
         } else {
             self.fraction.bind(py).call1((x,))
         }

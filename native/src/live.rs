@@ -20,7 +20,7 @@ use crate::user::{
     apply_product, apply_survey, expire_user, setting, Ans, Ev, Fact, Kind, Rules, TInfo, UserPart,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 use std::collections::HashSet;
 
 const BAD_JSON: usize = 1;
@@ -276,14 +276,14 @@ impl LiveUsers {
         &self,
         py: Python<'py>,
         f: &Fact<'_>,
-        topic: &str,
+        topic: &Bound<'py, PyString>,
         part: i64,
         offset: i64,
     ) -> PyResult<Bound<'py, PyTuple>> {
         (
             f.customer,
             self.conv.t(py, f.ts)?,
-            f.rts / UNIT,
+            self.conv.t(py, f.rts)?, // the watermark: whole ns
             f.act,
             f.kind,
             f.value,
@@ -488,13 +488,21 @@ impl LiveUsers {
             let mut recs: Vec<(i64, i64, Bound<'py, PyAny>, Bound<'py, PyAny>)> =
                 Vec::with_capacity(records.len());
             for r in records.iter() {
-                let t = r.cast::<PyTuple>()?;
-                recs.push((
-                    t.get_item(0)?.extract()?,
-                    t.get_item(1)?.extract()?,
-                    t.get_item(2)?,
-                    t.get_item(3)?,
-                ));
+                recs.push(match r.cast::<PyTuple>() {
+                    Ok(t) => (
+                        t.get_item(0)?.extract()?,
+                        t.get_item(1)?.extract()?,
+                        t.get_item(2)?,
+                        t.get_item(3)?,
+                    ),
+                    Err(_) => (
+                        // any other sequence of four
+                        r.get_item(0)?.extract()?,
+                        r.get_item(1)?.extract()?,
+                        r.get_item(2)?,
+                        r.get_item(3)?,
+                    ),
+                });
             }
             let input = topic == PRODUCT || topic == SURVEY;
             let mut owned: Vec<Owned> = Vec::new();
@@ -505,7 +513,7 @@ impl LiveUsers {
                 if value.is_none() {
                     decs.push(Dec::Reject(
                         BAD_JSON,
-                        pyo3::types::PyString::new(py, "empty value (a tombstone)").into_any(),
+                        PyString::new(py, "empty value (a tombstone)").into_any(),
                     ));
                     continue;
                 }
@@ -552,6 +560,10 @@ impl LiveUsers {
             let margin = self.dec.rules.margin;
             let mut counted = self.offs[src as usize].unwrap_or(-1);
             let mut fwd: Map<u32, Bound<'py, PyList>> = Map::default();
+            let topic_s = PyString::new(py, topic);
+            // the facts list of each account partition, once made
+            let mut fact_lists: Vec<Option<Bound<'py, PyList>>> =
+                vec![None; self.account_partitions as usize];
             for ((offset, rts_ms, key, value), d) in recs.iter().zip(decs.iter()) {
                 let (offset, rts_ms) = (*offset, *rts_ms);
                 let new = offset > counted;
@@ -645,10 +657,14 @@ impl LiveUsers {
                 let accepted = fact.is_some();
                 if let Some(f) = &fact {
                     let q = kafka_partition(f.customer.as_bytes(), self.account_partitions);
-                    let ft = self.fact_tuple(py, f, topic, part, offset)?;
-                    match facts.get_item(q)? {
-                        Some(l) => l.cast::<PyList>()?.append(ft)?,
-                        None => facts.set_item(q, PyList::new(py, [ft])?)?,
+                    let ft = self.fact_tuple(py, f, &topic_s, part, offset)?;
+                    match &fact_lists[q as usize] {
+                        Some(l) => l.append(ft)?,
+                        None => {
+                            let l = PyList::new(py, [ft])?;
+                            facts.set_item(q, &l)?;
+                            fact_lists[q as usize] = Some(l);
+                        }
                     }
                 }
                 if let Some((name, customer, inst)) = signal {
@@ -882,18 +898,6 @@ impl LiveAccounts {
     }
 }
 
-/// An account fact as read from a facts message.
-struct InFact {
-    customer: String,
-    ts: I,
-    rts: I,
-    act: bool,
-    kind: u8,
-    value: f64,
-    src: (String, i64, i64),
-    off: i64,
-}
-
 #[pymethods]
 impl LiveAccounts {
     #[new]
@@ -969,64 +973,57 @@ impl LiveAccounts {
             Some(l) => Some(l.checked_mul(UNIT).ok_or_else(|| not_repr("fold limit"))?),
             None => None,
         };
-        let mut input: Vec<InFact> = Vec::new();
-        for f in facts.try_iter()? {
-            let f = f?;
-            let ts = match self.conv.inst(&f.get_item(1)?) {
-                Ok(ts) => ts,
+        // 1. every fact's instant (the one value that may not fit: then nothing is applied)
+        let items: Vec<Bound<'py, PyAny>> = facts.try_iter()?.collect::<PyResult<_>>()?;
+        let mut times: Vec<I> = Vec::with_capacity(items.len());
+        for f in &items {
+            match self.conv.inst(&f.get_item(1)?) {
+                Ok(ts) => times.push(ts),
                 Err(e) if e.is_instance_of::<crate::convert::NotRepresentable>(py) => {
                     return Ok(None)
                 }
                 Err(e) => return Err(e),
+            }
+        }
+        // 2. apply them
+        let mut dirty: HashSet<Key, ahash::RandomState> = HashSet::default();
+        let mut last_src: Option<(Bound<'py, PyAny>, i64, i64, u32)> = None;
+        for (f, &ts) in items.iter().zip(times.iter()) {
+            let t = f.cast::<PyTuple>().ok();
+            let get = |i: usize| match t {
+                Some(t) => t.get_item(i),
+                None => f.get_item(i),
             };
-            let rts: I = f.get_item(2)?.extract()?;
-            input.push(InFact {
-                customer: f.get_item(0)?.extract()?,
+            let customer_o = get(0)?;
+            let customer: &str = customer_o.cast::<PyString>()?.to_str()?;
+            let (topic_o, part, via): (Bound<'py, PyAny>, i64, i64) =
+                (get(6)?, get(7)?.extract()?, get(9)?.extract()?);
+            let off: i64 = get(8)?.extract()?;
+            let id = match &last_src {
+                Some((t, p, v, id)) if *p == part && *v == via && t.eq(&topic_o)? => *id,
+                _ => {
+                    let topic: &str = topic_o.cast::<PyString>()?.to_str()?;
+                    let mut none = Vec::new();
+                    let id = intern(&mut self.srcs, topic, (part, via), &mut [], &mut none);
+                    last_src = Some((topic_o.clone(), part, via, id));
+                    id
+                }
+            };
+            if let Some(a) = self.ap.accounts.get(customer) {
+                if a.offs.iter().any(|&(s, o)| s == id && o >= off) {
+                    continue;
+                }
+            }
+            let rts: I = get(2)?.extract()?;
+            let fact = Fact {
+                customer,
                 ts,
                 rts: rts
                     .checked_mul(UNIT)
                     .ok_or_else(|| not_repr("a record ts"))?,
-                act: f.get_item(3)?.extract()?,
-                kind: f.get_item(4)?.extract()?,
-                value: f.get_item(5)?.extract()?,
-                src: (
-                    f.get_item(6)?.extract()?,
-                    f.get_item(7)?.extract()?,
-                    f.get_item(9)?.extract()?,
-                ),
-                off: f.get_item(8)?.extract()?,
-            });
-        }
-        let mut dirty: HashSet<Key, ahash::RandomState> = HashSet::default();
-        let mut last_src: Option<((String, i64, i64), u32)> = None;
-        for f in &input {
-            let id = match &last_src {
-                Some((s, id)) if *s == f.src => *id,
-                _ => {
-                    let mut none = Vec::new();
-                    let id = intern(
-                        &mut self.srcs,
-                        &f.src.0,
-                        (f.src.1, f.src.2),
-                        &mut [],
-                        &mut none,
-                    );
-                    last_src = Some((f.src.clone(), id));
-                    id
-                }
-            };
-            if let Some(a) = self.ap.accounts.get(f.customer.as_str()) {
-                if a.offs.iter().any(|&(s, o)| s == id && o >= f.off) {
-                    continue;
-                }
-            }
-            let fact = Fact {
-                customer: &f.customer,
-                ts: f.ts,
-                rts: f.rts,
-                act: f.act,
-                kind: f.kind,
-                value: f.value,
+                act: get(3)?.extract()?,
+                kind: get(4)?.extract()?,
+                value: get(5)?.extract()?,
             };
             apply_fact(
                 py,
@@ -1039,14 +1036,14 @@ impl LiveAccounts {
             let a = self
                 .ap
                 .accounts
-                .get_mut(f.customer.as_str())
+                .get_mut(customer)
                 .expect("applied customer");
             match a.offs.iter_mut().find(|x| x.0 == id) {
-                Some(x) => x.1 = f.off,
-                None => a.offs.push((id, f.off)),
+                Some(x) => x.1 = off,
+                None => a.offs.push((id, off)),
             }
-            if !dirty.contains(f.customer.as_str()) {
-                dirty.insert(Key::from(f.customer.as_str()));
+            if !dirty.contains(customer) {
+                dirty.insert(Key::from(customer));
             }
         }
         if let Some(offset) = offset {
