@@ -48,7 +48,15 @@ from streams.replay import Pipeline
 from streams.state import AccountState, UserState, _restore_account, _restore_user
 from streams.timeutil import NS, DayCalc, Instant
 
-__all__ = ["NativeLiveAccountPartition", "NativeLiveUserPartition", "available"]
+__all__ = [
+    "ENGINES",
+    "NativeLiveAccountPartition",
+    "NativeLiveUserPartition",
+    "available",
+    "partition_classes",
+]
+
+ENGINES = ("auto", "native", "python")
 
 _MISSING = object()
 
@@ -56,6 +64,19 @@ _MISSING = object()
 def available() -> bool:
     """True when the compiled core is installed and agrees with streams/."""
     return _native is not None
+
+
+def partition_classes(engine: str = "auto") -> tuple[type[Any], type[Any]]:
+    """(user partition class, account partition class) for `engine`: "native" (the compiled
+    twins; RuntimeError when the core is not usable), "python" (streams.live), or "auto"
+    (native when usable). Both pairs take the same arguments and give the same results."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}")
+    if engine == "native":
+        _require()
+    if engine == "python" or not available():
+        return LiveUserPartition, LiveAccountPartition
+    return NativeLiveUserPartition, NativeLiveAccountPartition
 
 
 def _require() -> Any:

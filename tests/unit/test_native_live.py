@@ -510,6 +510,15 @@ def test_murmur2_and_the_partitioner_agree_with_python() -> None:
         core.kafka_partition(b"x", 0)
 
 
+def test_partition_classes() -> None:
+    nl = _native()
+    assert nl.partition_classes() == (nl.NativeLiveUserPartition, nl.NativeLiveAccountPartition)
+    assert nl.partition_classes("native") == nl.partition_classes("auto")
+    assert nl.partition_classes("python") == (LiveUserPartition, LiveAccountPartition)
+    with pytest.raises(ValueError):
+        nl.partition_classes("rust")
+
+
 def test_the_core_restates_what_streams_defines() -> None:
     from streams import native
 
