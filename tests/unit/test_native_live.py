@@ -496,6 +496,7 @@ def test_live_expiry_cases_on_the_native_twin(case: Any, monkeypatch: pytest.Mon
 
 
 def test_murmur2_and_the_partitioner_agree_with_python() -> None:
+    _native()
     import engagement_native as core
 
     rng = random.Random(3)
