@@ -3,8 +3,8 @@ ones (`streams.live`), their reference.
 
 - The crash simulation of tests/unit/test_live.py runs on both (its `parts` fixture).
 - Random micro-batches of the simulate mix (bad records, misrouted keys, duplicates,
-  redeliveries, over-precise timestamps, hostile records, a zone with DST, fold limits and idle
-  sources, expiry sweeps forced) go through `LiveUserPartition.apply` and
+  redeliveries, restarts from the Python side's state, over-precise timestamps, hostile
+  records, a zone with DST, fold limits and idle sources, expiry sweeps forced) go through `LiveUserPartition.apply` and
   `NativeLiveUserPartition.apply` side by side, and their facts through both account
   partitions: every Output field equal (list order included), the metas equal (every slot), the
   exported states equal to the Python states (every slot, types included), the partials equal
@@ -247,7 +247,7 @@ def run_side_by_side(
     amsg = [0] * n
     wall = 0.0
     seen = {"batches": 0, "sweeps": 0, "forwards": 0, "dead": 0, "signals": 0, "deleted": 0}
-    seen.update(redelivered=0, skipped=0, facts=0, handed_over=0)
+    seen.update(redelivered=0, skipped=0, facts=0, handed_over=0, restarts=0)
     margin = py_u[0].engine.margin
     steps = 0
     history: dict[int, list[tuple[Batch, int]]] = {p: [] for p in range(n)}
@@ -308,6 +308,15 @@ def run_side_by_side(
             check(f"account partition {p} message {off}: dirty", sorted(d1), sorted(d2))
             check(f"account partition {p}: meta", meta_of(py_a[p].meta), meta_of(na_a[p].meta))
             seen["facts"] += len(fs)
+        if rng.random() < 0.03:  # a restart: both reload the Python side's durable state
+            q = rng.randrange(n)
+            users, meta = dumps(dict(py_u[q].users)), dumps(py_u[q].meta)
+            py_u[q] = LiveUserPartition(cfg, q, n, n, users=loads(users), meta=loads(meta))
+            na_u[q] = nl.NativeLiveUserPartition(cfg, q, n, n, loads(users), loads(meta))
+            accounts, meta = dumps(dict(py_a[q].accounts)), dumps(py_a[q].meta)
+            py_a[q] = LiveAccountPartition(cfg, q, accounts=loads(accounts), meta=loads(meta))
+            na_a[q] = nl.NativeLiveAccountPartition(cfg, q, loads(accounts), loads(meta))
+            seen["restarts"] += 1
         if steps % 15 == 0:
             compare_states(py_u, na_u, py_a, na_a)
     compare_states(py_u, na_u, py_a, na_a)
