@@ -28,7 +28,7 @@ from typing import Any
 from streams.config import Config
 from streams.engine import UserPartition
 from streams.errors import Reject
-from streams.records import BAD_JSON, INPUT_TOPICS, REJECT_REASONS, ProductEvent
+from streams.records import BAD_JSON, INPUT_TOPICS, REJECT_REASONS, ProductEvent, SurveyAnswer
 from streams.recordspec import KNOWN_TYPES, SOCIAL_ACTIONS
 from streams.replay import (
     BAD_ENVELOPE,
@@ -42,84 +42,75 @@ from streams.replay import (
 from streams.state import (
     _ACCOUNT_SLOTS,
     _USER_SLOTS,
-    F_CANCEL,
-    F_CLICK,
-    F_IMPRESSION,
-    F_SOCIAL,
-    K_CSAT,
-    K_NONE,
-    K_NPS,
-    K_ORDER,
-    K_SUB_CANCEL,
-    K_SUB_START,
     SURVEY_CODES,
     _restore_account,
     _restore_user,
 )
-from streams.timeutil import DayCalc, Instant, parse_as_of
-
-try:
-    import engagement_native as _native
-except ImportError:  # pragma: no cover - depends on the install
-    _native = None
+from streams.timeutil import END_MS, MIN_MS, DayCalc, Instant, parse_as_of
 
 ENGINES = ("auto", "native", "python")
 
-# What the compiled core assumes of the Python side (native/src/lib.rs); `check_contract`.
-_EXPECTED_CODES = {
-    "F_CLICK": (F_CLICK, 0),
-    "F_IMPRESSION": (F_IMPRESSION, 1),
-    "F_CANCEL": (F_CANCEL, 2),
-    "F_SOCIAL": (F_SOCIAL, 3),
-    "K_NONE": (K_NONE, 0),
-    "K_NPS": (K_NPS, 1),
-    "K_CSAT": (K_CSAT, 2),
-    "K_SUB_START": (K_SUB_START, 3),
-    "K_SUB_CANCEL": (K_SUB_CANCEL, 4),
-    "K_ORDER": (K_ORDER, 5),
-    "SURVEY_CODES": (SURVEY_CODES, {"csat": 0, "nps": 1, "ces": 2}),
-    "REJECT_REASONS": (
-        REJECT_REASONS,
-        ("too_large", "bad_json", "schema", "future", "too_late"),
-    ),
-    "UserState slots": (
-        _USER_SLOTS,
-        (
-            "answers",
-            "days",
-            "facts",
-            "features",
-            "ids",
-            "last",
-            "lastp",
-            "ms",
-            "offs",
-            "orders",
-            "resp",
-            "returns",
-            "sessions",
-            "signup",
-            "tickets",
-        ),
-    ),
-    "AccountState slots": (
-        _ACCOUNT_SLOTS,
-        (
-            "csat",
-            "csatp",
-            "days",
-            "first",
-            "last",
-            "lastp",
-            "nps",
-            "npsp",
-            "offs",
-            "orders",
-            "sub",
-            "subp",
-        ),
-    ),
-}
+
+def contract_problems(mod: Any) -> list[str]:
+    """What the compiled module `mod` restates by hand from streams/ (state codes, slot orders,
+    reject reasons, limits, topic names; exported by native/src/lib.rs) and that differs from
+    the Python definitions (empty when they all agree)."""
+    from streams import engine, live, state
+    from streams import records as rec
+
+    expected: dict[str, Any] = {
+        name: getattr(state, name)
+        for name in (
+            "F_CLICK", "F_IMPRESSION", "F_CANCEL", "F_SOCIAL", "SV_CSAT", "SV_NPS", "SV_CES",
+            "K_NONE", "K_NPS", "K_CSAT", "K_SUB_START", "K_SUB_CANCEL", "K_ORDER",
+        )
+    }  # fmt: skip
+    expected.update(
+        REJECT_REASONS=REJECT_REASONS,
+        USER_SLOTS=_USER_SLOTS,
+        ACCOUNT_SLOTS=_ACCOUNT_SLOTS,
+        PRODUCT_EVENTS=rec.PRODUCT_EVENTS,
+        SURVEY_ANSWERS=rec.SURVEY_ANSWERS,
+        MAX_VALUE_BYTES=rec.MAX_VALUE_BYTES,
+        FUTURE_NS=rec.FUTURE_NS,
+        INIT_FOLD_NS=engine.UserPartition(Config()).fold,
+        SWEEP_EVERY_NS=live.SWEEP_EVERY,
+        MIN_MS=MIN_MS,
+        END_MS=END_MS,
+    )
+    if [state.SURVEY_CODES[s] for s in ("csat", "nps", "ces")] != [
+        state.SV_CSAT,
+        state.SV_NPS,
+        state.SV_CES,
+    ] or len(state.SURVEY_CODES) != 3:
+        return [f"SURVEY_CODES: {state.SURVEY_CODES!r} is not csat, nps, ces -> SV_*"]
+    problems = []
+    for name, want in expected.items():
+        got = getattr(mod, name, None)
+        if got != want:
+            problems.append(f"{name}: {got!r} in the compiled core, {want!r} in streams")
+    return problems
+
+
+def _load_core() -> tuple[Any, str | None]:
+    """The compiled module, or None and why not: not installed, or restating codes that
+    differ from the Python definitions (an ImportError here, so every caller falls back to the
+    Python engine)."""
+    try:
+        import engagement_native as mod
+
+        problems = contract_problems(mod)
+        if problems:
+            raise ImportError(
+                "engagement_native disagrees with streams (rebuild native/): " + "; ".join(problems)
+            )
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        return None, str(exc)
+    return mod, None
+
+
+_native, UNAVAILABLE = _load_core()
+
 
 # the props value each type's state machine reads (UserPartition.product)
 _PROP = {
@@ -146,18 +137,14 @@ def _from_atto(atto: int) -> Instant:
 
 
 def check_contract() -> list[str]:
-    """The codes and slot orders the compiled core relies on that differ from Python's (empty
-    when they all agree)."""
-    return [
-        f"{name}: {actual!r} != {expected!r}"
-        for name, (actual, expected) in _EXPECTED_CODES.items()
-        if actual != expected
-    ]
+    """The restated codes of the compiled core that differ from Python's (empty when they all
+    agree, or when the module is not installed: see UNAVAILABLE)."""
+    return [] if _native is None else contract_problems(_native)
 
 
 def available() -> bool:
     """True when the compiled module is installed and agrees with the Python engine."""
-    return _native is not None and not check_contract()
+    return _native is not None
 
 
 class _Bridge:
@@ -208,41 +195,73 @@ class _Bridge:
             return (1, exc.reason, None if key is None else stable_hash(key), ts)
         if decided is None:
             return _SKIPPED
-        rec, inst = decided
-        if type(inst) is int:
-            inst = inst * _UNIT
-        else:  # an exact Fraction of nanoseconds: whole attoseconds, or a hand-over
-            atto = inst * _UNIT
-            if atto.denominator != 1:
-                return _HANDOVER
-            inst = int(atto)
-        if isinstance(rec, ProductEvent):
-            t = rec.type
-            name = _PROP.get(t)
-            props = rec.props
-            prop = props[name] if name is not None and props is not None else None
-            amount = props["amount"] if t == "purchase" and props is not None else 0.0
-            return (
-                2,
-                rec.user_id,
-                rec.event_id,
-                t,
-                rec.account_id,
-                rec.session_id,
-                prop,
-                amount,
-                inst,
-            )
+        return _decision(*decided)
+
+    def live(self, topic: str, value: Any, record_ts: int) -> tuple[Any, ...]:
+        """A live record (`LiveUserPartition.apply`'s decoding, for the compiled live core):
+        (1, reason, None, None, detail) rejected (not reported: the caller makes the dead
+        letter); else as `record`."""
+        try:
+            decided = self.decider.decide(topic, value, record_ts)
+        except Reject as exc:
+            return (1, exc.reason, None, None, exc.detail)
+        if decided is None:
+            return _SKIPPED
+        return _decision(*decided)
+
+
+def _decision(rec: ProductEvent | SurveyAnswer, inst: Instant) -> tuple[Any, ...]:
+    """A decoded record as the compiled core reads it (`_Bridge.record`)."""
+    if type(inst) is int:
+        inst = inst * _UNIT
+    else:  # an exact Fraction of nanoseconds: whole attoseconds, or a hand-over
+        atto = inst * _UNIT
+        if atto.denominator != 1:
+            return _HANDOVER
+        inst = int(atto)
+    if isinstance(rec, ProductEvent):
+        t = rec.type
+        name = _PROP.get(t)
+        props = rec.props
+        prop = props[name] if name is not None and props is not None else None
+        amount = props["amount"] if t == "purchase" and props is not None else 0.0
         return (
-            3,
+            2,
             rec.user_id,
-            rec.response_id,
-            SURVEY_CODES[rec.survey],
-            rec.score,
+            rec.event_id,
+            t,
             rec.account_id,
-            rec.touchpoint,
+            rec.session_id,
+            prop,
+            amount,
             inst,
         )
+    return (
+        3,
+        rec.user_id,
+        rec.response_id,
+        SURVEY_CODES[rec.survey],
+        rec.score,
+        rec.account_id,
+        rec.touchpoint,
+        inst,
+    )
+
+
+def engine_settings(config: Config, daycalc: DayCalc) -> dict[str, Any]:
+    """What the compiled core reads of the configuration (streams.engine.UserPartition's
+    attributes), for `Engine`, `LiveUsers` and `LiveAccounts`."""
+    ref = UserPartition(config, daycalc=daycalc)
+    return {
+        "lateness_ns": ref.lateness,
+        "margin_ns": ref.margin,
+        "inactive_events": set(ref.inactive),
+        "milestones": set(ref.milestones),
+        "known_types": set(KNOWN_TYPES),
+        "funnel_steps": list(ref.steps),
+        "social_actions": list(SOCIAL_ACTIONS),
+        "fixed_offset_ns": daycalc._fixed,
+    }
 
 
 def _split_lines(data: bytes) -> tuple[list[bytes], bytes]:
@@ -265,12 +284,10 @@ class NativeReplayer:
     ) -> None:
         if _native is None:
             raise RuntimeError(
-                "the compiled replay core (engagement_native) is not installed: "
-                "`make install` builds it (it needs cargo); or use the Python engine"
+                "the compiled replay core (engagement_native) is not usable: "
+                f"{UNAVAILABLE}; `make install` builds it (it needs cargo); or use the Python "
+                "engine"
             )
-        problems = check_contract()
-        if problems:
-            raise RuntimeError("engagement_native disagrees with streams: " + "; ".join(problems))
         if type(as_of) is not int:
             raise ValueError("the compiled replay core needs an as-of in whole nanoseconds")
         self.config = config
@@ -279,21 +296,9 @@ class NativeReplayer:
         self.on_reject = on_reject
         self.sweep_every = sweep_every
         decider = Pipeline(config, 1, fold_limit=as_of)
-        ref: UserPartition = decider.users[0]
         daycalc = DayCalc(config.timezone)
-        settings = {
-            "partitions": partitions,
-            "lateness_ns": ref.lateness,
-            "margin_ns": ref.margin,
-            "fold_limit": as_of,
-            "sweep_every": sweep_every,
-            "inactive_events": set(ref.inactive),
-            "milestones": set(ref.milestones),
-            "known_types": set(KNOWN_TYPES),
-            "funnel_steps": list(ref.steps),
-            "social_actions": list(SOCIAL_ACTIONS),
-            "fixed_offset_ns": daycalc._fixed,
-        }
+        settings = engine_settings(config, daycalc)
+        settings.update(partitions=partitions, fold_limit=as_of, sweep_every=sweep_every)
         self._engine: Any = _native.Engine(
             settings,
             daycalc,

@@ -5,8 +5,38 @@ use crate::time::I;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// FxHash (rustc's hasher): fast for short string keys; the inputs are not adversarial for
-/// memory (state is bounded by expiry) and a replay is one process.
+type RandomKeys = ahash::RandomState;
+
+// streams/state.py
+pub const F_CLICK: u8 = 0;
+pub const F_IMPRESSION: u8 = 1;
+pub const F_CANCEL: u8 = 2;
+pub const F_SOCIAL: u8 = 3;
+pub const SV_CSAT: u8 = 0;
+pub const SV_NPS: u8 = 1;
+pub const SV_CES: u8 = 2;
+pub const K_NONE: u8 = 0;
+pub const K_NPS: u8 = 1;
+pub const K_CSAT: u8 = 2;
+pub const K_SUB_START: u8 = 3;
+pub const K_SUB_CANCEL: u8 = 4;
+pub const K_ORDER: u8 = 5;
+// streams/records.py REJECT_REASONS, in order
+pub const REASONS: [&str; 5] = ["too_large", "bad_json", "schema", "future", "too_late"];
+
+/// streams.state.UserState.__slots__: the order `convert` builds states in
+pub const USER_SLOTS: [&str; 15] = [
+    "answers", "days", "facts", "features", "ids", "last", "lastp", "ms", "offs", "orders", "resp",
+    "returns", "sessions", "signup", "tickets",
+];
+/// streams.state.AccountState.__slots__
+pub const ACCOUNT_SLOTS: [&str; 12] = [
+    "csat", "csatp", "days", "first", "last", "lastp", "nps", "npsp", "offs", "orders", "sub",
+    "subp",
+];
+
+/// FxHash (rustc's hasher): fast, but predictable: only for maps keyed by small internal
+/// integers (`FxMap`), never by producer input (see `Map`).
 #[derive(Default, Clone, Copy)]
 pub struct Fx(u64);
 
@@ -55,7 +85,13 @@ impl Hasher for Fx {
     }
 }
 
-pub type Map<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+/// Maps keyed by producer input (user, event, response, session, ticket, order and customer ids,
+/// feature names, event types...): a hasher with random keys per process, so that a producer
+/// cannot choose keys that collide (hash flooding) and turn a live worker's maps quadratic.
+pub type Map<K, V> = HashMap<K, V, RandomKeys>;
+
+/// Maps keyed by small internal integers (the day calculator's slots).
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
 /// A string key held inline when short (ids, names: no allocation), on the heap otherwise.
 /// Hashes and compares as its text, so maps of it are looked up with `&str`.
@@ -168,6 +204,11 @@ pub struct User {
     pub tickets: Map<Key, [Option<I>; 2]>,
     pub orders: Map<Key, I>,
     pub returns: Map<Key, I>,
+    /// Python's `ms` is a dict even when empty (a milestone before the signup, or a signup
+    /// that dropped every list): exported as {} rather than None
+    pub ms_some: bool,
+    /// live only: (source id, last offset applied to this user); ids are the partition's
+    pub offs: Vec<(u32, i64)>,
 }
 
 impl User {
@@ -201,6 +242,8 @@ pub struct Account {
     pub sub: Option<(I, i64)>,
     pub subp: Vec<(I, i64)>,
     pub orders: Vec<(I, f64)>,
+    /// live only: (source id, last offset applied to this customer)
+    pub offs: Vec<(u32, i64)>,
 }
 
 impl Account {
@@ -217,6 +260,7 @@ impl Account {
             sub: None,
             subp: Vec::new(),
             orders: Vec::new(),
+            offs: Vec::new(),
         }
     }
 }

@@ -4,6 +4,10 @@
 //! instants are nanoseconds, exact Fractions of them when a timestamp has more than nine
 //! fractional digits; up to eighteen digits are held exactly here (more: a hand-over).
 
+use crate::state::FxMap;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
 pub type I = i128;
 
 /// attoseconds per nanosecond (Python's instant unit)
@@ -118,6 +122,118 @@ pub fn parse_utc(s: &str) -> Option<I> {
         return None;
     }
     Some(inst)
+}
+
+/// Expiry runs every 6 hours of event time (`_Clock.maybe_sweep`, streams.live.SWEEP_EVERY).
+pub const SWEEP_EVERY: I = 6 * HOUR;
+
+/// The fold point before any record (Python: -(10**30) ns).
+pub const INIT_FOLD: I = -(10_i128.pow(37));
+
+pub const H24: I = 24 * HOUR;
+pub const D7: I = 7 * DAY;
+pub const D30: I = 30 * DAY;
+pub const D31: I = 31 * DAY;
+pub const D90: I = 90 * DAY;
+
+pub struct Clock {
+    pub watermark: Option<I>,
+    pub fold: I,
+    pub last_sweep: Option<I>,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock {
+            watermark: None,
+            fold: INIT_FOLD,
+            last_sweep: None,
+        }
+    }
+
+    #[inline]
+    pub fn see(&mut self, rts: I, margin: I, limit: Option<I>) {
+        if self.watermark.is_none_or(|w| rts > w) {
+            self.watermark = Some(rts);
+            let f = match limit {
+                Some(l) => (rts - margin).min(l),
+                None => rts - margin,
+            };
+            if f > self.fold {
+                self.fold = f;
+            }
+        }
+    }
+
+    /// `_Clock.maybe_sweep`'s decision (and its first-call bookkeeping).
+    pub fn sweep_due(&mut self) -> bool {
+        match self.last_sweep {
+            None => {
+                self.last_sweep = Some(self.fold);
+                false
+            }
+            Some(l) => self.fold - l >= SWEEP_EVERY,
+        }
+    }
+}
+
+/// streams.timeutil.DayCalc: fixed offset inline, else the zone's offsets from Python, cached
+/// per 15-minute slot exactly as DayCalc caches them.
+pub struct DayCalc {
+    pub fixed: Option<I>,
+    pub py: Py<PyAny>,
+    pub cache: FxMap<i64, Option<I>>,
+}
+
+pub const SLOT: I = 900 * NS;
+pub const SLOT_NS: I = SLOT / UNIT;
+
+impl DayCalc {
+    /// From the settings' `fixed_offset_ns` (None: ask `daycalc`, a streams.timeutil.DayCalc).
+    pub fn new(settings: &Bound<'_, PyDict>, daycalc: Py<PyAny>) -> PyResult<Self> {
+        let fixed: Option<I> = crate::user::setting(settings, "fixed_offset_ns")?
+            .extract::<Option<I>>()?
+            .map(|o| o * UNIT);
+        Ok(DayCalc {
+            fixed,
+            py: daycalc,
+            cache: FxMap::default(),
+        })
+    }
+
+    /// The zone's UTC offset at a whole-nanosecond instant (DayCalc.offset_ns).
+    pub fn offset(&self, py: Python<'_>, inst_ns: I) -> PyResult<I> {
+        Ok(self
+            .py
+            .bind(py)
+            .call_method1("offset_ns", (inst_ns,))?
+            .extract::<I>()?
+            * UNIT)
+    }
+
+    #[inline]
+    pub fn day(&mut self, py: Python<'_>, inst: I) -> PyResult<i64> {
+        if let Some(off) = self.fixed {
+            return Ok((inst + off).div_euclid(DAY) as i64);
+        }
+        let slot = inst.div_euclid(SLOT);
+        let off = match self.cache.get(&(slot as i64)) {
+            Some(o) => *o,
+            None => {
+                let a = self.offset(py, slot * SLOT_NS)?;
+                let b = self.offset(py, slot * SLOT_NS + SLOT_NS - 1)?;
+                let o = if a == b { Some(a) } else { None };
+                self.cache.insert(slot as i64, o);
+                o
+            }
+        };
+        let off = match off {
+            Some(o) => o,
+            // DayCalc.offset_ns reads whole seconds: the nanoseconds' floor is as good
+            None => self.offset(py, inst.div_euclid(UNIT))?,
+        };
+        Ok((inst + off).div_euclid(DAY) as i64)
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,11 @@ they were applied.
 from __future__ import annotations
 
 import json
+import os
 import random
 from typing import Any
+
+import pytest
 
 from streams.codec import (
     decode_account,
@@ -49,6 +52,32 @@ from streams.timeutil import parse_as_of
 META = "\x00meta"
 APPLIED = "\x00applied"
 
+# the partition classes under test: (user partition, account partition)
+Parts = tuple[Any, Any]
+PYTHON_PARTS: Parts = (LiveUserPartition, LiveAccountPartition)
+
+NATIVE_MISSING = (
+    "streams.native_live: the compiled engagement_native module is not importable; build it "
+    "(make install) to run the native variant"
+)
+
+
+def native_parts() -> Parts:
+    """The compiled twins; the test is skipped without the module (failed under CI)."""
+    from streams import native_live
+
+    if not native_live.available():
+        if os.environ.get("CI"):
+            pytest.fail(NATIVE_MISSING + " (CI: the tests must run)")
+        pytest.skip(NATIVE_MISSING)
+    return (native_live.NativeLiveUserPartition, native_live.NativeLiveAccountPartition)
+
+
+@pytest.fixture(params=["python", "native"])
+def parts(request: pytest.FixtureRequest) -> Parts:
+    """Every test of the live rules runs against the Python classes and the compiled twins."""
+    return PYTHON_PARTS if request.param == "python" else native_parts()
+
 
 def encode(v: Any) -> bytes:
     """A table value, as the runtime writes it (streams/codec.py; the marker as ASCII)."""
@@ -73,7 +102,9 @@ class World:
         seed: int,
         skip_rate: float = 0.0,
         expire: bool = True,
+        parts: Parts = PYTHON_PARTS,
     ) -> None:
+        self.parts = parts
         self.expire = expire
         self.skip_rate = skip_rate
         self.skips = 0
@@ -104,10 +135,10 @@ class World:
         part: Any
         if kind == "u":
             meta = decode_meta(table[META]) if META in table else Meta()
-            part = LiveUserPartition(self.cfg, p, self.n, self.n, users=ents, meta=meta)
+            part = self.parts[0](self.cfg, p, self.n, self.n, users=ents, meta=meta)
         else:
             meta_a = decode_account_meta(table[META]) if META in table else None
-            part = LiveAccountPartition(self.cfg, p, accounts=ents, meta=meta_a)
+            part = self.parts[1](self.cfg, p, accounts=ents, meta=meta_a)
         part.meta.event_offset = applied
         return part
 
@@ -261,22 +292,26 @@ def replay_in_applied_order(w: World, envs: list[dict[str, Any]], as_of: str) ->
 
 
 def run_worlds(
-    envs: list[dict[str, Any]], as_of: str, n: int, runs: tuple[tuple[float, int, float], ...]
+    envs: list[dict[str, Any]],
+    as_of: str,
+    n: int,
+    runs: tuple[tuple[float, int, float], ...],
+    parts: Parts = PYTHON_PARTS,
 ) -> list[tuple[dict[str, Any], World]]:
     results = []
     for crash_rate, seed, skip_rate in runs:
-        w = World(Config(), n, crash_rate, seed, skip_rate)
+        w = World(Config(), n, crash_rate, seed, skip_rate, parts=parts)
         feed(w, envs, batch_size=17)
         w.run()
         results.append((w.snapshot(as_of), w))
     return results
 
 
-def test_crashes_and_redeliveries_change_nothing() -> None:
+def test_crashes_and_redeliveries_change_nothing(parts: Parts) -> None:
     n = 3
     envs, as_of = make_input(n, seed=11)
     assert any(e["key"] is None or json.loads(e["payload"] or "null") for e in envs)
-    results = run_worlds(envs, as_of, n, ((0.0, 1, 0.0), (0.3, 2, 0.0), (0.4, 3, 0.1)))
+    results = run_worlds(envs, as_of, n, ((0.0, 1, 0.0), (0.3, 2, 0.0), (0.4, 3, 0.1)), parts)
     clean, crashed, very = results[0][0], results[1][0], results[2][0]
     assert results[1][1].crashes > 20 and results[2][1].crashes > 20
     assert results[2][1].skips > 20  # Faust skipped messages, the runtime re-read them
@@ -293,7 +328,7 @@ def test_crashes_and_redeliveries_change_nothing() -> None:
     # without expiry, replay of the records in the order they were first applied is the judge.
     # (With it, a copy forwarded here days after its first copy, when the contract lets its
     # identity be forgotten, may count again: see test_expiry_changes_nothing_when_...)
-    w = World(Config(), n, 0.0, 4, expire=False)
+    w = World(Config(), n, 0.0, 4, expire=False, parts=parts)
     feed(w, envs, batch_size=17)
     w.run()
     plain = w.snapshot(as_of)
@@ -308,7 +343,7 @@ ORDER_SENSITIVE = {
 }  # fmt: skip
 
 
-def test_expiry_changes_nothing_when_forwards_are_order_free() -> None:
+def test_expiry_changes_nothing_when_forwards_are_order_free(parts: Parts) -> None:
     """Forwarded records arrive at their owner after everything it received directly (here,
     days of event time later). When none of them is a repeated identity or a "first" thing
     (the case of tests/integration/live_harness.make_dataset), expiry changes no result:
@@ -335,14 +370,14 @@ def test_expiry_changes_nothing_when_forwards_are_order_free() -> None:
                 continue
         kept.append(e)
     assert len(envs) - 300 < len(kept) < len(envs)
-    results = run_worlds(kept, as_of, n, ((0.0, 5, 0.0), (0.4, 6, 0.1)))
+    results = run_worlds(kept, as_of, n, ((0.0, 5, 0.0), (0.4, 6, 0.1)), parts)
     (clean, w_clean), (crashed, w_crashed) = results
     assert w_clean.sweeps > 100 and w_clean.deleted > 0 and w_crashed.crashes > 20
     assert crashed == clean
     assert replay_in_applied_order(w_clean, kept, as_of) == clean
 
 
-def test_dormant_signals_once_each_at_last_activity_plus_14_days() -> None:
+def test_dormant_signals_once_each_at_last_activity_plus_14_days(parts: Parts) -> None:
     from streams.timeutil import DAY, parse_as_of
     from tests.unit.records_builder import ev, ms
 
@@ -350,7 +385,7 @@ def test_dormant_signals_once_each_at_last_activity_plus_14_days() -> None:
         value = json.loads(ev(eid, "page_view", user, ts, session_id="s"))["payload"].encode()
         return (int(eid), ms(ts), user.encode(), value)
 
-    part = LiveUserPartition(Config(), 0, 1, 1)
+    part = parts[0](Config(), 0, 1, 1)
     part.apply(
         Batch(
             "product-events",

@@ -1,0 +1,134 @@
+//! The account partition's state machines: the Rust mirror of streams.engine.AccountPartition
+//! (`fact`, expiry).
+
+use crate::state::{Account, Key, Map, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL};
+use crate::time::{Clock, DayCalc, D30, D90, I};
+use crate::user::{note_activity, Fact};
+use pyo3::prelude::*;
+
+pub struct AcctPart {
+    pub clock: Clock,
+    pub accounts: Map<Key, Account>,
+}
+
+/// `AccountPartition.fact`.
+pub fn apply_fact(
+    py: Python<'_>,
+    margin: I,
+    fold_limit: Option<I>,
+    dc: &mut DayCalc,
+    ap: &mut AcctPart,
+    f: &Fact<'_>,
+) -> PyResult<()> {
+    ap.clock.see(f.rts, margin, fold_limit);
+    let fold = ap.clock.fold;
+    let ts = f.ts;
+    let a = match ap.accounts.get_mut(f.customer) {
+        Some(a) => {
+            if ts < a.first {
+                a.first = ts;
+            }
+            a
+        }
+        None => ap
+            .accounts
+            .entry(Key::from(f.customer))
+            .or_insert_with(|| Account::new(ts)),
+    };
+    if f.act {
+        let day = dc.day(py, ts)?;
+        note_activity(&mut a.days, &mut a.last, &mut a.lastp, day, ts, fold);
+    }
+    match f.kind {
+        K_NONE => {}
+        K_ORDER => a.orders.push((ts, f.value)),
+        K_NPS | K_CSAT => {
+            let key = (ts, -(f.value as i64));
+            let (best, pending) = if f.kind == K_NPS {
+                (&mut a.nps, &mut a.npsp)
+            } else {
+                (&mut a.csat, &mut a.csatp)
+            };
+            if ts <= fold {
+                if best.is_none_or(|b| key > b) {
+                    *best = Some(key);
+                }
+            } else {
+                pending.push(key);
+            }
+        }
+        _ => {
+            let ev = (ts, if f.kind == K_SUB_CANCEL { 1 } else { 0 });
+            if ts <= fold - D30 {
+                if a.sub.is_none_or(|b| ev > b) {
+                    a.sub = Some(ev);
+                }
+            } else {
+                a.subp.push(ev);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `AccountPartition.expire_account` as of F; `changed` is set when the state changed.
+pub fn expire_account(
+    py: Python<'_>,
+    dc: &mut DayCalc,
+    a: &mut Account,
+    f: I,
+    changed: &mut bool,
+) -> PyResult<()> {
+    let dcut = dc.day(py, f)? - 31;
+    let n = a.days.0.len();
+    a.days.retain_from(dcut);
+    if a.days.0.len() != n {
+        *changed = true;
+    }
+    if !a.lastp.is_empty() {
+        for &x in &a.lastp {
+            if x <= f && a.last.is_none_or(|l| x > l) {
+                a.last = Some(x);
+            }
+        }
+        let n = a.lastp.len();
+        a.lastp.retain(|&x| x > f);
+        if a.lastp.len() != n {
+            *changed = true;
+        }
+    }
+    for (best, pend) in [(&mut a.nps, &mut a.npsp), (&mut a.csat, &mut a.csatp)] {
+        if !pend.is_empty() {
+            for &k in pend.iter() {
+                if k.0 <= f && best.is_none_or(|b| k > b) {
+                    *best = Some(k);
+                }
+            }
+            let n = pend.len();
+            pend.retain(|k| k.0 > f);
+            if pend.len() != n {
+                *changed = true;
+            }
+        }
+    }
+    if !a.subp.is_empty() {
+        let cut = f - D30;
+        for &ev in &a.subp {
+            if ev.0 <= cut && a.sub.is_none_or(|b| ev > b) {
+                a.sub = Some(ev);
+            }
+        }
+        let n = a.subp.len();
+        a.subp.retain(|ev| ev.0 > cut);
+        if a.subp.len() != n {
+            *changed = true;
+        }
+    }
+    let cut = f - D90;
+    let n = a.orders.len();
+    a.orders.retain(|o| o.0 > cut);
+    if a.orders.len() != n {
+        *changed = true;
+    }
+    Ok(())
+}

@@ -1,0 +1,603 @@
+"""The compiled live partitions (`streams.native_live`, native/src/live.rs) against the Python
+ones (`streams.live`), their reference.
+
+- The crash simulation of tests/unit/test_live.py runs on both (its `parts` fixture).
+- Random micro-batches of the simulate mix (bad records, misrouted keys, duplicates,
+  redeliveries, restarts from the Python side's state, over-precise timestamps, hostile
+  records, a zone with DST, fold limits and idle sources, expiry sweeps forced) go through `LiveUserPartition.apply` and
+  `NativeLiveUserPartition.apply` side by side, and their facts through both account
+  partitions: every Output field equal (list order included), the metas equal (every slot), the
+  exported states equal to the Python states (every slot, types included), the partials equal
+  at several as-of instants, the dormant signals equal. A failing input is shrunk (greedy delta
+  debugging over its records, as tests/unit/native_cases.py does) and printed.
+- The cases of tests/unit/test_live_expiry.py run on the native twin.
+- murmur2 / kafka_partition against streams.partitioner.
+
+The compiled module must be importable in CI (CI=1): there the tests fail without it; elsewhere
+they are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import deque
+from fractions import Fraction
+from typing import Any
+
+import pytest
+
+from streams import codec
+from streams.config import Config
+from streams.engine import partial_to_json
+from streams.live import (
+    IDLE_SOURCE_SECONDS,
+    AccountMeta,
+    Batch,
+    LiveAccountPartition,
+    LiveUserPartition,
+    Output,
+)
+from streams.partitioner import kafka_partition, murmur2
+from streams.simulate import SimConfig, Simulator
+from streams.state import _ACCOUNT_SLOTS, _USER_SLOTS
+from streams.timeutil import DAY, HOUR, MS, format_instant
+from tests.unit import test_live_expiry as tle
+from tests.unit.native_cases import exact_differences, minimize
+from tests.unit.test_live import NATIVE_MISSING
+
+# (topic, partition, offset, record ts ms, key, value)
+Rec = tuple[str, int, int, int, "bytes | None", "bytes | None"]
+
+START_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+PE, SA = "product-events", "survey-answers"
+
+
+def _native() -> Any:
+    from streams import native_live
+
+    if not native_live.available():
+        if os.environ.get("CI"):
+            pytest.fail(NATIVE_MISSING + " (CI: the tests must run)")
+        pytest.skip(NATIVE_MISSING)
+    return native_live
+
+
+# ---- inputs --------------------------------------------------------------------------------
+
+
+def _over_precise(value: bytes, rng: random.Random, digits: int) -> bytes:
+    """The record with its ts as an RFC 3339 string of `digits` fractional digits."""
+    try:
+        d = json.loads(value)
+    except ValueError:
+        return value
+    if not isinstance(d, dict) or type(d.get("ts")) is not int:
+        return value
+    base = format_instant(d["ts"] * MS)[:19]  # YYYY-MM-DDTHH:MM:SS
+    frac = "".join(rng.choice("0123456789") for _ in range(digits))
+    d["ts"] = f"{base}.{frac}{rng.choice(['Z', '+00:00', '-05:30'])}"
+    return json.dumps(d).encode()
+
+
+def sim_records(
+    seed: int,
+    n: int,
+    users: int,
+    days: float,
+    partitions: int,
+    over_precise: float = 0.03,
+    max_digits: int = 18,
+    hostile: int = 0,
+) -> list[Rec]:
+    """The simulate mix as live records, with over-precise timestamps (10..max_digits
+    fractional digits) and tests/hostile.py records mixed in; offsets renumbered per source."""
+    duration_s = days * 86400
+    sim = SimConfig(
+        start_ms=START_MS,
+        duration_s=duration_s,
+        users=users,
+        rate=n / duration_s,
+        seed=seed,
+        partitions=partitions,
+        bad_fraction=0.06,
+        misrouted_fraction=0.1,
+        max_records=n,
+    )
+    rng = random.Random(seed)
+    out: list[tuple[str, int, int, bytes | None, bytes | None]] = []
+    for e in Simulator(sim):
+        value = None if e["payload"] is None else e["payload"].encode("utf-8", "surrogatepass")
+        if value is not None and rng.random() < over_precise:
+            value = _over_precise(value, rng, rng.randint(10, max_digits))
+        key = None if e["key"] is None else e["key"].encode("utf-8", "surrogatepass")
+        out.append((e["topic"], e["partition"], e["ts"], key, value))
+    if hostile:
+        from tests.hostile import Hostile
+
+        gen = Hostile(seed=seed, live=True, users=users)
+        shift = START_MS + int(duration_s * 1000) // 2 - gen.rts
+        at = sorted(rng.randrange(len(out) + 1) for _ in range(hostile))
+        for k, rec in enumerate(gen.records(hostile)):
+            key = None if rec.key is None else rec.key.encode("utf-8", "surrogatepass")
+            rts = rec.rts + shift if 0 < rec.rts + shift < 2**62 else rec.rts
+            out.insert(at[k] + k, (rec.topic, rng.randrange(partitions), rts, key, rec.value))
+    counters: dict[tuple[str, int], int] = {}
+    recs: list[Rec] = []
+    for topic, part, rts, key, value in out:
+        off = counters.get((topic, part), -1) + 1
+        counters[(topic, part)] = off
+        recs.append((topic, part, off, rts, key, value))
+    return recs
+
+
+def micro_batches(recs: list[Rec], rng: random.Random, most: int) -> list[Batch]:
+    """The records of each source in offset order, cut into micro-batches of 1..most."""
+    per: dict[tuple[str, int], list[tuple[int, int, bytes | None, bytes | None]]] = {}
+    for topic, part, off, rts, key, value in recs:
+        per.setdefault((topic, part), []).append((off, rts, key, value))
+    out = []
+    for (topic, part), rs in per.items():
+        i = 0
+        while i < len(rs):
+            k = rng.randint(1, most)
+            out.append(Batch(topic, part, rs[i : i + k]))
+            i += k
+    rng.shuffle(out)  # sources interleave; each source stays in order (stable below)
+    order: dict[tuple[str, int], list[Batch]] = {}
+    for b in out:
+        order.setdefault((b.topic, b.partition), []).append(b)
+    for bs in order.values():
+        bs.sort(key=lambda b: b.records[0][0])
+    it = {k: iter(v) for k, v in order.items()}
+    return [next(it[(b.topic, b.partition)]) for b in out]
+
+
+# ---- comparison ----------------------------------------------------------------------------
+
+
+class Mismatch(AssertionError):
+    pass
+
+
+def norm(v: Any) -> Any:
+    """A value for comparing regardless of dict order, types kept."""
+    t = type(v).__name__
+    if isinstance(v, dict):
+        return (t, sorted((norm(k), norm(x)) for k, x in v.items()))
+    if isinstance(v, set):
+        return (t, sorted(norm(x) for x in v))
+    if isinstance(v, list | tuple):
+        return (t, [norm(x) for x in v])
+    return (t, v)
+
+
+def state_of(s: Any, slots: tuple[str, ...]) -> Any:
+    return norm({name: getattr(s, name) for name in slots})
+
+
+def meta_of(m: Any) -> Any:
+    return norm({name: getattr(m, name, "<unset>") for name in type(m).__slots__})
+
+
+def output_of(o: Output) -> list[Any]:
+    fw = {q: [(b.topic, b.partition, b.records) for b in bs] for q, bs in o.forwards.items()}
+    return [
+        o.dead_letters,
+        fw,
+        o.facts,
+        o.signals,
+        sorted(o.dirty),
+        sorted(o.deleted),
+        o.swept,
+        o.applied,
+        o.skipped,
+    ]
+
+
+_FIELDS = ("dead_letters", "forwards", "facts", "signals", "dirty", "deleted", "swept")
+_FIELDS += ("applied", "skipped")
+_UNORDERED = ("ttfv", "session_durs", "resolution_durs", "revenue_90", "revenue_30", "health")
+
+
+def _sorted_dicts(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _sorted_dicts(v[k]) for k in sorted(v)}
+    return v
+
+
+def partial_of(p: Any) -> dict[str, Any]:
+    """A partial as JSON, in an order that does not depend on the order users are visited in
+    (it differs: lists of values and dicts are appended to in that order)."""
+    d = partial_to_json(p)
+    for k in _UNORDERED:
+        d[k] = sorted(d[k], key=lambda x: Fraction(x) if isinstance(x, str) else x)
+    return _sorted_dicts(d)
+
+
+def check(what: str, py: Any, nat: Any) -> None:
+    diffs = exact_differences(py, nat)
+    if diffs:
+        raise Mismatch(f"{what}:\n  " + "\n  ".join(diffs[:8]))
+
+
+# ---- the side-by-side run ----------------------------------------------------------------------
+
+
+def run_side_by_side(
+    recs: list[Rec], cfg: Config, partitions: int, seed: int, most: int = 40
+) -> dict[str, int]:
+    """Every user and account partition in both implementations, fed the same messages (the
+    forwards and facts of the Python side go to both); raises Mismatch at the first
+    difference. Returns counts of what was exercised."""
+    nl = _native()
+    rng = random.Random(seed)
+    n = partitions
+    py_u = [LiveUserPartition(cfg, p, n, n) for p in range(n)]
+    na_u = [nl.NativeLiveUserPartition(cfg, p, n, n) for p in range(n)]
+    py_a = [LiveAccountPartition(cfg, p) for p in range(n)]
+    na_a = [nl.NativeLiveAccountPartition(cfg, p) for p in range(n)]
+    queues: dict[int, deque[Batch]] = {p: deque() for p in range(n)}
+    for b in micro_batches(recs, rng, most):
+        queues[b.partition % n].append(b)
+    facts_q: dict[int, deque[Any]] = {p: deque() for p in range(n)}
+    msg = [0] * n
+    amsg = [0] * n
+    wall = 0.0
+    seen = {"batches": 0, "sweeps": 0, "forwards": 0, "dead": 0, "signals": 0, "deleted": 0}
+    seen.update(redelivered=0, skipped=0, facts=0, handed_over=0, restarts=0)
+    margin = py_u[0].engine.margin
+    steps = 0
+    history: dict[int, list[tuple[Batch, int]]] = {p: [] for p in range(n)}
+
+    def user_step(p: int, b: Batch, off: int) -> Output:
+        o1 = py_u[p].apply(b, off)
+        o2 = na_u[p].apply(b, off)
+        for name, x, y in zip(_FIELDS, output_of(o1), output_of(o2), strict=True):
+            check(f"partition {p} message {off}: Output.{name}", x, y)
+        check(f"partition {p} message {off}: meta", meta_of(py_u[p].meta), meta_of(na_u[p].meta))
+        return o1
+
+    while any(queues.values()) or any(facts_q.values()):
+        steps += 1
+        p = rng.choice([q for q in range(n) if queues[q] or facts_q[q]])
+        if queues[p] and (not facts_q[p] or rng.random() < 0.7):
+            b = queues[p].popleft()
+            off = msg[p]
+            msg[p] += 1
+            r = rng.random()
+            if r < 0.25:  # the worker's clock holds F back, or lets it go
+                newest = max(x[1] for x in b.records) * MS
+                limit = newest + rng.choice([-3 * DAY, -HOUR, 0, DAY]) - margin
+                py_u[p].engine.fold_limit = na_u[p].engine.fold_limit = limit
+                py_a[p].engine.fold_limit = na_a[p].engine.fold_limit = limit
+            elif r < 0.3:
+                py_u[p].engine.fold_limit = na_u[p].engine.fold_limit = None
+            r = rng.random()
+            if r < 0.1:
+                wall += IDLE_SOURCE_SECONDS + 1  # the other sources fall idle
+            elif r < 0.7:
+                wall += rng.random() * 60
+            w = None if wall < 1 else wall
+            py_u[p].wall = na_u[p].wall = w
+            o = user_step(p, b, off)
+            history[p].append((b, off))
+            seen["batches"] += 1
+            seen["sweeps"] += o.swept
+            seen["dead"] += len(o.dead_letters)
+            seen["signals"] += len(o.signals)
+            seen["deleted"] += len(o.deleted)
+            seen["skipped"] += o.skipped
+            for q, bs in o.forwards.items():
+                queues[q].extend(bs)
+                seen["forwards"] += sum(len(x.records) for x in bs)
+            for q, fs in o.facts.items():
+                facts_q[q].append(fs)
+            if rng.random() < 0.08 and history[p]:  # a redelivery (Faust, a restart)
+                ob, oo = rng.choice(history[p][-5:])
+                seen["skipped"] += user_step(p, ob, oo).skipped
+                seen["redelivered"] += 1
+        else:
+            fs = facts_q[p].popleft()
+            off = amsg[p]
+            amsg[p] += 1
+            d1 = py_a[p].apply(fs, off)
+            d2 = na_a[p].apply(fs, off)
+            check(f"account partition {p} message {off}: dirty", sorted(d1), sorted(d2))
+            check(f"account partition {p}: meta", meta_of(py_a[p].meta), meta_of(na_a[p].meta))
+            seen["facts"] += len(fs)
+        if rng.random() < 0.03:  # a restart: both reload the Python side's durable state
+            q = rng.randrange(n)
+            # (through the codec, as the worker stores them)
+            users = {k: codec.encode_user(v) for k, v in py_u[q].users.items()}
+            meta = codec.encode_meta(py_u[q].meta)
+
+            def load_users(users: dict[str, bytes] = users) -> dict[str, Any]:
+                return {k: codec.decode_user(v) for k, v in users.items()}
+
+            py_u[q] = LiveUserPartition(
+                cfg, q, n, n, users=load_users(), meta=codec.decode_meta(meta)
+            )
+            na_u[q] = nl.NativeLiveUserPartition(
+                cfg, q, n, n, load_users(), codec.decode_meta(meta)
+            )
+            accounts = {k: codec.encode_account(v) for k, v in py_a[q].accounts.items()}
+            ameta = codec.encode_account_meta(py_a[q].meta)
+
+            def load_accounts(accounts: dict[str, bytes] = accounts) -> dict[str, Any]:
+                return {k: codec.decode_account(v) for k, v in accounts.items()}
+
+            py_a[q] = LiveAccountPartition(
+                cfg, q, accounts=load_accounts(), meta=codec.decode_account_meta(ameta)
+            )
+            na_a[q] = nl.NativeLiveAccountPartition(
+                cfg, q, load_accounts(), codec.decode_account_meta(ameta)
+            )
+            seen["restarts"] += 1
+        if steps % 15 == 0:
+            compare_states(py_u, na_u, py_a, na_a)
+    compare_states(py_u, na_u, py_a, na_a)
+    last = max((r[3] for r in recs), default=START_MS) * MS
+    for t in (last, last - 3 * HOUR, last - 2 * DAY + 17, last + 20 * DAY):
+        for p in range(n):
+            check(
+                f"user partition {p}: partial at {t}",
+                partial_of(py_u[p].engine.partial(t)),
+                partial_of(na_u[p].engine.partial(t)),
+            )
+            check(
+                f"account partition {p}: partial at {t}",
+                partial_of(py_a[p].engine.partial(t)),
+                partial_of(na_a[p].engine.partial(t)),
+            )
+    for p in range(n):
+        for until in (last - 20 * DAY, last - 20 * DAY, last, last + 15 * DAY, last + 40 * DAY):
+            s1 = sorted(py_u[p].dormant_signals(until))
+            s2 = sorted(na_u[p].dormant_signals(until))
+            check(f"user partition {p}: dormant signals at {until}", s1, s2)
+            check(f"user partition {p}: meta", meta_of(py_u[p].meta), meta_of(na_u[p].meta))
+        check(f"user partition {p}: sweep_fold", py_u[p].sweep_fold(), na_u[p].sweep_fold())
+        check(f"user partition {p}: sweeps", py_u[p].sweeps, na_u[p].sweeps)
+        seen["handed_over"] += na_u[p].handed_over + na_a[p].handed_over
+    return seen
+
+
+def compare_states(py_u: list[Any], na_u: list[Any], py_a: list[Any], na_a: list[Any]) -> None:
+    for p, (a, b) in enumerate(zip(py_u, na_u, strict=True)):
+        check(f"user partition {p}: fold", a.engine.fold, b.engine.fold)
+        check(f"user partition {p}: users", sorted(a.users), sorted(b.users))
+        exported = b.users.export() if hasattr(b.users, "export") else dict(b.users)
+        for uid, u in a.users.items():
+            check(f"user {uid!r}", state_of(u, _USER_SLOTS), state_of(exported[uid], _USER_SLOTS))
+    for p, (a, b) in enumerate(zip(py_a, na_a, strict=True)):
+        check(f"account partition {p}: fold", a.engine.fold, b.engine.fold)
+        check(f"account partition {p}: customers", sorted(a.accounts), sorted(b.accounts))
+        for c, s in a.accounts.items():
+            check(
+                f"customer {c!r}",
+                state_of(s, _ACCOUNT_SLOTS),
+                state_of(b.accounts[c], _ACCOUNT_SLOTS),
+            )
+
+
+def assert_same(recs: list[Rec], cfg: Config, partitions: int, seed: int) -> dict[str, int]:
+    """run_side_by_side; on a difference, the input is shrunk and the failure reported with the
+    smallest failing records found."""
+    try:
+        return run_side_by_side(recs, cfg, partitions, seed)
+    except Mismatch as exc:
+        first = str(exc)
+
+    def fails(rs: list[Any]) -> bool:
+        try:
+            run_side_by_side(rs, cfg, partitions, seed)
+        except Mismatch:
+            return True
+        return False
+
+    small = minimize(list(recs), fails, budget_s=30)
+    try:
+        run_side_by_side(small, cfg, partitions, seed)
+        again = "(the shrunk input passes?)"
+    except Exception as exc:
+        again = str(exc)
+    lines = "\n".join(repr(r) for r in small[:40])
+    pytest.fail(f"{first}\n\nshrunk to {len(small)} records:\n{lines}\n\nwhich gives:\n{again}")
+
+
+# ---- the tests -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seed", "timezone", "partitions", "n", "days"),
+    [
+        (1, "UTC", 3, 2500, 12),
+        (2, "America/New_York", 4, 2500, 40),  # DST change on 2026-11-01, expiry over 40 days
+        (3, "Asia/Kolkata", 1, 1500, 5),
+        (4, "UTC", 2, 1200, 0.5),  # dense: many duplicates per user, few sweeps
+    ],
+)
+def test_random_micro_batches_side_by_side(
+    seed: int, timezone: str, partitions: int, n: int, days: float
+) -> None:
+    cfg = Config.from_mapping({"timezone": timezone})
+    recs = sim_records(seed, n, users=60, days=days, partitions=partitions, hostile=n // 20)
+    seen = assert_same(recs, cfg, partitions, seed)
+    assert seen["batches"] > 50 and seen["dead"] > 0 and seen["facts"] > 0
+    assert seen["redelivered"] > 0 and seen["skipped"] > 0
+    if partitions > 1:
+        assert seen["forwards"] > 0
+    if days >= 5:
+        assert seen["sweeps"] > 0
+    assert seen["handed_over"] == 0  # 18 fractional digits at most: the core held them all
+
+
+def test_an_instant_finer_than_attoseconds_moves_the_partition_to_python() -> None:
+    """A timestamp of 19+ fractional digits: the batch is refused before anything is applied
+    and the partition goes on in Python, with the same results."""
+    nl = _native()
+    cfg = Config()
+    recs = sim_records(7, 600, users=30, days=3, partitions=2, over_precise=0.05, max_digits=24)
+    assert any(b"." in (r[5] or b"") for r in recs)
+    seen = assert_same(recs, cfg, 2, 7)
+    assert seen["handed_over"] > 0
+    part = nl.NativeLiveUserPartition(cfg, 0, 1, 1)
+    assert not part.handed_over
+
+
+def test_states_with_over_precise_instants_load_in_python() -> None:
+    nl = _native()
+    cfg = Config()
+    py = LiveUserPartition(cfg, 0, 1, 1)
+    value = json.dumps(
+        {
+            "event_id": "e",
+            "type": "page_view",
+            "user_id": "u",
+            "session_id": "s",
+            "ts": "2026-11-01T00:00:00.1234567890123456789Z",
+        }
+    ).encode()
+    py.apply(Batch(PE, 0, [(0, START_MS, b"u", value)]), 0)
+    assert type(py.users["u"].last or py.users["u"].lastp[0]) is Fraction
+    nat = nl.NativeLiveUserPartition(
+        cfg, 0, 1, 1, users=dict(py.users), meta=codec.decode_meta(codec.encode_meta(py.meta))
+    )
+    assert nat.handed_over
+    # one the core can hold (9 < digits <= 18) stays compiled, exactly
+    py = LiveUserPartition(cfg, 0, 1, 1)
+    value = value.replace(b"1234567890123456789Z", b"123456789012Z")
+    py.apply(Batch(PE, 0, [(0, START_MS, b"u", value)]), 0)
+    u = py.users["u"]
+    assert type(u.last or u.lastp[0]) is Fraction
+    nat = nl.NativeLiveUserPartition(
+        cfg, 0, 1, 1, users={"u": u}, meta=codec.decode_meta(codec.encode_meta(py.meta))
+    )
+    assert not nat.handed_over
+    assert state_of(nat.users["u"], _USER_SLOTS) == state_of(u, _USER_SLOTS)
+
+
+def test_loading_and_exporting_round_trips() -> None:
+    """A state written by the Python partition, loaded into the compiled one, exports equal."""
+    nl = _native()
+    cfg = Config.from_mapping({"timezone": "Europe/Paris"})
+    recs = sim_records(5, 1500, users=40, days=10, partitions=1)
+    py = LiveUserPartition(cfg, 0, 1, 1)
+    pa = LiveAccountPartition(cfg, 0)
+    for i, b in enumerate(micro_batches(recs, random.Random(5), 30)):
+        o = py.apply(b, i)
+        for fs in o.facts.values():
+            pa.apply(fs, i)
+    nat = nl.NativeLiveUserPartition(
+        cfg,
+        0,
+        1,
+        1,
+        users={k: codec.decode_user(codec.encode_user(v)) for k, v in py.users.items()},
+        meta=codec.decode_meta(codec.encode_meta(py.meta)),
+    )
+    na = nl.NativeLiveAccountPartition(
+        cfg,
+        0,
+        accounts={k: codec.decode_account(codec.encode_account(v)) for k, v in pa.accounts.items()},
+        meta=codec.decode_account_meta(codec.encode_account_meta(pa.meta)),
+    )
+    assert len(nat.users) == len(py.users) > 10 and len(na.accounts) == len(pa.accounts) > 5
+    for uid, u in py.users.items():
+        assert state_of(nat.users[uid], _USER_SLOTS) == state_of(u, _USER_SLOTS), uid
+    for c, a in pa.accounts.items():
+        assert state_of(na.accounts[c], _ACCOUNT_SLOTS) == state_of(a, _ACCOUNT_SLOTS), c
+    assert meta_of(nat.meta) == meta_of(py.meta)
+    assert nat.engine.fold == py.engine.fold and na.engine.fold == pa.engine.fold
+    # the view: get, pop (a forget), iteration
+    some = next(iter(py.users))
+    assert nat.users.get("nobody") is None and "nobody" not in nat.users
+    assert state_of(nat.users.pop(some), _USER_SLOTS) == state_of(py.users[some], _USER_SLOTS)
+    assert some not in nat.users and len(nat.users) == len(py.users) - 1
+    assert nat.users.pop(some, None) is None
+    assert isinstance(na.meta, AccountMeta)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        tle.test_state_and_table_stay_bounded_in_a_flood_of_unique_users,
+        tle.test_a_sweep_cut_short_by_a_crash_is_completed_on_redelivery,
+        tle.test_a_slow_source_holds_expiry_back_an_idle_one_does_not,
+    ],
+    ids=lambda f: f.__name__,
+)
+def test_live_expiry_cases_on_the_native_twin(case: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    nl = _native()
+    monkeypatch.setattr(tle, "LiveUserPartition", nl.NativeLiveUserPartition)
+    case()
+
+
+def test_murmur2_and_the_partitioner_agree_with_python() -> None:
+    _native()
+    import engagement_native as core
+
+    rng = random.Random(3)
+    keys = [b"", b"a", b"ab", b"abc", b"abcd", "héllo-ü".encode(), "😀".encode()]
+    keys += [bytes(rng.randrange(256) for _ in range(rng.randrange(40))) for _ in range(3000)]
+    keys += [f"user-{i}".encode() for i in range(2000)]
+    for k in keys:
+        assert core.murmur2(k) == murmur2(k), k
+        for n in (1, 2, 3, 8, 12, 100):
+            assert core.kafka_partition(k, n) == kafka_partition(k, n), (k, n)
+    with pytest.raises(ValueError):
+        core.kafka_partition(b"x", 0)
+
+
+def test_partition_classes() -> None:
+    nl = _native()
+    assert nl.partition_classes() == (nl.NativeLiveUserPartition, nl.NativeLiveAccountPartition)
+    assert nl.partition_classes("native") == nl.partition_classes("auto")
+    assert nl.partition_classes("python") == (LiveUserPartition, LiveAccountPartition)
+    with pytest.raises(ValueError):
+        nl.partition_classes("rust")
+
+
+def test_the_core_restates_what_streams_defines() -> None:
+    from streams import native
+
+    _native()
+    assert native.check_contract() == []
+
+    class Fake:
+        pass
+
+    fake = Fake()
+    for name in dir(native._native):
+        if name.isupper():
+            setattr(fake, name, getattr(native._native, name))
+    fake.K_ORDER = 9  # type: ignore[attr-defined]
+    fake.USER_SLOTS = ("answers",)  # type: ignore[attr-defined]
+    problems = native.contract_problems(fake)
+    assert len(problems) == 2 and problems[0].startswith("K_ORDER: 9 in the compiled core")
+
+
+def test_a_fold_limit_given_at_load_holds_a_stored_watermark_ahead_of_the_clock() -> None:
+    """A worker loading a partition whose stored watermark is ahead of its clock: the fold
+    point stays at the clock minus the margin in both engines (the worker must answer for its
+    own "now" after a restart)."""
+    nl = _native()
+    cfg = Config()
+    recs = sim_records(6, 400, users=20, days=3, partitions=1)
+    py = LiveUserPartition(cfg, 0, 1, 1)
+    pa = LiveAccountPartition(cfg, 0)
+    for i, b in enumerate(micro_batches(recs, random.Random(6), 25)):
+        for fs in py.apply(b, i).facts.values():
+            pa.apply(fs, i)
+    assert py.meta.watermark is not None and pa.meta.watermark is not None
+    limit = py.meta.watermark - 3 * DAY  # the clock, minus the margin: days behind the records
+    users = {k: codec.decode_user(codec.encode_user(v)) for k, v in py.users.items()}
+    for cls in (LiveUserPartition, nl.NativeLiveUserPartition):
+        part = cls(cfg, 0, 1, 1, users=dict(users), meta=py.meta, fold_limit=limit)
+        assert part.engine.fold == limit, cls
+    for acls in (LiveAccountPartition, nl.NativeLiveAccountPartition):
+        apart = acls(cfg, 0, accounts=dict(pa.accounts), meta=pa.meta, fold_limit=limit)
+        assert apart.engine.fold == limit, acls
+    # without it, the stored watermark moves the fold point past the clock (the old defect)
+    assert LiveUserPartition(cfg, 0, 1, 1, users=dict(users), meta=py.meta).engine.fold > limit
