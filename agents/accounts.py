@@ -39,10 +39,15 @@ log = logging.getLogger("engagement.worker")
 
 
 def load_account_partition(
-    config: Config, p: int, stored: Stored, fold_limit: Instant | None
+    config: Config,
+    p: int,
+    stored: Stored,
+    fold_limit: Instant | None,
+    cls: Any = LiveAccountPartition,
 ) -> tuple[LiveAccountPartition, Tombstones | None]:
-    """An account partition as its table holds it, and its tombstones."""
-    part = LiveAccountPartition(
+    """An account partition as its table holds it, and its tombstones; `cls` as for
+    agents.users.load_user_partition."""
+    part = cls(
         config,
         p,
         accounts={c: decode_account(v) for c, v in stored.entities.items()},

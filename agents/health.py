@@ -184,7 +184,11 @@ class HealthPublisher:
         async with self.lock:
             t = self.w.now()
             as_of = format_instant(t)
-            accounts = part.accounts
+            accounts: Any = part.accounts
+            export = getattr(accounts, "export", None)  # the compiled core: one call
+            if export is not None:
+                customers = list(customers)
+                accounts = export(customers)
             daycalc = part.engine.daycalc
             scores: dict[str, float] = {}
             parts: dict[str, str] = {}

@@ -33,6 +33,7 @@ ENV = {
     "worker_id": "ENGAGEMENT_WORKER_ID",
     "log_level": "ENGAGEMENT_LOG_LEVEL",
     "commit_interval_ms": "ENGAGEMENT_COMMIT_INTERVAL_MS",
+    "engine": "ENGAGEMENT_ENGINE",
 }
 # [worker] keys of the TOML file: the settings above (but the file itself), and the topic
 # settings, read as if they were these environment variables.
@@ -87,6 +88,9 @@ class Settings:
     # how long a partition's state changes collect before they are persisted together (an
     # epoch, agents/epoch.py): repeated writes to an entity within it collapse into one
     commit_interval_ms: int = 200
+    # the engine of the live partitions: the compiled core when it is installed ("auto"),
+    # or "native" / "python" (both give the same results; streams/native_live.py)
+    engine: str = "auto"
     topics: TopicSettings = field(default_factory=TopicSettings)
     config: Config = field(default_factory=Config)
     # TLS/SASL of every Kafka client and TLS/ACL of Redis (agents/security.py; env only)
@@ -152,6 +156,13 @@ class Settings:
                 if not 10 <= ms <= 60_000:
                     raise ConfigError(f"{ENV[name]}: {ms} ms is outside 10..60000")
                 kw[name] = ms
+            elif name == "engine":
+                engine = str(value).strip().lower()
+                if engine not in ("auto", "native", "python"):
+                    raise ConfigError(
+                        f"{ENV[name]}: engine must be auto, native or python, got {value!r}"
+                    )
+                kw[name] = engine
             elif name == "clock":
                 try:
                     kw[name] = parse_as_of(str(value))

@@ -43,10 +43,16 @@ FORWARD_WARN_SECONDS = 300.0
 
 
 def load_user_partition(
-    config: Config, p: int, partitions: int, stored: Stored, fold_limit: Instant | None
+    config: Config,
+    p: int,
+    partitions: int,
+    stored: Stored,
+    fold_limit: Instant | None,
+    cls: Any = LiveUserPartition,
 ) -> tuple[LiveUserPartition, Tombstones | None]:
-    """A user partition as its table holds it, and its tombstones."""
-    part = LiveUserPartition(
+    """A user partition as its table holds it, and its tombstones; `cls` is the partition
+    class of the engine (streams/native_live.py `partition_classes`)."""
+    part = cls(
         config,
         p,
         partitions,
@@ -63,13 +69,23 @@ def load_user_partition(
 class UserPartitionState:
     """What an epoch of a user partition writes (agents/epoch.py `PartitionState`)."""
 
-    def __init__(self, part: LiveUserPartition, tombs: Tombstones | None, tombs_dirty: bool):
+    def __init__(
+        self,
+        part: LiveUserPartition,
+        keys: set[str],
+        tombs: Tombstones | None,
+        tombs_dirty: bool,
+    ):
         self.part = part
+        users = part.users
+        # the compiled core exports the epoch's users in one call
+        export = getattr(users, "export", None)
+        self.users = export(keys) if export is not None else users
         self.tombs = tombs
         self.tombs_dirty = tombs_dirty
 
     def entity_bytes(self, entity_id: str) -> bytes | None:
-        u = self.part.users.get(entity_id)
+        u = self.users.get(entity_id)
         return None if u is None else encode_user(u)
 
     def meta_bytes(self) -> bytes:
@@ -114,7 +130,9 @@ class UsersStage:
         part = self.w.user_parts.get(p)
         if part is None:
             return
-        state = UserPartitionState(part, self.w.user_tombs.get(p), p in self.tombs_dirty)
+        ep = self.epochs.open.get(p)
+        keys = ep.keys if ep is not None else set()
+        state = UserPartitionState(part, keys, self.w.user_tombs.get(p), p in self.tombs_dirty)
         self.tombs_dirty.discard(p)
         self.epochs.close(p, state)
 

@@ -38,7 +38,10 @@ from agents.internal import (
 from agents.settings import Settings
 from agents.users import UsersStage, load_user_partition
 from streams.codec import UnknownFormatVersion, encode_facts
+from streams.errors import ConfigError
 from streams.live import Batch, LiveAccountPartition, LiveUserPartition, owner_of
+from streams.native_live import partition_classes
+from streams.native_live import unavailable_reason as native_unavailable
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
 from streams.timeutil import Instant, format_instant, parse_as_of
 
@@ -117,6 +120,22 @@ class Worker:
         self.accounts_table = self.app.Table(
             "accounts", partitions=self.P, key_type=bytes, value_type=bytes
         )
+        # the engine of the partitions: the compiled core's twins when usable
+        try:
+            self.partition_classes = partition_classes(s.engine)
+        except RuntimeError as exc:  # ENGAGEMENT_ENGINE=native without a usable core
+            raise ConfigError(f"ENGAGEMENT_ENGINE=native: {exc}") from None
+        native = self.partition_classes[0] is not LiveUserPartition
+        if native:
+            log.info("engine: the compiled core (engagement_native)")
+        elif s.engine == "python":
+            log.info("engine: Python (ENGAGEMENT_ENGINE=python)")
+        else:
+            log.warning(
+                "engine: Python, since the compiled core is not usable (%s); same results, "
+                "slower. Build it with `make install` (needs cargo)",
+                native_unavailable(),
+            )
         self.user_parts: dict[int, LiveUserPartition] = {}
         self.acct_parts: dict[int, LiveAccountPartition] = {}
         self.input_names = {
@@ -276,13 +295,17 @@ class Worker:
         limit = self.now() - int(self.s.config.fold_margin_seconds * 1_000_000_000)
         for p in sorted(users - set(self.user_parts)):
             stored = self._read_partition(self.users_table, p)
-            part, tombs = load_user_partition(self.s.config, p, self.P, stored, limit)
+            part, tombs = load_user_partition(
+                self.s.config, p, self.P, stored, limit, self.partition_classes[0]
+            )
             self._set_tombs(self.user_tombs, p, tombs)
             self.user_parts[p] = part
             log.info("loaded user partition %d (%d users)", p, len(part.users))
         for p in sorted(accts - set(self.acct_parts)):
             stored = self._read_partition(self.accounts_table, p)
-            apart, atombs = load_account_partition(self.s.config, p, stored, limit)
+            apart, atombs = load_account_partition(
+                self.s.config, p, stored, limit, self.partition_classes[1]
+            )
             self._set_tombs(self.acct_tombs, p, atombs)
             self.acct_parts[p] = apart
             log.info("loaded account partition %d (%d customers)", p, len(apart.accounts))

@@ -54,6 +54,7 @@ __all__ = [
     "NativeLiveUserPartition",
     "available",
     "partition_classes",
+    "unavailable_reason",
 ]
 
 ENGINES = ("auto", "native", "python")
@@ -77,6 +78,11 @@ def partition_classes(engine: str = "auto") -> tuple[type[Any], type[Any]]:
     if engine == "python" or not available():
         return LiveUserPartition, LiveAccountPartition
     return NativeLiveUserPartition, NativeLiveAccountPartition
+
+
+def unavailable_reason() -> str:
+    """Why the compiled core is not usable ("" when it is)."""
+    return "" if _native is not None else str(UNAVAILABLE)
 
 
 def _require() -> Any:
