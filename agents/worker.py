@@ -125,16 +125,17 @@ class Worker:
             self.partition_classes = partition_classes(s.engine)
         except RuntimeError as exc:  # ENGAGEMENT_ENGINE=native without a usable core
             raise ConfigError(f"ENGAGEMENT_ENGINE=native: {exc}") from None
-        native = self.partition_classes[0] is not LiveUserPartition
-        if native:
-            log.info("engine: the compiled core (engagement_native)")
+        # said once logging is set up (when the app starts)
+        if self.partition_classes[0] is not LiveUserPartition:
+            self.engine_note = (logging.INFO, "engine: the compiled core (engagement_native)")
         elif s.engine == "python":
-            log.info("engine: Python (ENGAGEMENT_ENGINE=python)")
+            self.engine_note = (logging.INFO, "engine: Python (ENGAGEMENT_ENGINE=python)")
         else:
-            log.warning(
-                "engine: Python, since the compiled core is not usable (%s); same results, "
-                "slower. Build it with `make install` (needs cargo)",
-                native_unavailable(),
+            self.engine_note = (
+                logging.WARNING,
+                "engine: Python, since the compiled core is not usable "
+                f"({native_unavailable()}); same results, slower. Build it with `make install` "
+                "(it needs cargo)",
             )
         self.user_parts: dict[int, LiveUserPartition] = {}
         self.acct_parts: dict[int, LiveAccountPartition] = {}
@@ -221,6 +222,7 @@ class Worker:
         """Close due epochs every half interval, from a task of our own: Faust waits for every
         delivered message to be acknowledged when it stops its consumer (at shutdown, before
         our shutdown hook runs, and on a revoke), after it has stopped its own timers."""
+        log.log(*self.engine_note)
         self._closer = asyncio.ensure_future(self._epoch_closer())
 
     async def _epoch_closer(self) -> None:

@@ -54,6 +54,13 @@ def _worker(name: str, env: dict[str, str], tmp: Path) -> WorkerProc:
     return WorkerProc(name, {**env, "ENGAGEMENT_DATA_DIR": str(d)}, tmp / f"{name}.log")
 
 
+def _wait_logged(w: WorkerProc, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in w.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{w.name} never logged {text!r}:\n{w.tail()}"
+        time.sleep(0.2)
+
+
 def _load(path: Path, env: dict[str, str]) -> None:
     r = run_cli("load", str(path), env=env)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
@@ -91,9 +98,14 @@ def _run(
 ) -> None:  # fmt: skip
     first, second, as_of, n = dataset
     env = _env(stack, topic_prefix, redis_db, tmp_path, as_of)
-    workers = [_worker("w1", env, tmp_path).start(), _worker("w2", env, tmp_path).start()]
+    # one worker on the compiled core, one on the Python engine: the same results
+    w2_env = {**env, "ENGAGEMENT_ENGINE": "python"} if disturb == "none" else env
+    workers = [_worker("w1", env, tmp_path).start(), _worker("w2", w2_env, tmp_path).start()]
     try:
         wait_ready(workers)
+        if disturb == "none":
+            _wait_logged(workers[0], "engine: the compiled core")
+            _wait_logged(workers[1], "engine: Python (ENGAGEMENT_ENGINE=python)")
         _load(first, env)
         if disturb == "kill":
             time.sleep(4)  # mid-stream: the first half is being processed

@@ -21,7 +21,7 @@ def test_defaults() -> None:
     )
     assert s.clock is None and s.partitions == 8 and s.topic("product-events") == "product-events"
     assert s.worker_id  # host-pid
-    assert s.commit_interval_ms == 200
+    assert s.commit_interval_ms == 200 and s.engine == "auto"
     assert Settings.load(env={"ENGAGEMENT_COMMIT_INTERVAL_MS": "50"}).commit_interval_ms == 50
 
 
@@ -53,6 +53,7 @@ def test_flags_override_environment(tmp_path: Path) -> None:
         ({"ENGAGEMENT_TOPIC_PREFIX": "bad prefix!"}, "prefix"),
         ({"ENGAGEMENT_COMMIT_INTERVAL_MS": "fast"}, "COMMIT_INTERVAL_MS.*integer"),
         ({"ENGAGEMENT_COMMIT_INTERVAL_MS": "5"}, "outside 10..60000"),
+        ({"ENGAGEMENT_ENGINE": "rust"}, "ENGAGEMENT_ENGINE: engine must be auto, native or python"),
     ],
 )
 def test_errors(env: dict[str, str], message: str) -> None:
