@@ -175,3 +175,28 @@ def test_long_running_services_are_restarted_by_compose(compose: dict[str, Any])
     for name in ("worker", "kafka", "redis"):
         assert services[name].get("restart") in ("always", "unless-stopped"), name
     assert services["topics"].get("restart") == "no"
+
+
+def test_the_image_builds_the_compiled_core() -> None:
+    """The Dockerfile (no Docker engine here, so read): a `core` stage compiles native/ into a
+    wheel with maturin on a Rust image; the runtime stage installs it and checks at build time
+    that the live worker can use it; every COPY source exists and is not .dockerignored."""
+    text = (REPO / "Dockerfile").read_text()
+    lines = [ln.strip() for ln in text.replace("\\\n", " ").splitlines()]
+    stages = [ln.split() for ln in lines if ln.upper().startswith("FROM ")]
+    assert [s[-1] for s in stages if len(s) == 4] == ["core"], stages
+    assert stages[0][1].startswith("rust:") and stages[-1][1].startswith("python:3.11")
+    rust = tuple(int(x) for x in stages[0][1].split(":")[1].split("-")[0].split(".")[:2])
+    assert rust >= (1, 80), rust
+    assert any("maturin build" in ln and "native/Cargo.toml" in ln for ln in lines)
+    runtime = lines[lines.index(next(ln for ln in lines if ln.startswith("FROM python"))) :]
+    assert any(ln.startswith("COPY --from=core /wheels") for ln in runtime)
+    install = next(ln for ln in runtime if ln.startswith("RUN pip install"))
+    assert "engagement_native-" in install and "available()" in install
+    ignored = {ln.strip().rstrip("/") for ln in (REPO / ".dockerignore").read_text().splitlines()}
+    for ln in lines:
+        words = ln.split()
+        if words and words[0] == "COPY" and not words[1].startswith("--from"):
+            for src in words[1:-1]:
+                assert (REPO / src).exists(), f"COPY {src}: not in the repository"
+                assert src.rstrip("/") not in ignored, f"COPY {src}: .dockerignored"
