@@ -87,6 +87,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"engagement worker: {st.describe()}", file=sys.stderr)
         return EXIT_FAILURE
 
+    # members of this worker's previous process (SIGKILLed?) leave the groups now, so its
+    # partitions need not wait for their sessions to expire (agents/membership.py)
+    from agents.membership import leave_previous
+
+    removed = asyncio.run(
+        leave_previous(
+            settings.bootstrap, settings.data_dir, settings.kafka_security.aiokafka_kwargs()
+        )
+    )
+    if removed:
+        print(
+            f"engagement worker: removed {removed} consumer group member(s) of this worker's "
+            "previous process (its partitions move at once)",
+            file=sys.stderr,
+        )
     try:
         worker = Worker(settings)
     except ConfigError as exc:

@@ -35,6 +35,7 @@ from agents.internal import (
     encode_batch,
     internal_topic_specs,
 )
+from agents.membership import member_ids, remember
 from agents.settings import Settings
 from agents.users import UsersStage, load_user_partition
 from streams.codec import UnknownFormatVersion, encode_facts
@@ -479,6 +480,8 @@ class Worker:
             log.warning("cannot register in Redis: %s", exc)
         if self.accounts.forget_redis:  # forgets whose Redis part failed: retried every second
             await self.accounts.forget_in_redis()
+        # the member ids a restart removes from the groups (agents/membership.py)
+        remember(self.s.data_dir, member_ids(self))
 
     def registry_key(self, worker_id: str) -> str:
         return self.names.registry_key(worker_id)

@@ -243,6 +243,8 @@ def test_restarted_worker_answers_for_its_pinned_clock(
         w.kill()
         w.start()
         wait_ready([w])
+        # its previous process's group members were removed at once (agents/membership.py)
+        _wait_logged(w, "removed 2 consumer group member(s) of this worker's previous process")
         deadline = time.monotonic() + 90
         while True:
             status, body = w.get("/snapshot")
