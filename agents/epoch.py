@@ -165,8 +165,9 @@ def store_of(table: Any) -> Store:
     return MemoryStore(store)
 
 
-# send(topic, key, value, partition) -> an awaitable of the record's metadata (or None)
-Send = Callable[[str, bytes, "bytes | None", int], Awaitable[Awaitable[Any]]]
+# send_all(topic, partition, writes): sends the writes in order, returns the changelog offset
+# of the last one once every one is acknowledged
+SendAll = Callable[[str, int, list[Write]], Awaitable[int]]
 
 
 @dataclass
@@ -201,14 +202,14 @@ class EpochCommitter:
         self,
         stage: str,
         changelog_topic: str,
-        send: Send,
+        send_all: SendAll,
         store: Callable[[], Store],
         interval: float,
         on_error: Callable[[BaseException], Awaitable[None]],
     ) -> None:
         self.stage = stage
         self.changelog_topic = changelog_topic
-        self.send = send
+        self.send_all = send_all
         self.store = store
         self.interval = interval
         self.on_error = on_error
@@ -260,11 +261,9 @@ class EpochCommitter:
             if ep.side:  # 1. side outputs acknowledged
                 await asyncio.gather(*ep.side)
             # 2. the state to the changelog, in order (the producer keeps a partition's order)
-            acks = [await self.send(self.changelog_topic, k, v, ep.partition) for k, v in ep.writes]
-            results = await asyncio.gather(*acks)
-            offsets = [getattr(r, "offset", -1) for r in results]
+            last = await self.send_all(self.changelog_topic, ep.partition, ep.writes)
             # 3. the local store, one batch, with the changelog offset it reflects
-            self.store().write_epoch(ep.partition, ep.writes, max(offsets, default=-1))
+            self.store().write_epoch(ep.partition, ep.writes, last)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -18,14 +18,14 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer
 
 from agents.accounts import AccountsStage, load_account_partition
 from agents.cli import EXIT_CONFIG, EXIT_FAILURE
-from agents.epoch import EpochCommitter, Stored, read_partition, store_of
+from agents.epoch import EpochCommitter, Stored, Write, read_partition, store_of
 from agents.forget import Tombstones
 from agents.intake import Intake
 from agents.internal import (
@@ -159,8 +159,26 @@ class Worker:
         self._closer_stop = False
         interval = s.commit_interval_ms / 1000
 
-        def send_changelog(topic: str, key: bytes, value: bytes | None, p: int) -> Any:
-            return self.app.producer.send(topic, key, value, p, None, None)
+        async def send_changelog(topic: str, p: int, writes: list[Write]) -> int:
+            """The writes as record batches of the producer (one append each, not one send),
+            in order; the changelog offset of the last one, once all are acknowledged."""
+            producer: Any = cast(Any, self.app.producer)._producer  # aiokafka's, under Faust's
+            sent: list[tuple[Any, int]] = []
+            batch, n = producer.create_batch(), 0
+            for k, v in writes:
+                if batch.append(key=k, value=v, timestamp=None) is None:
+                    sent.append((await producer.send_batch(batch, topic, partition=p), n))
+                    batch, n = producer.create_batch(), 0
+                    if batch.append(key=k, value=v, timestamp=None) is None:
+                        raise ValueError(f"a state of {len(v or b'')} bytes exceeds a batch")
+                n += 1
+            if n:
+                sent.append((await producer.send_batch(batch, topic, partition=p), n))
+            last = -1
+            for fut, count in sent:
+                md = await fut
+                last = md.offset + count - 1
+            return last
 
         self.intake = Intake(self)
         self.users = UsersStage(
