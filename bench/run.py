@@ -272,6 +272,21 @@ def drain_ours(w: Any, n: int, timeout: float, profile_s: float, tmp: Path) -> d
             "snapshot": body, "profile": spy_out if spy_out.exists() else None}  # fmt: skip
 
 
+def snapshot_latency(w: Any, requests: int) -> dict[str, float]:
+    """/snapshot as of the worker's now, `requests` times in a row once the backlog is counted:
+    p50 and p99 of the answer time (ms) and the users held."""
+    took: list[float] = []
+    users = 0
+    for _ in range(requests):
+        t = time.perf_counter()
+        status, body = w.get("/snapshot", timeout=60)
+        took.append(time.perf_counter() - t)
+        if status == 200 and isinstance(body, dict):
+            users = int(body.get("mau", 0))
+    return {"p50_ms": report.percentile(took, 50) * 1000,
+            "p99_ms": report.percentile(took, 99) * 1000, "requests": requests, "mau": users}  # fmt: skip
+
+
 def measure_delay(
     w: Any, prefix: str, rate: float, seconds: float, users: int, settle: float
 ) -> dict[str, Any]:
@@ -456,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
         ours = drain_ours(worker, n, m["timeout"], profile_s, tmp)
         results["ours"] = ours
         log(f"ours: {ours['rate']:,.0f}/s")
+        results["snapshot_latency"] = snapshot_latency(worker, 100)
+        log(f"snapshot latency: {results['snapshot_latency']}")
 
         # 6. delay at half of ours' rate
         half = max(10.0, ours["rate"] / 2)
@@ -564,6 +581,11 @@ def render(r: dict[str, Any]) -> str:
         row("(c) peer: Quix Streams DAU/MAU + live CSAT", f"{quix:,.0f} records/s",
             "ours >= 2x", report.verdict(ours / quix, 2.0, True),
             f"ours = {report.ratio(ours, quix)} of it")  # fmt: skip
+    sl = r.get("snapshot_latency")
+    if sl:
+        row(f"/snapshot as of now, {users:,} users held, p99", f"{sl['p99_ms']:,.0f} ms",
+            "<= 50 ms", report.verdict(sl["p99_ms"], 50, False),
+            f"{sl['requests']} requests in a row after the drain; p50 {sl['p50_ms']:,.0f} ms")  # fmt: skip
     if d:
         row(f"delay record ts -> /snapshot at {d['rate']:,.0f}/s, p50", f"{d['p50'] * 1000:,.0f} ms",
             "", "", f"{d['sent']:,} records in {d['seconds']:.0f}s; /snapshot polled every "

@@ -78,12 +78,11 @@ def hand_made_bad_cases(user: str, ts_ms: int) -> list[tuple[str, str | None]]:
 
 
 def make_dataset(
-    records: int, users: int, seed: int, partitions: int
+    records: int, users: int, seed: int, partitions: int, days: int = 40
 ) -> tuple[list[dict[str, Any]], int]:
-    """A simulated stream (with every bad case) whose replay in file order is what the live
-    pipeline computes: a record keyed by another user is forwarded and arrives later at its
-    owner, so misrouting is kept only on records whose effect does not depend on order."""
-    days = 40
+    """A simulated stream (with every bad case) over `days` whose replay in file order is what
+    the live pipeline computes: a record keyed by another user is forwarded and arrives later at
+    its owner, so misrouting is kept only on records whose effect does not depend on order."""
     start = 1_795_168_800_000 - days * 86_400_000
     sim = SimConfig(start_ms=start, duration_s=days * 86400, users=users, rate=records / (days * 86400),
                     seed=seed, partitions=partitions, bad_fraction=0.02)  # fmt: skip
