@@ -18,6 +18,7 @@ mod convert;
 mod envelope;
 mod json;
 mod live;
+mod partial;
 mod replay;
 mod state;
 mod time;
