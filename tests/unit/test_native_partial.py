@@ -268,11 +268,9 @@ def compare_at(cfg: Config, py_u: list[Any], py_a: list[Any], ts: list[Any]) -> 
                     partial_to_json(nat),
                 )
         held += b._core.partial(t) is not None if type(t) in (int, Fraction) else 0
-        if (
-            isinstance(t, Fraction)
-            and 10**9 % t.denominator
-            or not YEARS_1_9999[0] <= t < YEARS_1_9999[1]
-        ):
+        if (isinstance(t, Fraction) and 10**9 % t.denominator) or not YEARS_1_9999[
+            0
+        ] <= t < YEARS_1_9999[1]:
             continue  # format_instant: decimal instants of years 1-9999 only
         check(
             f"snapshot at {t!r}",
