@@ -3,9 +3,25 @@
 
 use crate::time::I;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
 
-type RandomKeys = ahash::RandomState;
+/// The hasher of maps keyed by producer input: ahash with keys drawn at random once per process
+/// (so that a producer cannot choose colliding keys), shared by every map rather than held by
+/// each (ahash::RandomState is 32 bytes: a user holds seven maps).
+#[derive(Clone, Copy, Default)]
+pub struct RandomKeys;
+
+static KEYS: OnceLock<ahash::RandomState> = OnceLock::new();
+
+impl BuildHasher for RandomKeys {
+    type Hasher = ahash::AHasher;
+
+    #[inline]
+    fn build_hasher(&self) -> ahash::AHasher {
+        KEYS.get_or_init(ahash::RandomState::new).build_hasher()
+    }
+}
 
 // streams/state.py
 pub const F_CLICK: u8 = 0;
@@ -86,7 +102,7 @@ impl Hasher for Fx {
 }
 
 /// Maps keyed by producer input (user, event, response, session, ticket, order and customer ids,
-/// feature names, event types...): a hasher with random keys per process, so that a producer
+/// feature names, event types...): a hasher with random keys per process (`RandomKeys`), so that a producer
 /// cannot choose keys that collide (hash flooding) and turn a live worker's maps quadratic.
 pub type Map<K, V> = HashMap<K, V, RandomKeys>;
 
