@@ -829,6 +829,33 @@ fn health(a: &Account, at: At, d0: i64) -> (f64, bool) {
     (h, lhs < 80 * D30)
 }
 
+/// `prefetch_fields` for a customer.
+#[inline(always)]
+fn prefetch_account_fields(a: &Account) {
+    prefetch(&a.first);
+    prefetch(&a.days);
+    prefetch(&a.last);
+    prefetch(&a.lastp);
+    prefetch(&a.nps);
+    prefetch(&a.npsp);
+    prefetch(&a.csat);
+    prefetch(&a.csatp);
+    prefetch(&a.sub);
+    prefetch(&a.subp);
+    prefetch(&a.orders);
+}
+
+/// `prefetch_user` for a customer.
+#[inline(always)]
+fn prefetch_account(a: &Account) {
+    prefetch_slice(&a.days.0);
+    prefetch_slice(&a.lastp);
+    prefetch_slice(&a.npsp);
+    prefetch_slice(&a.csatp);
+    prefetch_slice(&a.subp);
+    prefetch_slice(&a.orders);
+}
+
 /// `AccountPartition.partial(t)` over `accounts`, as a dict of Partial fields.
 pub fn accounts_partial<'py>(
     py: Python<'py>,
@@ -845,7 +872,21 @@ pub fn accounts_partial<'py>(
     let mut revenue_90: Vec<f64> = Vec::new();
     let mut revenue_30: Vec<f64> = Vec::new();
     let mut healths: Vec<f64> = Vec::with_capacity(accounts.len());
+    let mut ahead = accounts.values();
+    let mut ahead2 = accounts.values();
+    for a in ahead2.by_ref().take(2 * AHEAD) {
+        prefetch_account_fields(a);
+    }
+    for a in ahead.by_ref().take(AHEAD) {
+        prefetch_account(a);
+    }
     for a in accounts.values() {
+        if let Some(x) = ahead2.next() {
+            prefetch_account_fields(x);
+        }
+        if let Some(x) = ahead.next() {
+            prefetch_account(x);
+        }
         if a.first > t {
             continue;
         }
