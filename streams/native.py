@@ -259,6 +259,8 @@ def engine_settings(config: Config, daycalc: DayCalc) -> dict[str, Any]:
         "milestones": set(ref.milestones),
         "known_types": set(KNOWN_TYPES),
         "funnel_steps": list(ref.steps),
+        "activation_events": list(config.activation_events),
+        "value_event": config.value_event,
         "social_actions": list(SOCIAL_ACTIONS),
         "fixed_offset_ns": daycalc._fixed,
     }

@@ -13,17 +13,21 @@ A value the compiled core cannot hold exactly (an instant finer than attoseconds
 timestamp with more than 18 fractional digits, in a record or a loaded state) moves the
 partition to the Python class, which then goes on with it (`handed_over`).
 
-Snapshots (`engine.partial(t)`) are computed by the Python engine on the exported state, so
-every metric keeps one definition.
+Snapshots (`engine.partial(t)`) are computed by a scan of the state in the core
+(native/src/partial.rs, the mirror of `UserPartition.partial` / `AccountPartition.partial`, the
+same Partial field for field, types included; tests/unit/test_native_partial.py compares them);
+for a T the core cannot hold (finer than attoseconds, outside years 1-9999), by the Python
+engine on the exported state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
+from fractions import Fraction
 from typing import Any
 
 from streams.config import Config
-from streams.engine import AccountPartition, Partial, UserPartition
+from streams.engine import SIGNALS, AccountPartition, Partial, SurveyCounts, UserPartition
 from streams.live import (
     DORMANT_AFTER,
     IDLE_SOURCE_SECONDS,
@@ -43,7 +47,7 @@ from streams.native import (
     _native,
     engine_settings,
 )
-from streams.records import REJECT_REASONS
+from streams.records import REJECT_REASONS, SOCIAL_ACTIONS
 from streams.replay import Pipeline
 from streams.state import AccountState, UserState, _restore_account, _restore_user
 from streams.timeutil import NS, DayCalc, Instant
@@ -199,7 +203,13 @@ class _UserEngine(_Engine):
         return up
 
     def partial(self, t: Instant) -> Partial:
-        """This partition's partial at T (exact: the Python engine on the exported state)."""
+        """This partition's partial at T, computed in the core (`UserPartition.partial`'s
+        result exactly); for a T the core cannot hold, by the Python engine on the exported
+        state."""
+        if type(t) is int or type(t) is Fraction:
+            d = self._owner._core.partial(t)
+            if d is not None:
+                return _user_partial(d)
         return self.to_python().partial(t)
 
 
@@ -213,7 +223,24 @@ class _AccountEngine(_Engine):
         return ap
 
     def partial(self, t: Instant) -> Partial:
+        """`AccountPartition.partial(t)`, computed in the core (see `_UserEngine.partial`)."""
+        if type(t) is int or type(t) is Fraction:
+            d = self._owner._core.partial(t)
+            if d is not None:
+                return Partial(**d)
         return self.to_python().partial(t)
+
+
+def _user_partial(d: dict[str, Any]) -> Partial:
+    """The Partial of the fields `LiveUsers.partial` returns (dicts of fixed keys as lists of
+    their values, SurveyCounts as tuples of their fields)."""
+    d["rejected"] = dict(zip(REJECT_REASONS, d["rejected"], strict=True))
+    d["social"] = dict(zip(SOCIAL_ACTIONS, d["social"], strict=True))
+    d["sig1"] = dict(zip(SIGNALS, d["sig1"], strict=True))
+    d["sig24"] = dict(zip(SIGNALS, d["sig24"], strict=True))
+    d["surveys"] = SurveyCounts(*d["surveys"])
+    d["by_tp"] = {tp: SurveyCounts(*c) for tp, c in d["by_tp"].items()}
+    return Partial(**d)
 
 
 def _set_sweep_meta(meta: Any, swept: Instant | None, swept_at: int, msg_offset: int) -> None:

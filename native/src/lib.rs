@@ -4,8 +4,10 @@
 //! Python stays the reference: records the hot path cannot decide with certainty (escapes,
 //! non-ASCII, unknown fields, custom types, anything invalid) go to a Python bridge, which runs
 //! the Python validation and hands back either a rejection (already reported) or the decoded
-//! record, which is applied here. The snapshot is computed in Python from the exported state
-//! (`UserPartition.partial`, `finalize`), so every metric has one definition. An input whose
+//! record, which is applied here. In replay, the snapshot is computed in Python from the exported
+//! state (`UserPartition.partial`, `finalize`); the live partitions compute their partials at T
+//! here (partial.rs, the mirror of `UserPartition.partial` / `AccountPartition.partial`, checked
+//! against them by tests/unit/test_native_partial.py) and `finalize` stays Python's. An input whose
 //! value Rust cannot hold exactly (a timestamp with more than nine fractional digits) stops the
 //! engine; the bridge then moves the whole state to the Python engine, which continues.
 
@@ -18,6 +20,7 @@ mod convert;
 mod envelope;
 mod json;
 mod live;
+mod partial;
 mod replay;
 mod state;
 mod time;

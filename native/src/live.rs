@@ -14,8 +14,9 @@ use crate::bridge::{read_decision, Decided, OwnedAns, OwnedEv};
 use crate::convert::{not_repr, Conv};
 use crate::envelope::{Decoder, FUTURE, MAX_VALUE_BYTES, PRODUCT, SURVEY};
 use crate::json::Scan;
+use crate::partial::{accounts_partial, users_partial, At, PartialCfg};
 use crate::state::{Account, Key, Map, User, REASONS, SV_CSAT, SV_NPS};
-use crate::time::{Clock, DayCalc, I, MS, SWEEP_EVERY, UNIT};
+use crate::time::{Clock, DayCalc, END_INSTANT, I, MIN_INSTANT, MS, SWEEP_EVERY, UNIT};
 use crate::user::{
     apply_product, apply_survey, expire_user, setting, Ans, Ev, Fact, Kind, Rules, TInfo, UserPart,
 };
@@ -153,6 +154,7 @@ pub struct LiveUsers {
     partitions: u32,
     account_partitions: u32,
     idle_seconds: f64,
+    pcfg: PartialCfg,
     up: UserPart,
     /// source (topic, partition) of every id in `offs`, `srcw`, `heard` and users' `offs`
     srcs: Vec<(Box<str>, i64)>,
@@ -296,6 +298,20 @@ impl LiveUsers {
     }
 }
 
+/// T (a Python int or Fraction of nanoseconds) as the partial's scan takes it; None when the
+/// core cannot hold it exactly or it is outside years 1-9999.
+fn partial_at(conv: &Conv, t: &Bound<'_, PyAny>) -> PyResult<Option<At>> {
+    match conv.inst(t) {
+        Ok(x) if (MIN_INSTANT..END_INSTANT).contains(&x) => Ok(Some(At {
+            t: x,
+            frac: !t.is_instance_of::<pyo3::types::PyInt>(),
+        })),
+        Ok(_) => Ok(None),
+        Err(e) if e.is_instance_of::<crate::convert::NotRepresentable>(t.py()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The id of a source, added (with empty slots in `vecs`) when new.
 fn intern<S: PartialEq + Copy>(
     srcs: &mut Vec<(Box<str>, S)>,
@@ -350,6 +366,7 @@ impl LiveUsers {
             partitions,
             account_partitions,
             idle_seconds: setting(settings, "idle_source_seconds")?.extract()?,
+            pcfg: PartialCfg::from_settings(settings)?,
             up: UserPart {
                 clock: Clock::new(),
                 users: Map::default(),
@@ -794,6 +811,32 @@ impl LiveUsers {
         self.conv.t(py, f)
     }
 
+    /// The partition's partial at T (`UserPartition.partial(t)`) computed here, as a dict of
+    /// `streams.engine.Partial` fields (streams/native_live.py makes the Partial); None when T
+    /// is not an instant the core holds (finer than attoseconds, or outside years 1-9999): the
+    /// caller then computes it in Python on the exported state.
+    fn partial<'py>(
+        &mut self,
+        py: Python<'py>,
+        t: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(at) = partial_at(&self.conv, t)? else {
+            return Ok(None);
+        };
+        let up = &self.up;
+        users_partial(
+            py,
+            &up.users,
+            (up.accepted, up.duplicates, &up.rejected),
+            &self.pcfg,
+            self.dec.rules.social.len(),
+            &mut self.dc,
+            &self.conv,
+            at,
+        )
+        .map(Some)
+    }
+
     fn __len__(&self) -> usize {
         self.up.users.len()
     }
@@ -1117,6 +1160,18 @@ impl LiveAccounts {
     #[getter]
     fn watermark(&self) -> Option<I> {
         self.ap.clock.watermark.map(|w| w / UNIT)
+    }
+
+    /// `AccountPartition.partial(t)` computed here (see `LiveUsers.partial`).
+    fn partial<'py>(
+        &mut self,
+        py: Python<'py>,
+        t: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(at) = partial_at(&self.conv, t)? else {
+            return Ok(None);
+        };
+        accounts_partial(py, &self.ap.accounts, &mut self.dc, at).map(Some)
     }
 
     fn __len__(&self) -> usize {

@@ -3,9 +3,25 @@
 
 use crate::time::I;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
 
-type RandomKeys = ahash::RandomState;
+/// The hasher of maps keyed by producer input: ahash with keys drawn at random once per process
+/// (so that a producer cannot choose colliding keys), shared by every map rather than held by
+/// each (ahash::RandomState is 32 bytes: a user holds seven maps).
+#[derive(Clone, Copy, Default)]
+pub struct RandomKeys;
+
+static KEYS: OnceLock<ahash::RandomState> = OnceLock::new();
+
+impl BuildHasher for RandomKeys {
+    type Hasher = ahash::AHasher;
+
+    #[inline]
+    fn build_hasher(&self) -> ahash::AHasher {
+        KEYS.get_or_init(ahash::RandomState::new).build_hasher()
+    }
+}
 
 // streams/state.py
 pub const F_CLICK: u8 = 0;
@@ -86,7 +102,7 @@ impl Hasher for Fx {
 }
 
 /// Maps keyed by producer input (user, event, response, session, ticket, order and customer ids,
-/// feature names, event types...): a hasher with random keys per process, so that a producer
+/// feature names, event types...): a hasher with random keys per process (`RandomKeys`), so that a producer
 /// cannot choose keys that collide (hash flooding) and turn a live worker's maps quadratic.
 pub type Map<K, V> = HashMap<K, V, RandomKeys>;
 
@@ -108,6 +124,18 @@ impl Key {
             // SAFETY: built from a &str's first `n` bytes (`From<&str>`)
             Key::Inline(n, b) => unsafe { std::str::from_utf8_unchecked(&b[..*n as usize]) },
             Key::Heap(s) => s,
+        }
+    }
+}
+
+impl Key {
+    /// Equality, without a call to memcmp for short keys (the bytes after an inline key's
+    /// length are zeros: `From<&str>`).
+    #[inline]
+    pub fn same(&self, o: &Key) -> bool {
+        match (self, o) {
+            (Key::Inline(n, a), Key::Inline(m, b)) => n == m && a == b,
+            _ => self.as_str() == o.as_str(),
         }
     }
 }
@@ -187,6 +215,56 @@ pub enum Ms {
     At(I),
 }
 
+/// A user's milestones by key: the configured activation events, value event and onboarding
+/// steps only (`UserPartition._milestone`'s keys), so a handful at most: a short list searched
+/// in order beats a hash map, and it is one block the partial's scan can prefetch.
+#[derive(Default, Clone)]
+pub struct Milestones(pub Vec<(Key, Ms)>);
+
+impl Milestones {
+    #[inline]
+    pub fn get_mut(&mut self, k: &str) -> Option<&mut Ms> {
+        self.0
+            .iter_mut()
+            .find(|e| e.0.as_str() == k)
+            .map(|e| &mut e.1)
+    }
+
+    /// Set `k` (added at the end when new).
+    pub fn insert(&mut self, k: Key, v: Ms) {
+        match self.get_mut(k.as_str()) {
+            Some(m) => *m = v,
+            None => self.0.push((k, v)),
+        }
+    }
+
+    pub fn retain(&mut self, mut f: impl FnMut(&Key, &mut Ms) -> bool) {
+        self.0.retain_mut(|(k, v)| f(k, v));
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl<'a> IntoIterator for &'a Milestones {
+    type Item = (&'a Key, &'a Ms);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, (Key, Ms)>, fn(&'a (Key, Ms)) -> Self::Item>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|e| (&e.0, &e.1))
+    }
+}
+
 #[derive(Default)]
 pub struct User {
     pub ids: Map<Key, I>,
@@ -194,7 +272,7 @@ pub struct User {
     pub facts: Vec<(I, u8)>,
     pub answers: Vec<(I, u8, i64, Option<Key>)>,
     pub signup: Option<I>,
-    pub ms: Map<Key, Ms>,
+    pub ms: Milestones,
     pub days: Days,
     pub last: Option<I>,
     pub lastp: Vec<I>,

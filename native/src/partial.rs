@@ -1,0 +1,975 @@
+//! A partition's partial at T computed by a scan of the state held here: the Rust mirror of
+//! `streams.engine.UserPartition.partial` / `_user_partial` and `AccountPartition.partial`
+//! (with `customer_health`, `health_at_risk`, `_subscribed`, `_max_below`, `SurveyCounts.add`
+//! and `Partial.add_answer`), value for value and type for type.
+//!
+//! Python's instants are int nanoseconds, or Fractions when finer: a difference of two of them
+//! (a time to first value, a session's duration, a ticket's resolution time) is a Fraction when
+//! either is, even when it is whole, so each such value carries that flag here and the sums are
+//! Fractions once one of their terms is. The floats (health) follow Python's operations one by
+//! one: `int / int` is the correctly rounded quotient, `Fraction` arithmetic is exact and
+//! rounded once by `float()`.
+//!
+//! The result is a dict of the `streams.engine.Partial` fields (the dicts of fixed keys and the
+//! `SurveyCounts` as lists) that streams/native_live.py turns into a `Partial`. Dicts keep the
+//! order their keys were first counted in, lists the order users, their sessions, tickets...
+//! are visited in: the order the exported state (`export()`) lists them in, so the partial is
+//! the one the Python engine computes on the exported state, in order too.
+
+use crate::convert::Conv;
+use crate::state::{
+    Account, Key, Map, Milestones, Ms, User, F_CANCEL, F_CLICK, F_IMPRESSION, F_SOCIAL, NONE,
+};
+use crate::state::{SV_CES, SV_CSAT, SV_NPS};
+use crate::time::{DayCalc, D30, D7, D90, DAY, H24, HOUR, I, UNIT};
+use pyo3::conversion::IntoPyObjectExt;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyFloat, PyList};
+
+const H1: I = HOUR;
+const D14: I = 14 * DAY;
+const D30_NS: I = D30 / UNIT;
+
+/// What the user scan reads of the configuration.
+pub struct PartialCfg {
+    /// (step, "step:<step>") in the configured order
+    pub steps: Vec<(String, String)>,
+    /// every milestone key the scan reads (activation events, the value event, the steps'),
+    /// once each; and the index in it of each act key, of the value event, of each step
+    ms_keys: Vec<Key>,
+    act_idx: Vec<usize>,
+    value_idx: usize,
+    step_idx: Vec<usize>,
+}
+
+impl PartialCfg {
+    pub fn from_settings(settings: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let get = |k: &str| crate::user::setting(settings, k);
+        let steps: Vec<String> = get("funnel_steps")?.extract()?;
+        let steps: Vec<(String, String)> = steps
+            .into_iter()
+            .map(|s| {
+                let k = format!("step:{s}");
+                (s, k)
+            })
+            .collect();
+        let act_keys: Vec<String> = get("activation_events")?.extract()?;
+        let value_event: String = get("value_event")?.extract()?;
+        let mut ms_keys: Vec<Key> = Vec::new();
+        let mut idx = |k: &str| match ms_keys.iter().position(|x| x.as_str() == k) {
+            Some(i) => i,
+            None => {
+                ms_keys.push(Key::from(k));
+                ms_keys.len() - 1
+            }
+        };
+        let act_idx = act_keys.iter().map(|k| idx(k)).collect();
+        let value_idx = idx(&value_event);
+        let step_idx = steps.iter().map(|(_, k)| idx(k)).collect();
+        Ok(PartialCfg {
+            steps,
+            ms_keys,
+            act_idx,
+            value_idx,
+            step_idx,
+        })
+    }
+
+    /// The instant of every key of `ms_keys` in `ms` (None: absent, or a list: a milestone
+    /// before the signup, which `type(m) is not list` leaves out): one pass over the user's
+    /// milestones rather than a lookup per key.
+    #[inline]
+    fn read_ms(&self, ms: &Milestones, out: &mut Vec<Option<I>>) {
+        out.clear();
+        out.resize(self.ms_keys.len(), None);
+        for (k, m) in ms {
+            if let Ms::At(x) = m {
+                if let Some(i) = self.ms_keys.iter().position(|x| x.same(k)) {
+                    out[i] = Some(*x);
+                }
+            }
+        }
+    }
+}
+
+/// T as the scan reads it.
+#[derive(Clone, Copy)]
+pub struct At {
+    pub t: I,
+    /// T is a Python Fraction (not an int): then every `t - x` is one too
+    pub frac: bool,
+}
+
+/// `streams.engine.SurveyCounts`
+#[derive(Default, Clone)]
+struct Counts {
+    csat_n: [i64; 3],
+    csat_pos: [i64; 3],
+    nps_n: [i64; 2],
+    nps_pro: [i64; 2],
+    nps_det: [i64; 2],
+    ces_n: [i64; 2],
+    ces_sum: [i64; 2],
+}
+
+impl Counts {
+    /// `SurveyCounts.add`
+    #[inline]
+    fn add(&mut self, sv: u8, score: i64, age: I) {
+        match sv {
+            SV_CSAT => {
+                for (i, w) in [H1, H24, D7].into_iter().enumerate() {
+                    if age < w {
+                        self.csat_n[i] += 1;
+                        if score >= 4 {
+                            self.csat_pos[i] += 1;
+                        }
+                    }
+                }
+            }
+            SV_NPS => {
+                for (i, w) in [D7, D30].into_iter().enumerate() {
+                    if age < w {
+                        self.nps_n[i] += 1;
+                        if score >= 9 {
+                            self.nps_pro[i] += 1;
+                        } else if score <= 6 {
+                            self.nps_det[i] += 1;
+                        }
+                    }
+                }
+            }
+            SV_CES => {
+                for (i, w) in [D7, D30].into_iter().enumerate() {
+                    if age < w {
+                        self.ces_n[i] += 1;
+                        self.ces_sum[i] += score;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// (csat_n, csat_pos, nps_n, nps_pro, nps_det, ces_n, ces_sum): SurveyCounts' fields
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        (
+            self.csat_n.to_vec(),
+            self.csat_pos.to_vec(),
+            self.nps_n.to_vec(),
+            self.nps_pro.to_vec(),
+            self.nps_det.to_vec(),
+            self.ces_n.to_vec(),
+            self.ces_sum.to_vec(),
+        )
+            .into_bound_py_any(py)
+    }
+}
+
+/// Counts by key, in the order keys were first counted (a Python dict's).
+struct Ordered<V> {
+    index: Map<Key, usize>,
+    items: Vec<(Key, V)>,
+}
+
+impl<V: Default> Ordered<V> {
+    fn new() -> Self {
+        Ordered {
+            index: Map::default(),
+            items: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn entry(&mut self, k: &str) -> &mut V {
+        let i = match self.index.get(k) {
+            Some(&i) => i,
+            None => {
+                let i = self.items.len();
+                self.index.insert(Key::from(k), i);
+                self.items.push((Key::from(k), V::default()));
+                i
+            }
+        };
+        &mut self.items[i].1
+    }
+}
+
+/// A duration (a difference of two instants): attoseconds, and whether Python holds it as a
+/// Fraction.
+type Dur = (I, bool);
+
+/// The sum of durations as Python accumulates it from int 0.
+#[derive(Default)]
+struct DurSum {
+    total: I,
+    frac: bool,
+}
+
+impl DurSum {
+    #[inline]
+    fn add(&mut self, d: Dur) {
+        self.total += d.0;
+        self.frac |= d.1;
+    }
+}
+
+#[inline]
+fn is_frac(x: I) -> bool {
+    x % UNIT != 0
+}
+
+#[inline]
+fn dur(a: I, b: I) -> Dur {
+    (a - b, is_frac(a) || is_frac(b))
+}
+
+fn dur_py<'py>(py: Python<'py>, conv: &Conv, d: Dur) -> PyResult<Bound<'py, PyAny>> {
+    if d.1 {
+        conv.fraction.bind(py).call1((d.0,)) // Fraction(atto, 10**9): a Fraction, even whole
+    } else {
+        conv.t(py, d.0)
+    }
+}
+
+fn durs_py<'py>(py: Python<'py>, conv: &Conv, v: &[Dur]) -> PyResult<Bound<'py, PyList>> {
+    let items = v
+        .iter()
+        .map(|&d| dur_py(py, conv, d))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+/// `_max_below(folded, pending, t)`: the folded value is taken as it is (not checked against t).
+#[inline]
+fn max_below(folded: Option<I>, pending: &[I], t: I) -> Option<I> {
+    let mut best = folded;
+    for &p in pending {
+        if p <= t && best.is_none_or(|b| p > b) {
+            best = Some(p);
+        }
+    }
+    best
+}
+
+// ---- the user partition ----------------------------------------------------------------------
+
+/// `Partial`'s fields a user partition fills.
+struct UserAcc<'a> {
+    dau: i64,
+    wau: i64,
+    mau: i64,
+    new: i64,
+    returning: i64,
+    resurrecting: i64,
+    dormant_lifecycle: i64,
+    features: Ordered<i64>,
+    surveys: Counts,
+    by_tp: Ordered<Counts>,
+    mature: i64,
+    activated: i64,
+    returned: i64,
+    ttfv: Vec<Dur>,
+    funnel: Vec<(&'a str, i64)>, // (step, count) in the order steps were first reached
+    ret_cohort: [i64; 3],
+    ret_kept: [i64; 3],
+    returns: i64,
+    sessions: i64,
+    session_dur: DurSum,
+    session_dur_n: i64,
+    session_durs: Vec<Dur>,
+    bounces: i64,
+    clicks: i64,
+    impressions: i64,
+    social: Vec<i64>,
+    tickets_opened: i64,
+    open_tickets: i64,
+    resolution: DurSum,
+    resolution_n: i64,
+    resolution_durs: Vec<Dur>,
+    // SIGNALS: cancellation, nps_detractor, csat_negative, dormant
+    sig1: [i64; 4],
+    sig24: [i64; 4],
+}
+
+const SIG_CANCEL: usize = 0;
+const SIG_NPS: usize = 1;
+const SIG_CSAT: usize = 2;
+const SIG_DORMANT: usize = 3;
+
+struct UserCtx<'a> {
+    at: At,
+    d0: i64,
+    cfg: &'a PartialCfg,
+}
+
+/// Ask for the memory a user's scan reads (its days, answers, facts, milestones...) ahead of
+/// time: the scan is bound by cache misses on each user's heap blocks, which prefetching a few
+/// users ahead overlaps.
+#[inline(always)]
+fn prefetch_user(u: &User) {
+    prefetch_slice(&u.days.0);
+    prefetch_slice(&u.answers);
+    prefetch_slice(&u.facts);
+    prefetch_slice(&u.ms.0);
+}
+
+/// Prefetch a slice's cache lines (its first 1 KiB).
+#[inline(always)]
+fn prefetch_slice<T>(v: &[T]) {
+    let bytes = std::mem::size_of_val(v).min(1024);
+    let p = v.as_ptr() as *const u8;
+    let mut off = 0;
+    while off < bytes {
+        prefetch(p.wrapping_add(off));
+        off += 64;
+    }
+}
+
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it never faults, whatever the address
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Prefetch the fields of a user's struct the scan reads (the struct spans several cache
+/// lines; taking a field's address reads nothing), so that `prefetch_user` finds them cached.
+#[inline(always)]
+fn prefetch_fields(u: &User) {
+    prefetch(&u.days);
+    prefetch(&u.answers);
+    prefetch(&u.facts);
+    prefetch(&u.ms);
+    prefetch(&u.signup);
+    prefetch(&u.last);
+    prefetch(&u.lastp);
+    prefetch(&u.features);
+    prefetch(&u.sessions);
+    prefetch(&u.tickets);
+    prefetch(&u.returns);
+}
+
+/// How many users ahead the scan prefetches their blocks (`prefetch_user`), and their structs'
+/// fields (`prefetch_fields`, twice as far).
+const AHEAD: usize = 8;
+
+/// `UserPartition._user_partial`.
+fn user_partial<'a>(
+    py: Python<'_>,
+    p: &mut UserAcc<'a>,
+    u: &User,
+    c: &UserCtx<'a>,
+    dc: &mut DayCalc,
+    ms: &mut Vec<Option<I>>,
+) -> PyResult<()> {
+    let t = c.at.t;
+    let d0 = c.d0;
+    // the active days in d0-30..=d0 (by T): bit k for day d0 - k
+    let mut active: u64 = 0;
+    for &(d, m) in &u.days.0 {
+        if m <= t && (d0 - 30..=d0).contains(&d) {
+            active |= 1u64 << (d0 - d);
+        }
+    }
+    let is_active = |d: i64| (d0 - 30..=d0).contains(&d) && active & (1u64 << (d0 - d)) != 0;
+    let on_d0 = active & 1 != 0;
+    if active != 0 {
+        if on_d0 {
+            p.dau += 1;
+        }
+        if active & 0x7f != 0 {
+            p.wau += 1;
+        }
+        if active & ((1u64 << 30) - 1) != 0 {
+            p.mau += 1;
+        }
+    }
+    let s = u.signup;
+    let sday = match s {
+        Some(s) if s <= t => Some(dc.day(py, s)?),
+        _ => None,
+    };
+    if on_d0 {
+        if sday == Some(d0) {
+            p.new += 1;
+        } else if active & 2 != 0 {
+            p.returning += 1;
+        } else {
+            p.resurrecting += 1;
+        }
+    } else if active & 2 != 0 {
+        p.dormant_lifecycle += 1;
+    }
+    if let (Some(sday), Some(s)) = (sday, s) {
+        let mature = (d0 - 13..=d0 - 7).contains(&sday);
+        let recent = s > t - D30;
+        if mature || recent {
+            c.cfg.read_ms(&u.ms, ms);
+        }
+        if mature {
+            p.mature += 1;
+            let end = s + 7 * DAY;
+            if c.cfg.act_idx.iter().all(|&i| match ms[i] {
+                Some(m) => m < end && m <= t,
+                None => false,
+            }) {
+                p.activated += 1;
+            }
+            if u.days.0.iter().any(|&(d, m)| d > sday && m < end && m <= t) {
+                p.returned += 1;
+            }
+        }
+        if recent {
+            if let Some(m) = ms[c.cfg.value_idx] {
+                if m <= t {
+                    p.ttfv.push(dur(m, s));
+                }
+            }
+            for ((step, _), &i) in c.cfg.steps.iter().zip(&c.cfg.step_idx) {
+                if let Some(m) = ms[i] {
+                    if m <= t {
+                        match p.funnel.iter_mut().find(|x| x.0 == step) {
+                            Some(x) => x.1 += 1,
+                            None => p.funnel.push((step, 1)),
+                        }
+                    }
+                }
+            }
+        }
+        for (n, idx) in [(1, 0), (7, 1), (30, 2)] {
+            if (d0 - n - 7..=d0 - n - 1).contains(&sday) {
+                p.ret_cohort[idx] += 1;
+                if is_active(sday + n) {
+                    p.ret_kept[idx] += 1;
+                }
+            }
+        }
+    }
+    if !u.features.is_empty() {
+        let lo = d0 - 29;
+        for (name, fl) in &u.features {
+            if let Some(last) = max_below(fl.0, &fl.1, t) {
+                if dc.day(py, last)? >= lo {
+                    *p.features.entry(name.as_str()) += 1;
+                }
+            }
+        }
+    }
+    if u.last.is_some() || !u.lastp.is_empty() {
+        if let Some(last) = max_below(u.last, &u.lastp, t) {
+            let age = t - last - D14; // the dormant signal is at last + 14d
+            if (0..H24).contains(&age) {
+                p.sig24[SIG_DORMANT] += 1;
+                if age < H1 {
+                    p.sig1[SIG_DORMANT] += 1;
+                }
+            }
+        }
+    }
+    if !u.facts.is_empty() {
+        let lo24 = t - H24;
+        for &(ts, code) in &u.facts {
+            if lo24 < ts && ts <= t {
+                match code {
+                    F_CLICK => p.clicks += 1,
+                    F_IMPRESSION => p.impressions += 1,
+                    F_CANCEL => {
+                        p.sig24[SIG_CANCEL] += 1;
+                        if ts > t - H1 {
+                            p.sig1[SIG_CANCEL] += 1;
+                        }
+                    }
+                    _ => p.social[(code - F_SOCIAL) as usize] += 1,
+                }
+            }
+        }
+    }
+    for (ts, sv, score, tp) in &u.answers {
+        let age = t - ts;
+        if (0..D30).contains(&age) {
+            // Partial.add_answer
+            let (sv, score) = (*sv, *score);
+            p.surveys.add(sv, score, age);
+            if let Some(tp) = tp {
+                p.by_tp.entry(tp.as_str()).add(sv, score, age);
+            }
+            if age < H24 {
+                let sig = if sv == SV_NPS && score <= 6 {
+                    Some(SIG_NPS)
+                } else if sv == SV_CSAT && score <= 2 {
+                    Some(SIG_CSAT)
+                } else {
+                    None
+                };
+                if let Some(sig) = sig {
+                    p.sig24[sig] += 1;
+                    if age < H1 {
+                        p.sig1[sig] += 1;
+                    }
+                }
+            }
+        }
+    }
+    if !u.sessions.is_empty() {
+        let lo24 = t - H24;
+        for st in u.sessions.values() {
+            let end = st[1];
+            if end != NONE && lo24 < end && end <= t {
+                p.sessions += 1;
+                let start = st[0];
+                if start != NONE && start <= t {
+                    let d = dur(end, start);
+                    p.session_dur.add(d);
+                    p.session_dur_n += 1;
+                    p.session_durs.push(d);
+                }
+                let (a, b) = (st[2], st[3]);
+                if a != NONE && a <= t && (b == NONE || b > t) {
+                    p.bounces += 1;
+                }
+            }
+        }
+    }
+    if !u.tickets.is_empty() {
+        let (lo24, lo7) = (t - H24, t - D7);
+        for tk in u.tickets.values() {
+            let Some(o) = tk[0] else { continue };
+            if o > t {
+                continue;
+            }
+            if o > lo24 {
+                p.tickets_opened += 1;
+            }
+            match tk[1] {
+                Some(r) if r <= t => {
+                    if r > lo7 {
+                        let d = dur(r, o);
+                        p.resolution.add(d);
+                        p.resolution_n += 1;
+                        p.resolution_durs.push(d);
+                    }
+                }
+                _ => p.open_tickets += 1,
+            }
+        }
+    }
+    if !u.returns.is_empty() {
+        let lo90 = t - D90;
+        for &r in u.returns.values() {
+            if lo90 < r && r <= t {
+                p.returns += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `UserPartition.partial(t)` over `users`, as a dict of Partial fields (see the module's
+/// doc); `counters` are (accepted, duplicates, rejected by reason).
+#[allow(clippy::too_many_arguments)]
+pub fn users_partial<'py>(
+    py: Python<'py>,
+    users: &Map<Key, User>,
+    counters: (u64, u64, &[u64; 5]),
+    cfg: &PartialCfg,
+    n_social: usize,
+    dc: &mut DayCalc,
+    conv: &Conv,
+    at: At,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d0 = dc.day(py, at.t)?;
+    let c = UserCtx { at, d0, cfg };
+    let mut p = UserAcc {
+        dau: 0,
+        wau: 0,
+        mau: 0,
+        new: 0,
+        returning: 0,
+        resurrecting: 0,
+        dormant_lifecycle: 0,
+        features: Ordered::new(),
+        surveys: Counts::default(),
+        by_tp: Ordered::new(),
+        mature: 0,
+        activated: 0,
+        returned: 0,
+        ttfv: Vec::new(),
+        funnel: Vec::new(),
+        ret_cohort: [0; 3],
+        ret_kept: [0; 3],
+        returns: 0,
+        sessions: 0,
+        session_dur: DurSum::default(),
+        session_dur_n: 0,
+        session_durs: Vec::new(),
+        bounces: 0,
+        clicks: 0,
+        impressions: 0,
+        social: vec![0; n_social],
+        tickets_opened: 0,
+        open_tickets: 0,
+        resolution: DurSum::default(),
+        resolution_n: 0,
+        resolution_durs: Vec::new(),
+        sig1: [0; 4],
+        sig24: [0; 4],
+    };
+    let mut ms = Vec::new();
+    let mut ahead = users.values();
+    let mut ahead2 = users.values();
+    for u in ahead2.by_ref().take(2 * AHEAD) {
+        prefetch_fields(u);
+    }
+    for u in ahead.by_ref().take(AHEAD) {
+        prefetch_user(u);
+    }
+    for u in users.values() {
+        if let Some(a) = ahead2.next() {
+            prefetch_fields(a);
+        }
+        if let Some(a) = ahead.next() {
+            prefetch_user(a);
+        }
+        user_partial(py, &mut p, u, &c, dc, &mut ms)?;
+    }
+    let d = PyDict::new(py);
+    d.set_item("accepted", counters.0)?;
+    d.set_item("duplicates", counters.1)?;
+    d.set_item("rejected", counters.2.to_vec())?;
+    for (k, v) in [
+        ("dau", p.dau),
+        ("wau", p.wau),
+        ("mau", p.mau),
+        ("new", p.new),
+        ("returning", p.returning),
+        ("resurrecting", p.resurrecting),
+        ("dormant_lifecycle", p.dormant_lifecycle),
+        ("mature", p.mature),
+        ("activated", p.activated),
+        ("returned", p.returned),
+        ("returns", p.returns),
+        ("sessions", p.sessions),
+        ("session_dur_n", p.session_dur_n),
+        ("bounces", p.bounces),
+        ("clicks", p.clicks),
+        ("impressions", p.impressions),
+        ("tickets_opened", p.tickets_opened),
+        ("open_tickets", p.open_tickets),
+        ("resolution_n", p.resolution_n),
+    ] {
+        d.set_item(k, v)?;
+    }
+    let features = PyDict::new(py);
+    for (k, n) in &p.features.items {
+        features.set_item(k.as_str(), n)?;
+    }
+    d.set_item("features", features)?;
+    d.set_item("surveys", p.surveys.to_py(py)?)?;
+    let by_tp = PyDict::new(py);
+    for (k, cn) in &p.by_tp.items {
+        by_tp.set_item(k.as_str(), cn.to_py(py)?)?;
+    }
+    d.set_item("by_tp", by_tp)?;
+    d.set_item("ttfv", durs_py(py, conv, &p.ttfv)?)?;
+    let funnel = PyDict::new(py);
+    for &(step, n) in &p.funnel {
+        funnel.set_item(step, n)?;
+    }
+    d.set_item("funnel", funnel)?;
+    d.set_item("ret_cohort", p.ret_cohort.to_vec())?;
+    d.set_item("ret_kept", p.ret_kept.to_vec())?;
+    let sum = |s: &DurSum| dur_py(py, conv, (s.total, s.frac));
+    d.set_item("session_dur", sum(&p.session_dur)?)?;
+    d.set_item("session_durs", durs_py(py, conv, &p.session_durs)?)?;
+    d.set_item("social", p.social)?;
+    d.set_item("resolution", sum(&p.resolution)?)?;
+    d.set_item("resolution_durs", durs_py(py, conv, &p.resolution_durs)?)?;
+    d.set_item("sig1", p.sig1.to_vec())?;
+    d.set_item("sig24", p.sig24.to_vec())?;
+    Ok(d)
+}
+
+// ---- the account partition -------------------------------------------------------------------
+
+/// The correctly rounded (to nearest, ties to even) float of n / d, for 0 < n, d < 2**126.
+fn div_round(n: u128, d: u128) -> f64 {
+    let (mut q, mut r) = (n / d, n % d);
+    let mut e: i32 = 0;
+    while q < (1u128 << 55) {
+        r <<= 1;
+        q <<= 1;
+        if r >= d {
+            q |= 1;
+            r -= d;
+        }
+        e -= 1;
+    }
+    let sticky = r != 0;
+    let shift = (128 - q.leading_zeros()) - 53;
+    let mut mant = q >> shift;
+    let rem = q & ((1u128 << shift) - 1);
+    let half = 1u128 << (shift - 1);
+    if rem > half || (rem == half && (sticky || mant & 1 == 1)) {
+        mant += 1;
+    }
+    let exp = e + shift as i32;
+    (mant as f64) * f64::from_bits(((exp + 1023) as u64) << 52) // mant <= 2**53: exact
+}
+
+/// Python's `int / int` (true division: the correctly rounded quotient), d > 0.
+fn int_div(n: I, d: I) -> f64 {
+    const EXACT: I = 1 << 53;
+    if (-EXACT..=EXACT).contains(&n) && d <= EXACT {
+        return n as f64 / d as f64;
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    let q = div_round(n.unsigned_abs(), d as u128);
+    if n < 0 {
+        -q
+    } else {
+        q
+    }
+}
+
+/// `_latest(folded, pending, t)`
+#[inline]
+fn latest(folded: Option<(I, i64)>, pending: &[(I, i64)], t: I) -> Option<(I, i64)> {
+    let mut best = folded;
+    for &k in pending {
+        if k.0 <= t && best.is_none_or(|b| k > b) {
+            best = Some(k);
+        }
+    }
+    best
+}
+
+/// `_subscribed(a, t)`
+#[inline]
+fn subscribed(a: &Account, t: I) -> bool {
+    let mut best = a.sub;
+    for &ev in &a.subp {
+        if ev.0 <= t && best.is_none_or(|b| ev > b) {
+            best = Some(ev);
+        }
+    }
+    best.is_some_and(|b| b.1 == 0)
+}
+
+/// The number of active days in d0-29..=d0 by T.
+#[inline]
+fn n_days(a: &Account, d0: i64, t: I) -> i64 {
+    a.days
+        .0
+        .iter()
+        .filter(|&&(d, m)| (d0 - 29..=d0).contains(&d) && m <= t)
+        .count() as i64
+}
+
+/// `customer_health(a, t, dc)[0]` and `health_at_risk(a, t, dc, health)`.
+fn health(a: &Account, at: At, d0: i64) -> (f64, bool) {
+    let t = at.t;
+    let last = max_below(a.last, &a.lastp, t);
+    let (recency, freq, n) = match last {
+        None => (0.0, 0.0, 0),
+        Some(last) => {
+            let recency = if at.frac || is_frac(last) {
+                // float(max(0.0, 1 - Fraction(t - last) / _D30)): exact, rounded once
+                let num = D30 - (t - last);
+                if num > 0 {
+                    div_round(num as u128, D30 as u128)
+                } else {
+                    0.0
+                }
+            } else {
+                // float(max(0.0, 1 - (t - last) / _D30)): int / int, then a float subtraction
+                let v = 1.0 - int_div((t - last) / UNIT, D30_NS);
+                if v > 0.0 {
+                    v
+                } else {
+                    0.0
+                }
+            };
+            let n = n_days(a, d0, t);
+            let freq = (n as f64 / 20.0).min(1.0);
+            (recency, freq, n)
+        }
+    };
+    let nps = latest(a.nps, &a.npsp, t);
+    let csat = if nps.is_none() {
+        latest(a.csat, &a.csatp, t)
+    } else {
+        None
+    };
+    let sentiment = match (nps, csat) {
+        (Some(b), _) => (-b.1) as f64 / 10.0,
+        (None, Some(b)) => (-b.1 - 1) as f64 / 4.0,
+        _ => 0.5,
+    };
+    let h = 100.0 * (0.4 * recency + 0.3 * freq + 0.3 * sentiment);
+    if (h - 40.0).abs() >= 1e-6 {
+        return (h, h < 40.0);
+    }
+    // health_at_risk, exactly: 4 er + 3 ef + 3 es < 4, times 20 * D30 (attoseconds)
+    let mut lhs: I = 0;
+    if let Some(last) = last {
+        lhs += 80 * (D30 - (t - last)).max(0) + 3 * (n.min(20) as I) * D30;
+    }
+    lhs += match (nps, csat) {
+        (Some(b), _) => 6 * (-b.1 as I) * D30,
+        (None, Some(b)) => 15 * ((-b.1 - 1) as I) * D30,
+        _ => 30 * D30,
+    };
+    (h, lhs < 80 * D30)
+}
+
+/// `prefetch_fields` for a customer.
+#[inline(always)]
+fn prefetch_account_fields(a: &Account) {
+    prefetch(&a.first);
+    prefetch(&a.days);
+    prefetch(&a.last);
+    prefetch(&a.lastp);
+    prefetch(&a.nps);
+    prefetch(&a.npsp);
+    prefetch(&a.csat);
+    prefetch(&a.csatp);
+    prefetch(&a.sub);
+    prefetch(&a.subp);
+    prefetch(&a.orders);
+}
+
+/// `prefetch_user` for a customer.
+#[inline(always)]
+fn prefetch_account(a: &Account) {
+    prefetch_slice(&a.days.0);
+    prefetch_slice(&a.lastp);
+    prefetch_slice(&a.npsp);
+    prefetch_slice(&a.csatp);
+    prefetch_slice(&a.subp);
+    prefetch_slice(&a.orders);
+}
+
+/// `AccountPartition.partial(t)` over `accounts`, as a dict of Partial fields.
+pub fn accounts_partial<'py>(
+    py: Python<'py>,
+    accounts: &Map<Key, Account>,
+    dc: &mut DayCalc,
+    at: At,
+) -> PyResult<Bound<'py, PyDict>> {
+    let t = at.t;
+    let (t30, t90) = (t - D30, t - D90);
+    let d0 = dc.day(py, t)?;
+    let (mut subscribers, mut sub_start, mut sub_lost, mut sub_new) = (0i64, 0i64, 0i64, 0i64);
+    let (mut orders_90, mut customers_1, mut customers_2, mut customers_30) = (0i64, 0, 0, 0);
+    let mut at_risk = 0i64;
+    let mut revenue_90: Vec<f64> = Vec::new();
+    let mut revenue_30: Vec<f64> = Vec::new();
+    let mut healths: Vec<f64> = Vec::with_capacity(accounts.len());
+    let mut ahead = accounts.values();
+    let mut ahead2 = accounts.values();
+    for a in ahead2.by_ref().take(2 * AHEAD) {
+        prefetch_account_fields(a);
+    }
+    for a in ahead.by_ref().take(AHEAD) {
+        prefetch_account(a);
+    }
+    for a in accounts.values() {
+        if let Some(x) = ahead2.next() {
+            prefetch_account_fields(x);
+        }
+        if let Some(x) = ahead.next() {
+            prefetch_account(x);
+        }
+        if a.first > t {
+            continue;
+        }
+        let was = subscribed(a, t30);
+        let now = subscribed(a, t);
+        if now {
+            subscribers += 1;
+        }
+        if was {
+            sub_start += 1;
+            if !now {
+                sub_lost += 1;
+            }
+        } else if now {
+            sub_new += 1;
+        }
+        if !a.orders.is_empty() {
+            let (mut n90, mut n30) = (0i64, 0i64);
+            for &(ts, amount) in &a.orders {
+                if t90 < ts && ts <= t {
+                    n90 += 1;
+                    revenue_90.push(amount);
+                    if ts > t30 {
+                        n30 += 1;
+                        revenue_30.push(amount);
+                    }
+                }
+            }
+            orders_90 += n90;
+            if n90 > 0 {
+                customers_1 += 1;
+                if n90 >= 2 {
+                    customers_2 += 1;
+                }
+            }
+            if n30 > 0 {
+                customers_30 += 1;
+            }
+        }
+        let (h, risk) = health(a, at, d0);
+        healths.push(h);
+        if risk {
+            at_risk += 1;
+        }
+    }
+    let d = PyDict::new(py);
+    for (k, v) in [
+        ("subscribers", subscribers),
+        ("sub_start", sub_start),
+        ("sub_lost", sub_lost),
+        ("sub_new", sub_new),
+        ("orders_90", orders_90),
+        ("customers_1", customers_1),
+        ("customers_2", customers_2),
+        ("customers_30", customers_30),
+        ("at_risk", at_risk),
+    ] {
+        d.set_item(k, v)?;
+    }
+    let floats = |v: &[f64]| PyList::new(py, v.iter().map(|&x| PyFloat::new(py, x)));
+    d.set_item("revenue_90", floats(&revenue_90)?)?;
+    d.set_item("revenue_30", floats(&revenue_30)?)?;
+    d.set_item("health", floats(&healths)?)?;
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn divides_like_python() {
+        assert_eq!(int_div(1, 3), 1.0 / 3.0);
+        assert_eq!(int_div(-7, 2), -3.5);
+        assert_eq!(int_div(0, 5), 0.0);
+        // beyond 2**53: 2**60 + 1 over 3, correctly rounded
+        let n: I = (1 << 60) + 1;
+        assert_eq!(int_div(n, 3), 384_307_168_202_282_325.666_f64);
+        assert_eq!(div_round(1, 1), 1.0);
+        assert_eq!(div_round(2, 3), 2.0 / 3.0);
+        assert_eq!(div_round(1 << 100, 1 << 40), (1u64 << 60) as f64);
+        // a tie rounds to even: (2**53 + 1) / 1 -> 2**53
+        assert_eq!(div_round((1 << 53) + 1, 1), 9_007_199_254_740_992.0);
+        assert_eq!(div_round((1 << 53) + 3, 1), 9_007_199_254_740_996.0);
+    }
+}
