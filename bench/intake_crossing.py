@@ -170,10 +170,12 @@ def main() -> int:
     rows = {k: v for k, v in out.items() if isinstance(v, dict)}
     for k, v in rows.items():
         print(
-            f"{k:8} {v['cpu_s'] / n * 1e6:6.2f} µs CPU/record  {n / v['wall_s']:>10,.0f} records/s"
+            f"{k:8} {v['cpu_s'] / n * 1e6:6.2f} µs CPU/record here, "
+            f"{v['broker_cpu_s'] / n * 1e6:5.2f} in the broker, {n / v['wall_s']:>10,.0f} records/s"
         )
-    cross = rows["intake"]["cpu_s"] + rows["batches"]["cpu_s"] - rows["bare"]["cpu_s"]
-    print(f"crossing {cross / n * 1e6:6.2f} µs CPU/record (intake + reading the batches - bare)")
+    for what, where in (("cpu_s", "here"), ("broker_cpu_s", "in the broker")):
+        cross = rows["intake"][what] + rows["batches"][what] - rows["bare"][what]
+        print(f"crossing {cross / n * 1e6:6.2f} µs CPU/record {where} (intake + batches - bare)")
     return 0
 
 
