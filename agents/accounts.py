@@ -33,7 +33,7 @@ from streams.live import LiveAccountPartition, missing
 from streams.timeutil import Instant
 
 if TYPE_CHECKING:
-    from agents.worker import Worker
+    from agents.runtime import Runtime
 
 log = logging.getLogger("engagement.worker")
 
@@ -79,7 +79,7 @@ class AccountPartitionState:
 
 
 class AccountsStage:
-    def __init__(self, worker: Worker, epochs: EpochCommitter) -> None:
+    def __init__(self, worker: Runtime, epochs: EpochCommitter) -> None:
         self.w = worker
         self.epochs = epochs
         self.tombs_dirty: set[int] = set()

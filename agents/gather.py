@@ -15,10 +15,10 @@ from streams.engine import Partial, finalize, partial_from_json, partial_to_json
 from streams.timeutil import Instant, format_instant
 
 if TYPE_CHECKING:
-    from agents.worker import Worker
+    from agents.runtime import Runtime
 
 
-def local_partials(w: Worker, t: Instant) -> dict[str, Any]:
+def local_partials(w: Runtime, t: Instant) -> dict[str, Any]:
     """This worker's contribution at T: a merged partial and what it covers.
 
     Only partitions whose state is loaded count: a partition still recovering after a
@@ -26,7 +26,8 @@ def local_partials(w: Worker, t: Instant) -> dict[str, Any]:
     loaded from here, since its table may be half-restored.
 
     `coverage` holds, per source topic-partition, what these partitions know of how far it is
-    counted (Worker.coverage; `combine_coverage` joins every worker's); `fold` is the newest fold point of the partitions that have seen a
+    counted (Worker.coverage; `combine_coverage` joins every worker's); `fold` is the newest
+    fold point of the partitions that have seen a
     record (None when none has: a partition without data answers for any T)."""
     assigned_u, assigned_a = w.assigned()
     users = assigned_u & set(w.user_parts)
@@ -54,7 +55,7 @@ def local_partials(w: Worker, t: Instant) -> dict[str, Any]:
     }
 
 
-async def gather(w: Worker, t: Instant) -> tuple[int, dict[str, Any]]:
+async def gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) of /snapshot at T: every partition's partial, from every worker."""
     import aiohttp
 

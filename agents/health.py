@@ -41,7 +41,7 @@ from streams.timeutil import DayCalc, Instant, format_instant
 if TYPE_CHECKING:
     from faust.web import Request, Response, View
 
-    from agents.worker import Worker
+    from agents.runtime import Runtime
     from streams.live import LiveAccountPartition
 
 log = logging.getLogger("engagement.health")
@@ -105,7 +105,7 @@ def health_entry(
 class HealthPublisher:
     """Publishes the health of the customers of a worker's account partitions to Redis."""
 
-    def __init__(self, worker: Worker, chunk: int = CHUNK) -> None:
+    def __init__(self, worker: Runtime, chunk: int = CHUNK) -> None:
         self.w = worker
         self.chunk = chunk
         self.zkey, self.hkey = health_keys(worker.s.topics.prefix, worker.s.app_id)
@@ -285,7 +285,7 @@ def read_at_risk_sync(r: Any, zkey: str, hkey: str, limit: int) -> dict[str, Any
 # ---- wiring ------------------------------------------------------------------------------------
 
 
-def register(worker: Worker) -> HealthPublisher:
+def register(worker: Runtime) -> HealthPublisher:
     """The publishing timers and GET /at-risk on the worker's app."""
     app = worker.app
     pub = HealthPublisher(worker)

@@ -21,7 +21,7 @@ from agents.internal import encode_batch
 from streams.live import Batch
 
 if TYPE_CHECKING:
-    from agents.worker import Worker
+    from agents.runtime import Runtime
 
 log = logging.getLogger("engagement.worker")
 
@@ -48,7 +48,7 @@ def chunks(records: list[Any]) -> Iterable[list[Any]]:
 
 
 class Intake:
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Runtime) -> None:
         self.w = worker
         self.consumer: AIOKafkaConsumer | None = None
         # set on shutdown: the intake finishes its current micro-batches and stops before

@@ -35,7 +35,7 @@ from streams.live import Batch, LiveUserPartition, missing, owner_of
 from streams.timeutil import Instant, format_instant
 
 if TYPE_CHECKING:
-    from agents.worker import Worker
+    from agents.runtime import Runtime
 
 log = logging.getLogger("engagement.worker")
 
@@ -96,7 +96,7 @@ class UserPartitionState:
 
 
 class UsersStage:
-    def __init__(self, worker: Worker, epochs: EpochCommitter) -> None:
+    def __init__(self, worker: Runtime, epochs: EpochCommitter) -> None:
         self.w = worker
         self.epochs = epochs
         self.tombs_dirty: set[int] = set()

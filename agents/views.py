@@ -13,7 +13,7 @@ from streams.errors import AsOfError
 from streams.timeutil import Instant
 
 if TYPE_CHECKING:
-    from agents.worker import Worker
+    from agents.runtime import Endpoints
 
 
 # The 400 body of a bad as_of: what is expected, never the value received (which could be any
@@ -24,7 +24,7 @@ AS_OF_ERROR = (
 )
 
 
-def register(worker: Worker) -> None:
+def register(worker: Endpoints) -> None:
     app = worker.app
 
     def as_of(request: Request) -> tuple[Instant | None, str]:
