@@ -53,9 +53,10 @@ ENGINES = ("auto", "native", "python")
 
 def contract_problems(mod: Any) -> list[str]:
     """What the compiled module `mod` restates by hand from streams/ (state codes, slot orders,
-    reject reasons, limits, topic names; exported by native/src/lib.rs) and that differs from
-    the Python definitions (empty when they all agree)."""
-    from streams import engine, live, state
+    reject reasons, limits, topic names, streams/codec.py's format version, topic codes and
+    extension types; exported by native/src/lib.rs) and that differs from the Python
+    definitions (empty when they all agree)."""
+    from streams import codec, engine, live, state
     from streams import records as rec
 
     expected: dict[str, Any] = {
@@ -77,6 +78,11 @@ def contract_problems(mod: Any) -> list[str]:
         SWEEP_EVERY_NS=live.SWEEP_EVERY,
         MIN_MS=MIN_MS,
         END_MS=END_MS,
+        # native/src/codec.rs writes streams/codec.py's encoding of users and customers
+        CODEC_FORMAT_VERSION=codec.FORMAT_VERSION,
+        CODEC_TOPICS=codec._TOPICS,
+        CODEC_EXT_BIG_INT=codec.EXT_BIG_INT,
+        CODEC_EXT_FRACTION=codec.EXT_FRACTION,
     )
     if [state.SURVEY_CODES[s] for s in ("csat", "nps", "ces")] != [
         state.SV_CSAT,

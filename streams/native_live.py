@@ -22,7 +22,7 @@ engine on the exported state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from fractions import Fraction
 from typing import Any
 
@@ -131,6 +131,22 @@ class _View(MutableMapping[str, Any]):
     def export(self, keys: Any = None) -> dict[str, Any]:
         """{key: state} of `keys` (every entity when None)."""
         return dict(self._core.export(keys))
+
+    def export_encoded(
+        self, keys: Any = None, fill: Callable[[Any], bytes] | None = None
+    ) -> dict[str, bytes | None]:
+        """{key: its stored bytes} of `keys` (every entity when None; unknown keys left out),
+        written by the core (native/src/codec.rs): the bytes of streams.codec's
+        `encode_user(export(key))` / `encode_account(...)`. None where the core leaves the
+        entity to Python; with `fill` (that codec function) those are encoded here from the
+        export, so every value is bytes."""
+        out: dict[str, bytes | None] = self._core.export_encoded(keys)
+        if fill is not None:
+            gaps = [k for k, v in out.items() if v is None]
+            if gaps:
+                for k, state in self._core.export(gaps).items():
+                    out[k] = fill(state)
+        return out
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         v = self._core.pop(key)

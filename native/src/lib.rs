@@ -16,6 +16,7 @@ use pyo3::types::PyTuple;
 
 mod account;
 mod bridge;
+mod codec;
 mod convert;
 mod envelope;
 mod json;
@@ -58,6 +59,10 @@ fn add_contract(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FUTURE_NS", envelope::FUTURE / UNIT)?;
     m.add("INIT_FOLD_NS", convert::INIT_FOLD_NS)?;
     m.add("SWEEP_EVERY_NS", time::SWEEP_EVERY / UNIT)?;
+    m.add("CODEC_FORMAT_VERSION", codec::FORMAT_VERSION)?;
+    m.add("CODEC_TOPICS", PyTuple::new(m.py(), codec::TOPICS)?)?;
+    m.add("CODEC_EXT_BIG_INT", codec::EXT_BIG_INT)?;
+    m.add("CODEC_EXT_FRACTION", codec::EXT_FRACTION)?;
     Ok(())
 }
 

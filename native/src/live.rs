@@ -891,6 +891,18 @@ impl LiveUsers {
         Ok(d)
     }
 
+    /// {uid: the stored bytes of the user (streams.codec.encode_user of its export), or None
+    /// where Python must encode it} of the given users (every user when None); unknown ones
+    /// are left out (native/src/codec.rs).
+    #[pyo3(signature = (keys=None))]
+    fn export_encoded<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        crate::codec::users_encoded(py, &self.up.users, &self.srcs, keys)
+    }
+
     /// Dormant signals with instants in (since, until] (`LiveUserPartition.dormant_signals`
     /// without the mark): [(user, instant)], sorted by user.
     fn dormant<'py>(
@@ -1225,6 +1237,18 @@ impl LiveAccounts {
             }
         }
         Ok(d)
+    }
+
+    /// {customer: the stored bytes of the customer (streams.codec.encode_account of its
+    /// export), or None where Python must encode it} of the given customers (every one when
+    /// None); unknown ones are left out (native/src/codec.rs).
+    #[pyo3(signature = (keys=None))]
+    fn export_encoded<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        crate::codec::accounts_encoded(py, &self.ap.accounts, &self.srcs, keys)
     }
 }
 
