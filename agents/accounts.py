@@ -62,12 +62,25 @@ def load_account_partition(
 class AccountPartitionState:
     """What an epoch of an account partition writes (agents/epoch.py `PartitionState`)."""
 
-    def __init__(self, part: LiveAccountPartition, tombs: Tombstones | None, tombs_dirty: bool):
+    def __init__(
+        self,
+        part: LiveAccountPartition,
+        keys: set[str],
+        tombs: Tombstones | None,
+        tombs_dirty: bool,
+    ):
         self.part = part
+        # the compiled core writes the epoch's customers' stored bytes itself, in one call
+        export = getattr(part.accounts, "export_encoded", None)
+        self.encoded: dict[str, bytes | None] | None = (
+            export(keys, fill=encode_account) if export is not None else None
+        )
         self.tombs = tombs
         self.tombs_dirty = tombs_dirty
 
     def entity_bytes(self, entity_id: str) -> bytes | None:
+        if self.encoded is not None:
+            return self.encoded.get(entity_id)
         a = self.part.accounts.get(entity_id)
         return None if a is None else encode_account(a)
 
@@ -111,7 +124,9 @@ class AccountsStage:
         part = self.w.acct_parts.get(p)
         if part is None:
             return
-        state = AccountPartitionState(part, self.w.acct_tombs.get(p), p in self.tombs_dirty)
+        ep = self.epochs.open.get(p)
+        keys = ep.keys if ep is not None else set()
+        state = AccountPartitionState(part, keys, self.w.acct_tombs.get(p), p in self.tombs_dirty)
         self.tombs_dirty.discard(p)
         self.epochs.close(p, state)
 

@@ -78,14 +78,18 @@ class UserPartitionState:
     ):
         self.part = part
         users = part.users
-        # the compiled core exports the epoch's users in one call
-        export = getattr(users, "export", None)
-        self.users = export(keys) if export is not None else users
+        # the compiled core writes the epoch's users' stored bytes itself, in one call
+        export = getattr(users, "export_encoded", None)
+        self.encoded: dict[str, bytes | None] | None = (
+            export(keys, fill=encode_user) if export is not None else None
+        )
         self.tombs = tombs
         self.tombs_dirty = tombs_dirty
 
     def entity_bytes(self, entity_id: str) -> bytes | None:
-        u = self.users.get(entity_id)
+        if self.encoded is not None:
+            return self.encoded.get(entity_id)
+        u = self.part.users.get(entity_id)
         return None if u is None else encode_user(u)
 
     def meta_bytes(self) -> bytes:

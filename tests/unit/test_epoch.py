@@ -30,7 +30,9 @@ from streams.config import Config
 from streams.engine import Partial, finalize
 from streams.live import LiveAccountPartition, LiveUserPartition, owner_of
 from streams.timeutil import parse_as_of
-from tests.unit.test_live import feed, make_input, run_worlds
+from tests.unit.test_live import PYTHON_PARTS, Parts, feed, make_input, parts, run_worlds
+
+__all__ = ["parts"]  # the fixture: every test taking `parts` runs on both engines
 
 OFFSET_KEY = b"__offset__"
 
@@ -96,7 +98,10 @@ class Kafka:
 class Process:
     """One worker process: the stages of agents/ over partitions loaded from the stores."""
 
-    def __init__(self, kafka: Kafka, cfg: Config, n: int, crash: CrashPlan) -> None:
+    def __init__(
+        self, kafka: Kafka, cfg: Config, n: int, crash: CrashPlan, parts: Parts = PYTHON_PARTS
+    ) -> None:
+        self.parts = parts
         self.kafka = kafka
         self.s = self
         self.config = cfg
@@ -195,7 +200,9 @@ class Process:
     def user_part(self, p: int) -> LiveUserPartition:
         if p not in self.user_parts:
             stored = read_partition(self.kafka.store[("users", p)].items(), p)
-            part, tombs = load_user_partition(self.config, p, self.P, stored, self.now())
+            part, tombs = load_user_partition(
+                self.config, p, self.P, stored, self.now(), self.parts[0]
+            )
             self.user_parts[p] = part
             if tombs is not None:
                 self.user_tombs[p] = tombs
@@ -204,7 +211,7 @@ class Process:
     def acct_part(self, p: int) -> LiveAccountPartition:
         if p not in self.acct_parts:
             stored = read_partition(self.kafka.store[("accounts", p)].items(), p)
-            part, tombs = load_account_partition(self.config, p, stored, self.now())
+            part, tombs = load_account_partition(self.config, p, stored, self.now(), self.parts[1])
             self.acct_parts[p] = part
             if tombs is not None:
                 self.acct_tombs[p] = tombs
@@ -261,7 +268,7 @@ class CrashPlan:
 
 
 async def run_world(
-    envs: list[dict[str, Any]], n: int, seed: int, rate: float
+    envs: list[dict[str, Any]], n: int, seed: int, rate: float, parts: Parts = PYTHON_PARTS
 ) -> tuple[Kafka, CrashPlan, int]:
     rng = random.Random(seed)
     kafka = Kafka(n)
@@ -271,7 +278,7 @@ async def run_world(
     plan = CrashPlan(rng, rate)
     crashes = 0
     while True:
-        proc = Process(kafka, cfg, n, plan)
+        proc = Process(kafka, cfg, n, plan, parts)
         pos = dict(kafka.committed)
         while not proc.dead:
             ready = [k for k in pos if pos[k] < len(kafka.logs[k])]
@@ -341,16 +348,18 @@ def _stored(kafka: Kafka, kind: str, p: int) -> Stored:
     return read_partition(((k, v) for k, v in kafka.store[(kind, p)].items() if k != OFFSET_KEY), p)
 
 
-def test_a_crash_at_every_step_of_the_epoch_protocol_changes_nothing() -> None:
+def test_a_crash_at_every_step_of_the_epoch_protocol_changes_nothing(parts: Parts) -> None:
+    """With the Python partitions and with the compiled core's (whose epochs export the
+    entities' stored bytes from the core)."""
     n = 3
     envs, as_of = make_input(n, seed=11)
     ((per_message, _),) = run_worlds(envs, as_of, n, ((0.0, 1, 0.0),))
-    clean_kafka, _, clean_crashes = asyncio.run(run_world(envs, n, seed=1, rate=0.0))
+    clean_kafka, _, clean_crashes = asyncio.run(run_world(envs, n, seed=1, rate=0.0, parts=parts))
     assert clean_crashes == 0
     clean = snapshot(clean_kafka, n, as_of)
     assert clean == per_message
     assert clean["accepted"] > 1000 and clean["duplicates"] > 0
-    kafka, plan, crashes = asyncio.run(run_world(envs, n, seed=2, rate=0.25))
+    kafka, plan, crashes = asyncio.run(run_world(envs, n, seed=2, rate=0.25, parts=parts))
     assert crashes > 20
     for label in ("side", "first write", "later write", "ack"):
         assert plan.hit.get(label, 0) >= 3, plan.hit
