@@ -170,6 +170,27 @@ def store_of(table: Any) -> Store:
 SendAll = Callable[[str, int, list[Write]], Awaitable[int]]
 
 
+async def send_as_batches(producer: Any, topic: str, partition: int, writes: list[Write]) -> int:
+    """An epoch's writes as record batches of an aiokafka producer (one append each, not one
+    send), in order; the changelog offset of the last one, once all are acknowledged."""
+    sent: list[tuple[Any, int]] = []
+    batch, n = producer.create_batch(), 0
+    for k, v in writes:
+        if batch.append(key=k, value=v, timestamp=None) is None:
+            sent.append((await producer.send_batch(batch, topic, partition=partition), n))
+            batch, n = producer.create_batch(), 0
+            if batch.append(key=k, value=v, timestamp=None) is None:
+                raise ValueError(f"a value of {len(v or b'')} bytes does not fit a batch")
+        n += 1
+    if n:
+        sent.append((await producer.send_batch(batch, topic, partition=partition), n))
+    last = -1
+    for fut, count in sent:
+        md = await fut
+        last = md.offset + count - 1  # a batch's records take consecutive offsets
+    return last
+
+
 @dataclass
 class Epoch:
     """The open epoch of one partition: what it changed and what waits for its commit."""

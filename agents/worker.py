@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import faust
@@ -25,7 +26,14 @@ from aiokafka import AIOKafkaConsumer
 
 from agents.accounts import AccountsStage, load_account_partition
 from agents.cli import EXIT_CONFIG, EXIT_FAILURE
-from agents.epoch import EpochCommitter, Stored, Write, read_partition, store_of
+from agents.epoch import (
+    EpochCommitter,
+    Stored,
+    Write,
+    read_partition,
+    send_as_batches,
+    store_of,
+)
 from agents.forget import Tombstones
 from agents.intake import Intake
 from agents.internal import (
@@ -159,26 +167,9 @@ class Worker:
         self._closer_stop = False
         interval = s.commit_interval_ms / 1000
 
-        async def send_changelog(topic: str, p: int, writes: list[Write]) -> int:
-            """The writes as record batches of the producer (one append each, not one send),
-            in order; the changelog offset of the last one, once all are acknowledged."""
-            producer: Any = cast(Any, self.app.producer)._producer  # aiokafka's, under Faust's
-            sent: list[tuple[Any, int]] = []
-            batch, n = producer.create_batch(), 0
-            for k, v in writes:
-                if batch.append(key=k, value=v, timestamp=None) is None:
-                    sent.append((await producer.send_batch(batch, topic, partition=p), n))
-                    batch, n = producer.create_batch(), 0
-                    if batch.append(key=k, value=v, timestamp=None) is None:
-                        raise ValueError(f"a state of {len(v or b'')} bytes exceeds a batch")
-                n += 1
-            if n:
-                sent.append((await producer.send_batch(batch, topic, partition=p), n))
-            last = -1
-            for fut, count in sent:
-                md = await fut
-                last = md.offset + count - 1
-            return last
+        def send_changelog(topic: str, p: int, writes: list[Write]) -> Awaitable[int]:
+            # aiokafka's producer, under Faust's
+            return send_as_batches(cast(Any, self.app.producer)._producer, topic, p, writes)
 
         self.intake = Intake(self)
         self.users = UsersStage(
@@ -500,9 +491,6 @@ class Worker:
             await self.accounts.forget_in_redis()
         # the member ids a restart removes from the groups (agents/membership.py)
         remember(self.s.data_dir, member_ids(self))
-
-    def registry_key(self, worker_id: str) -> str:
-        return self.names.registry_key(worker_id)
 
     async def get_redis(self) -> Any:
         if self.redis is None:

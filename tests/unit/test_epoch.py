@@ -377,3 +377,40 @@ def test_owner_of_is_the_partition_of_every_stored_user() -> None:
             assert owner_of(uid, n) == p
             users += 1
     assert users > 50
+
+
+def test_writes_sent_as_batches_return_the_last_offset_in_order() -> None:
+    """agents/epoch.py `send_as_batches`: writes fill record batches in order, a full batch is
+    sent and a new one started, and the offset returned is the last write's."""
+    from agents.epoch import send_as_batches
+
+    class FakeBatch:
+        def __init__(self) -> None:
+            self.records: list[tuple[bytes, bytes | None]] = []
+
+        def append(self, key: bytes, value: bytes | None, timestamp: None) -> object | None:
+            if len(self.records) == 3:  # full
+                return None
+            self.records.append((key, value))
+            return object()
+
+    class FakeProducer:
+        def __init__(self) -> None:
+            self.log: list[tuple[bytes, bytes | None]] = []
+
+        def create_batch(self) -> FakeBatch:
+            return FakeBatch()
+
+        async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+            base = len(self.log) + 100  # the changelog already held 100 records
+            self.log.extend(batch.records)
+            return done(type("Md", (), {"offset": base})())
+
+    writes: list[tuple[bytes, bytes | None]] = [
+        (b"k%d" % i, b"v" if i % 2 else None) for i in range(8)
+    ]
+    producer = FakeProducer()
+    last = asyncio.run(send_as_batches(producer, "t", 0, writes))
+    assert producer.log == writes
+    assert last == 100 + len(writes) - 1
+    assert asyncio.run(send_as_batches(FakeProducer(), "t", 0, [])) == -1
