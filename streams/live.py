@@ -3,9 +3,12 @@
 A worker receives *micro-batches*: the records of one source topic-partition, in offset order
 (`Batch`). `LiveUserPartition.apply` runs them through exactly the engine that replay runs and
 returns what must be published (dead letters, forwards to the user's owning partition, account
-facts, churn signals) and which entities changed. The runtime (agents/) then publishes the side
-outputs, waits for their acknowledgement, writes the partition's `Meta`, then each dirty user
-(encoded by streams/codec.py, like everything the worker stores or passes between its stages).
+facts, churn signals) and which entities changed. The runtime (agents/) publishes the side
+outputs at once and persists the changes of each commit interval together (an epoch,
+agents/epoch.py): once that epoch's side outputs are acknowledged, the partition's `Meta`, then
+each entity it changed, once, encoded by streams/codec.py like everything the worker stores or
+passes between its stages. The compiled core's twins (streams/native_live.py) follow these
+rules, held to them by tests/unit/test_native_live.py.
 
 Idempotency (docs/architecture.md): every user state remembers, per source topic-partition, the
 last offset applied to it, and `Meta` the last offset counted. A record is applied to a user
