@@ -59,38 +59,6 @@ def load_account_partition(
     return part, tombs
 
 
-class AccountPartitionState:
-    """What an epoch of an account partition writes (agents/epoch.py `PartitionState`)."""
-
-    def __init__(
-        self,
-        part: LiveAccountPartition,
-        keys: set[str],
-        tombs: Tombstones | None,
-        tombs_dirty: bool,
-    ):
-        self.part = part
-        # the compiled core writes the epoch's customers' stored bytes itself, in one call
-        export = getattr(part.accounts, "export_encoded", None)
-        self.encoded: dict[str, bytes | None] | None = (
-            export(keys, fill=encode_account) if export is not None else None
-        )
-        self.tombs = tombs
-        self.tombs_dirty = tombs_dirty
-
-    def entity_bytes(self, entity_id: str) -> bytes | None:
-        if self.encoded is not None:
-            return self.encoded.get(entity_id)
-        a = self.part.accounts.get(entity_id)
-        return None if a is None else encode_account(a)
-
-    def meta_bytes(self) -> bytes:
-        return encode_account_meta(self.part.meta)
-
-    def tombstone_bytes(self) -> bytes | None:
-        return self.tombs.dumps() if self.tombs_dirty and self.tombs is not None else None
-
-
 class AccountsStage:
     def __init__(self, worker: Runtime, epochs: EpochCommitter) -> None:
         self.w = worker
@@ -124,11 +92,15 @@ class AccountsStage:
         part = self.w.acct_parts.get(p)
         if part is None:
             return
-        ep = self.epochs.open.get(p)
-        keys = ep.keys if ep is not None else set()
-        state = AccountPartitionState(part, keys, self.w.acct_tombs.get(p), p in self.tombs_dirty)
+        tombs = self.w.acct_tombs.get(p) if p in self.tombs_dirty else None
         self.tombs_dirty.discard(p)
-        self.epochs.close(p, state)
+        self.epochs.close(
+            p,
+            part.accounts,
+            encode_account,
+            encode_account_meta(part.meta),
+            tombs.dumps() if tombs is not None else None,
+        )
 
     def apply(self, p: int, part: LiveAccountPartition, offset: int, value: bytes) -> None:
         w = self.w

@@ -105,17 +105,20 @@ def read_partition(items: Iterable[tuple[bytes, bytes]], partition: int) -> Stor
 Write = tuple[bytes, "bytes | None"]
 
 
-class PartitionState(Protocol):
-    """What the epoch reads of a stage partition when it closes."""
-
-    def entity_bytes(self, entity_id: str) -> bytes | None:
-        """The encoded state of an entity, None when it no longer exists."""
-
-    def meta_bytes(self) -> bytes:
-        """The encoded partition meta."""
-
-    def tombstone_bytes(self) -> bytes | None:
-        """The encoded tombstones, None when they did not change."""
+def encode_entities(
+    entities: Any, keys: Iterable[str], encode: Callable[[Any], bytes]
+) -> dict[str, bytes]:
+    """The stored bytes of those of `keys` that still exist in `entities` (a stage partition's
+    users or customers); the compiled core's partitions write them in one call."""
+    export = getattr(entities, "export_encoded", None)
+    if export is not None:
+        return dict(export(keys, fill=encode))
+    out: dict[str, bytes] = {}
+    for k in keys:
+        e = entities.get(k)
+        if e is not None:
+            out[k] = encode(e)
+    return out
 
 
 class Store(Protocol):
@@ -251,19 +254,28 @@ class EpochCommitter:
         ep = self.open.get(partition)
         return ep is not None and time.monotonic() - ep.opened >= self.interval
 
-    def close(self, partition: int, state: PartitionState) -> None:
-        """Close the partition's open epoch: serialize its writes now, commit them after the
+    def close(
+        self,
+        partition: int,
+        entities: Any,
+        encode: Callable[[Any], bytes],
+        meta: bytes,
+        tombstones: bytes | None,
+    ) -> None:
+        """Close the partition's open epoch: serialize its writes now, from the partition's
+        `entities` (users or customers; those of the epoch's keys that are gone are deleted),
+        its `meta` and its `tombstones` (None: unchanged), and commit them after the
         partition's earlier epochs (in the background)."""
         ep = self.open.pop(partition, None)
         if ep is None or not (ep.touched or ep.events or ep.keys):
             return
-        writes: list[Write] = [(meta_key(partition), state.meta_bytes())]
-        tombs = state.tombstone_bytes()
-        if tombs is not None:
-            writes.append((forgot_key(partition), tombs))
+        writes: list[Write] = [(meta_key(partition), meta)]
+        if tombstones is not None:
+            writes.append((forgot_key(partition), tombstones))
+        encoded = encode_entities(entities, ep.keys, encode)
         deletions: list[Write] = []
         for eid in sorted(ep.keys):
-            value = state.entity_bytes(eid)
+            value = encoded.get(eid)
             (deletions if value is None else writes).append((entity_key(eid), value))
         writes += deletions
         if ep.marker >= 0:

@@ -26,7 +26,7 @@ def local_partials(w: Runtime, t: Instant) -> dict[str, Any]:
     loaded from here, since its table may be half-restored.
 
     `coverage` holds, per source topic-partition, what these partitions know of how far it is
-    counted (Worker.coverage; `combine_coverage` joins every worker's); `fold` is the newest
+    counted (`coverage`; `combine_coverage` joins every worker's); `fold` is the newest
     fold point of the partitions that have seen a
     record (None when none has: a partition without data answers for any T)."""
     assigned_u, assigned_a = w.assigned()
@@ -50,7 +50,7 @@ def local_partials(w: Runtime, t: Instant) -> dict[str, Any]:
         "user_partitions": sorted(users),
         "account_partitions": sorted(accts),
         "fold": None if fold is None else int(fold),
-        "coverage": w.coverage(users, accts),
+        "coverage": coverage(w, users, accts),
         "partial": partial_to_json(total),
     }
 
@@ -126,6 +126,33 @@ async def gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:
     snap = finalize(total, t, w.s.config)
     snap["coverage"] = combine_coverage(sources)
     return 200, snap
+
+
+def coverage(w: Runtime, users: set[int], accts: set[int]) -> dict[str, Any]:
+    """What the partitions given know of how far each source partition is counted: per
+    source topic-partition `topic/sp`, the last offset its own user partition counted
+    (`counted`: every record up to it applied, rejected or forwarded), the last offset it
+    forwarded to each other partition (`forwarded`), and the last forwarded offset each
+    other partition applied (`applied`). `combine_coverage` joins every worker's: a source
+    partition is covered up to X when every record up to X is counted, forwarded ones
+    included."""
+    out: dict[str, Any] = {}
+    for p in sorted(users):
+        meta = w.user_parts[p].meta
+        for (topic, sp), off in meta.offs.items():
+            src = out.setdefault(f"{w.s.topic(topic)}/{sp}", {})
+            if sp == p:
+                src["counted"] = off
+            else:
+                src.setdefault("applied", {})[str(p)] = off
+        for (topic, q), off in (getattr(meta, "fwd", None) or {}).items():
+            src = out.setdefault(f"{w.s.topic(topic)}/{p}", {})
+            src.setdefault("forwarded", {})[str(q)] = off
+    for p in sorted(accts):
+        # the last account-facts message applied: `engagement snapshot --wait` compares it
+        # with the topic's end (facts are acknowledged before the records that made them)
+        out[f"{w.names.account_facts}/{p}"] = {"counted": w.acct_parts[p].meta.event_offset}
+    return out
 
 
 def combine_coverage(sources: dict[str, dict[str, Any]]) -> dict[str, int]:

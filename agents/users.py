@@ -66,39 +66,6 @@ def load_user_partition(
     return part, tombs
 
 
-class UserPartitionState:
-    """What an epoch of a user partition writes (agents/epoch.py `PartitionState`)."""
-
-    def __init__(
-        self,
-        part: LiveUserPartition,
-        keys: set[str],
-        tombs: Tombstones | None,
-        tombs_dirty: bool,
-    ):
-        self.part = part
-        users = part.users
-        # the compiled core writes the epoch's users' stored bytes itself, in one call
-        export = getattr(users, "export_encoded", None)
-        self.encoded: dict[str, bytes | None] | None = (
-            export(keys, fill=encode_user) if export is not None else None
-        )
-        self.tombs = tombs
-        self.tombs_dirty = tombs_dirty
-
-    def entity_bytes(self, entity_id: str) -> bytes | None:
-        if self.encoded is not None:
-            return self.encoded.get(entity_id)
-        u = self.part.users.get(entity_id)
-        return None if u is None else encode_user(u)
-
-    def meta_bytes(self) -> bytes:
-        return encode_meta(self.part.meta)
-
-    def tombstone_bytes(self) -> bytes | None:
-        return self.tombs.dumps() if self.tombs_dirty and self.tombs is not None else None
-
-
 class UsersStage:
     def __init__(self, worker: Runtime, epochs: EpochCommitter) -> None:
         self.w = worker
@@ -134,11 +101,15 @@ class UsersStage:
         part = self.w.user_parts.get(p)
         if part is None:
             return
-        ep = self.epochs.open.get(p)
-        keys = ep.keys if ep is not None else set()
-        state = UserPartitionState(part, keys, self.w.user_tombs.get(p), p in self.tombs_dirty)
+        tombs = self.w.user_tombs.get(p) if p in self.tombs_dirty else None
         self.tombs_dirty.discard(p)
-        self.epochs.close(p, state)
+        self.epochs.close(
+            p,
+            part.users,
+            encode_user,
+            encode_meta(part.meta),
+            tombs.dumps() if tombs is not None else None,
+        )
 
     async def apply(self, p: int, part: LiveUserPartition, offset: int, value: bytes) -> None:
         w = self.w

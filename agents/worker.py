@@ -356,34 +356,6 @@ class Worker:
             part = self.acct_parts[p]
         return part
 
-    def coverage(self, users: set[int], accts: set[int]) -> dict[str, Any]:
-        """What the partitions given know of how far each source partition is counted: per
-        source topic-partition `topic/sp`, the last offset its own user partition counted
-        (`counted`: every record up to it applied, rejected or forwarded), the last offset it
-        forwarded to each other partition (`forwarded`), and the last forwarded offset each
-        other partition applied (`applied`). agents/gather.py combines them: a source
-        partition is covered up to X when every record up to X is counted, forwarded ones
-        included."""
-        out: dict[str, Any] = {}
-        for p in sorted(users):
-            meta = self.user_parts[p].meta
-            for (topic, sp), off in meta.offs.items():
-                src = out.setdefault(f"{self.s.topic(topic)}/{sp}", {})
-                if sp == p:
-                    src["counted"] = off
-                else:
-                    src.setdefault("applied", {})[str(p)] = off
-            for (topic, q), off in (getattr(meta, "fwd", None) or {}).items():
-                src = out.setdefault(f"{self.s.topic(topic)}/{p}", {})
-                src.setdefault("forwarded", {})[str(q)] = off
-        for p in sorted(accts):
-            # the last account-facts message applied: `engagement snapshot --wait` compares it
-            # with the topic's end (facts are acknowledged before the records that made them)
-            out[f"{self.names.account_facts}/{p}"] = {
-                "counted": self.acct_parts[p].meta.event_offset
-            }
-        return out
-
     # ---- shutdown --------------------------------------------------------------------------
 
     async def _on_before_shutdown(self, sender: Any, *args: Any, **kw: Any) -> None:
@@ -461,23 +433,30 @@ class Worker:
     # ---- timers ------------------------------------------------------------------------------
 
     async def _dormant(self) -> None:
-        """Publish the dormant signals whose instant the worker's clock has passed (the mark
-        is persisted with the partition's next epoch)."""
+        """Publish the dormant signals whose instant the worker's clock has passed. The mark
+        is persisted with the partition's next epoch, after these signals are acknowledged
+        (they are that epoch's side outputs), so a crash repeats some and loses none."""
         now = self.now()
-        for p, part in list(self.user_parts.items()):
-            signals = part.dormant_signals(now)
-            for sig, customer, inst, _topic, _sp, _off in signals:
-                body = {"signal": sig, "customer": customer, "instant": format_instant(inst),
-                        "source": None, "user_partition": p}  # fmt: skip
-                await self.app.producer.send(
-                    self.names.churn_signals,
-                    customer.encode(),
-                    json.dumps(body).encode(),
-                    None,
-                    None,
-                    None,
-                )
-            self.users.epochs.epoch(p).touched = True
+        for p in list(self.user_parts):
+            async with self.lock(("users", p)):
+                part = self.user_parts.get(p)
+                if part is None:  # revoked meanwhile
+                    continue
+                ep = self.users.epochs.epoch(p)
+                for sig, customer, inst, _topic, _sp, _off in part.dormant_signals(now):
+                    body = {"signal": sig, "customer": customer, "instant": format_instant(inst),
+                            "source": None, "user_partition": p}  # fmt: skip
+                    ep.side.append(
+                        await self.app.producer.send(
+                            self.names.churn_signals,
+                            customer.encode(),
+                            json.dumps(body).encode(),
+                            None,
+                            None,
+                            None,
+                        )
+                    )
+                ep.touched = True
             await asyncio.sleep(0)
 
     async def _heartbeat(self) -> None:
