@@ -18,6 +18,7 @@ mod account;
 mod bridge;
 mod codec;
 mod convert;
+mod entities;
 mod envelope;
 mod json;
 mod live;

@@ -12,6 +12,7 @@
 use crate::account::{apply_fact, expire_account, AcctPart};
 use crate::bridge::{read_decision, Decided, OwnedAns, OwnedEv};
 use crate::convert::{not_repr, Conv};
+use crate::entities::Entities;
 use crate::envelope::{Decoder, FUTURE, MAX_VALUE_BYTES, PRODUCT, SURVEY};
 use crate::json::Scan;
 use crate::partial::{accounts_partial, users_partial, At, PartialCfg};
@@ -369,7 +370,7 @@ impl LiveUsers {
             pcfg: PartialCfg::from_settings(settings)?,
             up: UserPart {
                 clock: Clock::new(),
-                users: Map::default(),
+                users: Entities::default(),
                 accepted: 0,
                 duplicates: 0,
                 rejected: [0; 5],
@@ -409,7 +410,7 @@ impl LiveUsers {
         let mut intern_src = |t: &str, p: i64| -> u32 {
             intern(&mut srcs, t, p, &mut [&mut offs, &mut srcw], &mut heard)
         };
-        let mut loaded: Map<Key, User> = Map::default();
+        let mut loaded: Entities<User> = Entities::default();
         for item in users.call_method0("items")?.try_iter()? {
             let item = item?;
             let uid: String = item.get_item(0)?.extract()?;
@@ -986,7 +987,7 @@ impl LiveAccounts {
             margin: rules.margin,
             ap: AcctPart {
                 clock: Clock::new(),
-                accounts: Map::default(),
+                accounts: Entities::default(),
             },
             srcs: Vec::new(),
             sm: SweepMeta {
@@ -1016,7 +1017,7 @@ impl LiveAccounts {
         let mut none: Vec<Option<f64>> = Vec::new();
         let mut intern_src =
             |t: &str, p: i64, v: i64| -> u32 { intern(&mut srcs, t, (p, v), &mut [], &mut none) };
-        let mut loaded: Map<Key, Account> = Map::default();
+        let mut loaded: Entities<Account> = Entities::default();
         for item in accounts.call_method0("items")?.try_iter()? {
             let item = item?;
             let c: String = item.get_item(0)?.extract()?;

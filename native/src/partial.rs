@@ -574,7 +574,7 @@ fn user_partial<'a>(
 #[allow(clippy::too_many_arguments)]
 pub fn users_partial<'py>(
     py: Python<'py>,
-    users: &Map<Key, User>,
+    users: &crate::entities::Entities<User>,
     counters: (u64, u64, &[u64; 5]),
     cfg: &PartialCfg,
     n_social: usize,
@@ -859,7 +859,7 @@ fn prefetch_account(a: &Account) {
 /// `AccountPartition.partial(t)` over `accounts`, as a dict of Partial fields.
 pub fn accounts_partial<'py>(
     py: Python<'py>,
-    accounts: &Map<Key, Account>,
+    accounts: &crate::entities::Entities<Account>,
     dc: &mut DayCalc,
     at: At,
 ) -> PyResult<Bound<'py, PyDict>> {
