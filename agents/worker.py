@@ -14,6 +14,7 @@ read them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -295,6 +296,11 @@ class Worker:
         self._load(users, accts)
 
     def _load(self, users: set[int], accts: set[int]) -> None:
+        # Loading creates and drops a few objects per stored entity: with the cyclic collector
+        # on, its full collections over a growing heap took most of a large restart (decoding
+        # 26 against 7 us per user, measured at 116k users); nothing loaded holds cycles.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             self._load_partitions(users, accts)
         except UnknownFormatVersion as exc:
@@ -302,6 +308,12 @@ class Worker:
             log.critical("stopping: %s", exc)
             logging.shutdown()
             os._exit(EXIT_CONFIG)
+        finally:
+            if collecting:
+                gc.enable()
+            # what stays (the Python engine's states) is never garbage: keep it out of the
+            # collector's generations, so that later collections do not walk it again
+            gc.freeze()
 
     def _load_partitions(self, users: set[int], accts: set[int]) -> None:
         limit = self.now() - int(self.s.config.fold_margin_seconds * 1_000_000_000)

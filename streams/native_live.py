@@ -325,6 +325,29 @@ class NativeLiveUserPartition:
             )  # fmt: skip
             self.engine = self._py.engine
 
+    @classmethod
+    def from_encoded(
+        cls,
+        config: Config,
+        partition: int,
+        partitions: int,
+        account_partitions: int,
+        encoded: dict[str, bytes],
+        meta: Meta | None = None,
+        fold_limit: Instant | None = None,
+    ) -> NativeLiveUserPartition | None:
+        """The partition from its stored bytes ({uid: `encode_user` bytes}), read by the core
+        without a Python object per user; None when the core cannot be sure to read them as
+        `decode_user` does (or cannot hold them): then decode them and use the constructor."""
+        part = cls(config, partition, partitions, account_partitions, None, meta, None, fold_limit)
+        if part._py is not None:
+            return None
+        try:
+            loaded = part._core.load(encoded, part.meta, fold_limit, True)
+        except _require().NotRepresentable:
+            return None
+        return part if loaded else None
+
     @property
     def handed_over(self) -> bool:
         """True once the partition runs on the Python engine."""
@@ -483,6 +506,25 @@ class NativeLiveAccountPartition:
                 config, partition, accounts, self.meta, daycalc, fold_limit=fold_limit
             )
             self.engine = self._py.engine
+
+    @classmethod
+    def from_encoded(
+        cls,
+        config: Config,
+        partition: int,
+        encoded: dict[str, bytes],
+        meta: AccountMeta | None = None,
+        fold_limit: Instant | None = None,
+    ) -> NativeLiveAccountPartition | None:
+        """As `NativeLiveUserPartition.from_encoded`, from {customer: `encode_account` bytes}."""
+        part = cls(config, partition, None, meta, None, fold_limit)
+        if part._py is not None:
+            return None
+        try:
+            loaded = part._core.load(encoded, part.meta, fold_limit, True)
+        except _require().NotRepresentable:
+            return None
+        return part if loaded else None
 
     @property
     def handed_over(self) -> bool:

@@ -18,6 +18,7 @@ mod account;
 mod bridge;
 mod codec;
 mod convert;
+mod decode;
 mod entities;
 mod envelope;
 mod json;

@@ -388,16 +388,19 @@ impl LiveUsers {
         })
     }
 
-    /// The users ({uid: UserState}) and the meta (a streams.live.Meta, maybe without its newer
-    /// fields) to start from; NotRepresentable when a value cannot be held exactly (nothing is
-    /// kept then).
-    #[pyo3(signature = (users, meta, fold_limit=None))]
+    /// The users ({uid: UserState}, or {uid: stored bytes} when `encoded`) and the meta (a
+    /// streams.live.Meta, maybe without its newer fields) to start from; NotRepresentable when
+    /// a value cannot be held exactly. False, with nothing kept, when stored bytes are not
+    /// surely read here as the Python path reads them (native/src/decode.rs): decode them in
+    /// Python and load those states.
+    #[pyo3(signature = (users, meta, fold_limit=None, encoded=false))]
     fn load(
         &mut self,
         users: &Bound<'_, PyAny>,
         meta: &Bound<'_, PyAny>,
         fold_limit: Option<I>,
-    ) -> PyResult<()> {
+        encoded: bool,
+    ) -> PyResult<bool> {
         let fold_limit = match fold_limit {
             Some(l) => Some(l.checked_mul(UNIT).ok_or_else(|| not_repr("fold limit"))?),
             None => None,
@@ -411,11 +414,22 @@ impl LiveUsers {
             intern(&mut srcs, t, p, &mut [&mut offs, &mut srcw], &mut heard)
         };
         let mut loaded: Entities<User> = Entities::default();
-        for item in users.call_method0("items")?.try_iter()? {
-            let item = item?;
-            let uid: String = item.get_item(0)?.extract()?;
-            let u = conv.user_from_py(&item.get_item(1)?, &mut intern_src)?;
-            loaded.insert(Key::from(uid.as_str()), u);
+        if encoded {
+            let users = users.cast::<PyDict>()?;
+            for (k, v) in users.iter() {
+                let b = v.cast::<PyBytes>()?;
+                match crate::decode::user(b.as_bytes(), &mut intern_src) {
+                    Ok(u) => loaded.insert(Key::from(k.extract::<&str>()?), u),
+                    Err(crate::decode::Unsure) => return Ok(false),
+                }
+            }
+        } else {
+            for item in users.call_method0("items")?.try_iter()? {
+                let item = item?;
+                let uid: String = item.get_item(0)?.extract()?;
+                let u = conv.user_from_py(&item.get_item(1)?, &mut intern_src)?;
+                loaded.insert(Key::from(uid.as_str()), u);
+            }
         }
         let mut counters = (0u64, 0u64, [0u64; 5]);
         let mut offs_in: Vec<(String, i64, i64)> = Vec::new();
@@ -478,7 +492,7 @@ impl LiveUsers {
         self.srcw = srcw;
         self.heard = heard;
         self.sm = sm;
-        Ok(())
+        Ok(true)
     }
 
     /// One micro-batch (`LiveUserPartition.apply`): records are (offset, record ts ms, key,
@@ -1001,13 +1015,14 @@ impl LiveAccounts {
 
     /// The customers ({customer: AccountState}) and the meta (a streams.live.AccountMeta) to
     /// start from.
-    #[pyo3(signature = (accounts, meta, fold_limit=None))]
+    #[pyo3(signature = (accounts, meta, fold_limit=None, encoded=false))]
     fn load(
         &mut self,
         accounts: &Bound<'_, PyAny>,
         meta: &Bound<'_, PyAny>,
         fold_limit: Option<I>,
-    ) -> PyResult<()> {
+        encoded: bool,
+    ) -> PyResult<bool> {
         let fold_limit = match fold_limit {
             Some(l) => Some(l.checked_mul(UNIT).ok_or_else(|| not_repr("fold limit"))?),
             None => None,
@@ -1018,11 +1033,22 @@ impl LiveAccounts {
         let mut intern_src =
             |t: &str, p: i64, v: i64| -> u32 { intern(&mut srcs, t, (p, v), &mut [], &mut none) };
         let mut loaded: Entities<Account> = Entities::default();
-        for item in accounts.call_method0("items")?.try_iter()? {
-            let item = item?;
-            let c: String = item.get_item(0)?.extract()?;
-            let a = conv.account_from_py(&item.get_item(1)?, &mut intern_src)?;
-            loaded.insert(Key::from(c.as_str()), a);
+        if encoded {
+            let accounts = accounts.cast::<PyDict>()?;
+            for (k, v) in accounts.iter() {
+                let b = v.cast::<PyBytes>()?;
+                match crate::decode::account(b.as_bytes(), &mut intern_src) {
+                    Ok(a) => loaded.insert(Key::from(k.extract::<&str>()?), a),
+                    Err(crate::decode::Unsure) => return Ok(false),
+                }
+            }
+        } else {
+            for item in accounts.call_method0("items")?.try_iter()? {
+                let item = item?;
+                let c: String = item.get_item(0)?.extract()?;
+                let a = conv.account_from_py(&item.get_item(1)?, &mut intern_src)?;
+                loaded.insert(Key::from(c.as_str()), a);
+            }
         }
         let wm = meta.getattr("watermark")?;
         let sm = SweepMeta::read(meta, conv)?;
@@ -1034,7 +1060,7 @@ impl LiveAccounts {
         }
         self.srcs = srcs;
         self.sm = sm;
-        Ok(())
+        Ok(true)
     }
 
     /// One facts message (`LiveAccountPartition.apply`): the customers to write, or None, with
