@@ -125,10 +125,18 @@ class Worker:
             value_type=bytes,
         )
         self.users_table = self.app.Table(
-            "users", partitions=self.P, key_type=bytes, value_type=bytes
+            "users",
+            partitions=self.P,
+            key_type=bytes,
+            value_type=bytes,
+            options=dict(s.rocksdb_options),
         )
         self.accounts_table = self.app.Table(
-            "accounts", partitions=self.P, key_type=bytes, value_type=bytes
+            "accounts",
+            partitions=self.P,
+            key_type=bytes,
+            value_type=bytes,
+            options=dict(s.rocksdb_options),
         )
         # the engine of the partitions: the compiled core's twins when usable
         try:
@@ -345,10 +353,15 @@ class Worker:
         """Partition p of a table, from its local store (restored from the changelog)."""
         store = table.data
         if hasattr(store, "_db_for_partition"):  # RocksDB: one database per partition
+            import rocksdict
+
             skip = store.offset_key
-            return read_partition(
-                ((k, v) for k, v in store._db_for_partition(p).items() if k != skip), p
-            )
+            # read once, front to back: not through the block cache (it would hold what it
+            # read, up to its size, for nothing: the state lives in the engine from now on)
+            once = rocksdict.ReadOptions()
+            once.fill_cache(False)  # type: ignore[call-arg]
+            items = store._db_for_partition(p).items(read_opt=once)
+            return read_partition(((k, v) for k, v in items if k != skip), p)
         # the memory store holds every partition in one dict: keep this one's entities
         stored = read_partition(store.data.items(), p)
         stored.entities = {k: v for k, v in stored.entities.items() if owner_of(k, self.P) == p}
