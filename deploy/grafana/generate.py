@@ -98,6 +98,10 @@ RAW = {
     "as_of": "engagement_as_of_timestamp_seconds",
     "ttfv": "engagement_time_to_first_value_seconds",
     "health": "engagement_customer_health_score",
+    # prometheus_client's process collector on the worker's /metrics (agents/metrics.py).
+    "memory": "process_resident_memory_bytes",
+    "cpu": "process_cpu_seconds_total",
+    "fds": "process_open_fds",
 }
 
 HISTOGRAM_NOTE = (
@@ -1035,6 +1039,36 @@ def pipeline(r: Rules) -> Board:
                         unit="s",
                         w=6,
                         decimals=1,
+                    ),
+                    P(
+                        "timeseries",
+                        "Worker memory (resident)",
+                        [Q(f"sum by (instance) ({RAW['memory']})", "{{instance}}")],
+                        "Resident memory of each worker process (process collector of "
+                        "/metrics): grows with the users and accounts its partitions hold.",
+                        unit="bytes",
+                        w=8,
+                        h=8,
+                    ),
+                    P(
+                        "timeseries",
+                        "Worker CPU",
+                        [Q(f"sum by (instance) (rate({RAW['cpu']}[{win}]))", "{{instance}}")],
+                        f"CPU of each worker process in cores (user + system), averaged over "
+                        f"{win}. One core per worker is the ceiling of its Python process.",
+                        unit="short",
+                        w=8,
+                        h=8,
+                        decimals=2,
+                    ),
+                    P(
+                        "timeseries",
+                        "Worker open file descriptors",
+                        [Q(f"sum by (instance) ({RAW['fds']})", "{{instance}}")],
+                        "Open file descriptors of each worker process (sockets to Kafka and "
+                        "Redis, state files); process_max_fds is the limit.",
+                        w=8,
+                        h=8,
                     ),
                     P(
                         "timeseries",

@@ -95,7 +95,7 @@ def test_metric_names_finds_series_and_skips_functions_labels_and_keywords() -> 
 
 def _documented_series() -> set[str]:
     text = (REPO / "docs" / "metrics.md").read_text()
-    return set(re.findall(r"\bengagement_[a-z0-9_]*[a-z0-9]", text))
+    return set(re.findall(r"\b(?:engagement|process|python)_[a-z0-9_]*[a-z0-9]", text))
 
 
 def _exported(name: str, documented: set[str]) -> bool:
@@ -105,6 +105,14 @@ def _exported(name: str, documented: set[str]) -> bool:
     base = re.sub(r"_(bucket|sum|count)$", "", name)
     if name not in documented and base not in documented:
         return False
+    if name.startswith(("process_", "python_")):  # prometheus_client's process collectors
+        from prometheus_client import CollectorRegistry
+
+        from agents.metrics import add_process_collectors
+
+        reg = add_process_collectors(CollectorRegistry())
+        names = {s.name for m in reg.collect() for s in m.samples}
+        return name in names
     source = (REPO / "agents" / "metrics.py").read_text()
     return any(
         f'"{n}"' in source
@@ -172,6 +180,8 @@ REQUIRED = {
         "engagement:consumer_lag:records",
         "up",
         "engagement_partitions_owned",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
     ],
 }
 
