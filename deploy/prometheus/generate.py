@@ -8,7 +8,10 @@ Usage: python deploy/prometheus/generate.py [--check]
 
 
 The recording rules compute every global KPI of docs/metrics.md section 3 from the series of
-section 7 summed over the workers ("sum each series over the workers, then divide"). The alert
+section 7 summed over the workers of one deployment ("sum each series over the workers, then
+divide"): every rule reads only the series of [common] worker_selector and keeps the labels of
+[common] deployment_labels (job), so two deployments scraped by one Prometheus stay apart
+(Scope below). The alert
 rules take their thresholds and windows from rules.toml. Both files are committed; --check (and
 tests/unit/test_prometheus_rules.py) fails when they differ from what this script generates.
 
