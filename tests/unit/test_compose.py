@@ -269,7 +269,11 @@ def test_the_worker_scales(compose: dict[str, Any]) -> None:
         assert not data_dir.startswith(target), f"replicas would share {target}: {volume}"
     assert "deploy" not in worker or "replicas" not in worker["deploy"]
     command = worker["command"]
-    assert command[:2] == ["sh", "-c"] and 'ENGAGEMENT_WEB_HOST="$$(hostname -i)"' in command[2]
+    assert command[:2] == ["sh", "-c"]
+    assert (
+        "ENGAGEMENT_WEB_HOST=\"$$(python -c 'import socket; print(socket.gethostbyname("
+        in (command[2])
+    )
     port = int(worker["environment"]["ENGAGEMENT_WEB_PORT"])
     assert port in _exposed(worker)
     # One consumer group for every replica: no per-replica app id.
