@@ -550,11 +550,7 @@ class Worker:
     def registry(self) -> Any:
         reg = getattr(self, "_registry", None)
         if reg is None:
-            from prometheus_client import CollectorRegistry
+            from agents.metrics import worker_registry
 
-            from agents.metrics import EngagementCollector
-
-            reg = CollectorRegistry()
-            reg.register(EngagementCollector(self))
-            self._registry = reg
+            reg = self._registry = worker_registry(self)
         return reg

@@ -145,12 +145,14 @@ PROM_DIR="$RUN_DIR/prometheus"
 PROM_LOG="$LOG_DIR/prometheus.log"
 PROM_PATTERN="--storage.tsdb.path=$PROM_DIR/data"
 
-# The repo's config with this stack's ports; rules are read from deploy/prometheus/rules.
+# The repo's config with this stack's ports; rules are read from deploy/prometheus/rules, the
+# workers from the file_sd files of targets/ (deploy/local/lib.sh: worker_target_add).
 render_prometheus_config() {
     mkdir -p "$PROM_DIR"
     ln -sfn "$DEPLOY_DIR/prometheus/rules" "$PROM_DIR/rules"
-    sed -e "s|127\.0\.0\.1:6066|$STACK_HOST:$WORKER_PORT|g" \
-        -e "s|127\.0\.0\.1:9090|$STACK_HOST:$PROMETHEUS_PORT|g" \
+    # The worker of `make run` (deploy/local/run.sh) is always listed; others: worker-targets.sh.
+    worker_target_add "$STACK_HOST:$WORKER_PORT"
+    sed -e "s|127\.0\.0\.1:9090|$STACK_HOST:$PROMETHEUS_PORT|g" \
         -e "s|127\.0\.0\.1:9093|$STACK_HOST:$ALERTMANAGER_PORT|g" \
         "$DEPLOY_DIR/prometheus/prometheus.yml" >"$PROM_DIR/prometheus.yml.new"
     promtool check config "$PROM_DIR/prometheus.yml.new" >"$LOG_DIR/promtool.log" 2>&1 ||
