@@ -15,7 +15,7 @@ examples:
   engagement emit feature_used --user u-42 --prop feature=export
   engagement emit nps --user u-42 --score 9 --touchpoint support --comment "fast!"
   engagement emit key_action --user u-42 --ts 2026-11-20T10:00:00Z --record-ts 2026-11-20T10:00:01Z
-  engagement emit --json "{\"event_id\":\"e-1\",\"type\":\"signup\",\"user_id\":\"u-42\",\"ts\":$(date +%s)000}"
+  engagement emit --json '{"event_id":"e-1","type":"signup","user_id":"u-42","ts":'"$(date +%s)000"'}'
   engagement emit purchase --user u-42 --prop order_id=o-1 --prop amount=-1 --dry-run  # exit 2
 
 The too_late check uses the workers' allowed lateness: --lateness-hours, else
