@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -37,12 +38,14 @@ def documented() -> list[tuple[str, str]]:
     return out
 
 
-def split_comment(line: str) -> tuple[str, int]:
-    """The command (up to a `&&` or a `#` comment outside quotes) and the exit code expected."""
+def split_comment(line: str, first_only: bool = True) -> tuple[str, int]:
+    """The command (up to a `#` comment outside quotes and, with `first_only`, to a `&&`) and
+    the exit code expected."""
     m = re.search(r"\s#\s*(.*)$", line)
     comment = m.group(1) if m and line.count('"', 0, m.start()) % 2 == 0 else ""
     cmd = line[: m.start()] if comment else line
-    cmd = cmd.split(" && ", 1)[0]
+    if first_only:
+        cmd = cmd.split(" && ", 1)[0]
     code = re.search(r"exit (\d+)", comment)
     return cmd.strip(), int(code.group(1)) if code else 0
 
@@ -70,3 +73,60 @@ def test_each_emit_example_runs(
     assert r.returncode == expected, f"{source}: {cmd}\n{r.stdout}\n{r.stderr}"
     if expected == 0 and "--dry-run" not in cmd:
         assert f"sent to {topic_prefix}" in r.stdout, r.stdout
+
+
+def worker_blocks() -> list[tuple[str, str]]:
+    """The shell lines of the docs that need a running worker (README's curl lines, the smoke
+    test of docs/operations.md): every ```sh block that starts no stack (`make`), uses no
+    cluster tool (`kubectl`), no secure stack and no cluster of the reader's (hosts in
+    `.example`, docs/kafka.md), minus the quickstart (its own test)."""
+    out = []
+    for page in PAGES:
+        if page.name == "quickstart.md":
+            continue
+        for block in re.findall(r"^```(?:sh|bash)\n(.*?)^```$", page.read_text(), re.S | re.M):
+            if re.search(r"\bmake\b|kubectl|SECURE|secure|\.example\b", block):
+                continue
+            for ln in re.sub(r"\\\n\s*", " ", block).splitlines():
+                if ln.strip() and not ln.strip().startswith("#"):
+                    out.append((page.name, ln.strip()))
+    return out
+
+
+def test_the_documented_commands_against_a_worker(
+    stack: Stack, topic_prefix: str, redis_db: int, tmp_path: Path
+) -> None:
+    from tests.integration.live_harness import wait_ready
+    from tests.integration.ops_helpers import env_for, worker
+
+    lines = worker_blocks()
+    assert any(ln.startswith("curl") for _, ln in lines), lines  # README's
+    assert any(src == "operations.md" for src, _ in lines), lines  # the smoke test
+    env = env_for(stack, topic_prefix, redis_db)
+    env.pop("ENGAGEMENT_CLOCK")
+    w = worker("docs", env, tmp_path)
+    env.update(
+        ENGAGEMENT_WORKER_URL=w.url,
+        PATH=f"{Path(REPO / '.venv' / 'bin')}:{env.get('PATH', '')}",
+    )
+    try:
+        w.start()
+        wait_ready([w])
+        deadline = time.monotonic() + 120  # until its partitions are assigned: /snapshot is 200
+        while w.get("/snapshot")[0] != 200:
+            assert time.monotonic() < deadline, w.tail()
+            time.sleep(1)
+        for source, line in lines:
+            cmd, expected = split_comment(
+                line.replace("127.0.0.1:6066", f"127.0.0.1:{w.port}"), False
+            )
+            r = subprocess.run(
+                ["bash", "-c", "set -o pipefail; " + cmd], cwd=REPO, env=env,
+                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            assert r.returncode == expected, (
+                f"{source}: {cmd}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+            )
+            assert r.stdout.strip() or expected, f"{source}: {cmd} printed nothing"
+    finally:
+        w.stop()
