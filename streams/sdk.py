@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 DEFAULT_LATENESS_HOURS = 48.0
+BACKFILL_HINT = "for a backfill, set the record timestamp near ts"
 Ts = int | str | datetime
 
 
@@ -121,7 +122,7 @@ def validate(
             raise Reject(
                 reason,
                 f"ts is more than {lateness_hours:g} hours before the record timestamp "
-                "(for a backfill, set the record timestamp near ts)",
+                f"({BACKFILL_HINT})",
             )
 
 
