@@ -25,7 +25,7 @@ from aiokafka.structs import ConsumerRecord
 Raw = tuple[int, int, "bytes | None", "bytes | None"]
 
 
-def RAW(key: bytes | None) -> bytes | None:  # noqa: N802 (a marker, named like a constant)
+def RAW(key: bytes | None) -> bytes | None:  # a marker, named like a constant
     """The key "deserializer" that marks a consumer whose records come as `Raw` tuples."""
     return key
 
@@ -60,8 +60,8 @@ def install() -> bool:
     global _installed
     if _installed is not None:
         return _installed
-    cls = getattr(_fetcher, "PartitionRecords", None)
-    original = getattr(cls, "_unpack_records", None)
+    cls: Any = getattr(_fetcher, "PartitionRecords", None)
+    original: Any = getattr(cls, "_unpack_records", None)
     probe = None
     if cls is not None and original is not None:
         try:
@@ -75,9 +75,9 @@ def install() -> bool:
     def _unpack_records(self: Any) -> Iterator[Any]:
         if self._key_deserializer is RAW and self._isolation_level != _fetcher.READ_COMMITTED:
             return _unpack_raw(self)
-        return original(self)  # type: ignore[no-any-return]
+        return original(self)
 
-    cls._unpack_records = _unpack_records  # type: ignore[union-attr]
+    cls._unpack_records = _unpack_records
     _installed = True
     return True
 
