@@ -22,7 +22,7 @@ engine on the exported state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from fractions import Fraction
 from typing import Any
 
@@ -551,6 +551,18 @@ class NativeLiveAccountPartition:
         self.engine = py.engine
         self._core = None
         return py
+
+    def health_entries(
+        self, customers: Iterable[str], t: Instant
+    ) -> list[tuple[str, float, float, float, float, bool]] | None:
+        """(customer, health, recency, frequency, sentiment, at risk) at T of those of
+        `customers` that exist at T (agents/health.py `health_entry`), computed in the core;
+        None when it cannot (T not held exactly, or the partition runs on Python)."""
+        if self._py is not None or not (type(t) is int or type(t) is Fraction):
+            return None
+        rows: list[tuple[str, float, float, float, float, bool]] | None
+        rows = self._core.health_entries(customers, t)
+        return rows
 
     def apply(self, facts: list[Fact], offset: int | None = None) -> set[str]:
         """`LiveAccountPartition.apply`."""

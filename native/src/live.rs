@@ -1213,6 +1213,21 @@ impl LiveAccounts {
         accounts_partial(py, &self.ap.accounts, &mut self.dc, at).map(Some)
     }
 
+    /// The health of `customers` at T (`agents.health.health_entry`'s inputs): a list of
+    /// (customer, health, recency, frequency, sentiment, at risk) of those that exist at T, or
+    /// None when T is not held exactly here.
+    fn health_entries<'py>(
+        &mut self,
+        py: Python<'py>,
+        customers: &Bound<'py, PyAny>,
+        t: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let Some(at) = partial_at(&self.conv, t)? else {
+            return Ok(None);
+        };
+        crate::partial::health_entries(py, &self.ap.accounts, customers, &mut self.dc, at).map(Some)
+    }
+
     fn __len__(&self) -> usize {
         self.ap.accounts.len()
     }
