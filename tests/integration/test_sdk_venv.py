@@ -80,6 +80,7 @@ def test_the_sdk_installs_without_the_workers_dependencies(
     roots = {m.split(".")[0] for m in seen["modules"]}
     assert not roots & WORKER_MODULES, roots & WORKER_MODULES
     assert "aiokafka" not in roots  # imported when a producer starts, not with the package
+    assert "asyncio" not in roots  # the producer client is imported on first use
     assert not seen["file"].startswith(str(REPO))  # the installed copy, not the repository's
     assert sorted(re.split(r"[<>=]", r)[0] for r in seen["requires"]) == ["aiokafka", "msgspec"]
 

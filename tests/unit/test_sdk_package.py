@@ -125,3 +125,21 @@ def test_every_install_path_installs_the_sdk() -> None:
     assert re.search(r"^COPY sdk \./sdk$", dockerfile, re.MULTILINE)
     assert re.search(r"^RUN pip install \./sdk \. ", dockerfile, re.MULTILINE)
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("doc", ["sdk/README.md", "docs/producers.md"])
+def test_the_documented_python_compiles_and_names_what_the_sdk_has(doc: str) -> None:
+    """Every python block of the SDK's docs parses, and every `sdk.NAME` it uses exists
+    (sdk/README.md's broker examples also run: tests/integration/test_sdk_venv.py)."""
+    text = (REPO / doc).read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    assert blocks
+    for code in blocks:
+        tree = ast.parse(code)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "sdk"
+            ):
+                assert hasattr(engagement_sdk, node.attr), f"{doc}: sdk.{node.attr}"

@@ -15,6 +15,8 @@ Dependencies: msgspec and aiokafka only (sdk/README.md).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from engagement_sdk.builders import (
     BUILDERS,
     DEFAULT_LATENESS_HOURS,
@@ -50,8 +52,10 @@ from engagement_sdk.builders import (
 )
 from engagement_sdk.errors import EngagementError, ProducerError, Reject
 from engagement_sdk.partitioner import kafka_partition, murmur2
-from engagement_sdk.producer import Producer, SyncProducer
 from engagement_sdk.records import REJECT_REASONS
+
+if TYPE_CHECKING:
+    from engagement_sdk.producer import Producer, SyncProducer
 
 __version__ = "0.1.0"
 
@@ -96,3 +100,13 @@ __all__ = [
     "ticket_resolved",
     "validate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The producer client, imported on first use: validation alone (what the worker imports)
+    loads neither asyncio nor threads, and aiokafka only when a producer starts."""
+    if name in ("Producer", "SyncProducer"):
+        from engagement_sdk import producer
+
+        return getattr(producer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
