@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agents.security import KafkaSecurity, RedisSecurity
-from streams.config import Config
+from streams.config import Config, read_toml
 from streams.errors import ConfigError
 from streams.timeutil import Instant, parse_as_of
 from streams.topics import TopicSettings, TopicSettingsError
@@ -52,14 +51,7 @@ TOML_KEYS = tuple(k for k in ENV if k != "config_file") + tuple(TOML_TOPIC_KEYS)
 
 def worker_table(path: str) -> dict[str, str]:
     """The `[worker]` table of a TOML file, as strings (like environment values)."""
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path}: {exc}") from None
-    table = data.get("worker", {})
+    table = read_toml(path).get("worker", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: worker must be a table ([worker])")
     unknown = sorted(set(table) - set(TOML_KEYS))

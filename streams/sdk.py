@@ -5,6 +5,7 @@ Producers install sdk/ alone (docs/producers.md); the worker validates with the 
 from __future__ import annotations
 
 from engagement_sdk.builders import (
+    BACKFILL_HINT,
     BUILDERS,
     DEFAULT_LATENESS_HOURS,
     MS,
@@ -48,6 +49,7 @@ from engagement_sdk.builders import (
 )
 
 __all__ = [
+    "BACKFILL_HINT",
     "BUILDERS",
     "DEFAULT_LATENESS_HOURS",
     "MS",

@@ -36,6 +36,7 @@ from engagement_sdk.recordspec import PRODUCT_EVENTS, SURVEY_ANSWERS, SURVEYS
 from engagement_sdk.timeutil import MS
 
 __all__ = [
+    "BACKFILL_HINT",
     "BUILDERS",
     "DEFAULT_LATENESS_HOURS",
     "PRODUCT_EVENTS",
@@ -74,6 +75,7 @@ __all__ = [
 ]
 
 DEFAULT_LATENESS_HOURS = 48.0
+BACKFILL_HINT = "for a backfill, set the record timestamp near ts"
 Ts = int | str | datetime
 
 
@@ -150,7 +152,7 @@ def validate(
             raise Reject(
                 reason,
                 f"ts is more than {lateness_hours:g} hours before the record timestamp "
-                "(for a backfill, set the record timestamp near ts)",
+                f"({BACKFILL_HINT})",
             )
 
 

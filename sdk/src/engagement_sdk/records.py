@@ -121,7 +121,7 @@ def _check_product(ev: ProductEvent) -> Instant:
         and (a is None or 0 < len(a) <= 128)
         and (s is None or 0 < len(s) <= 128)
     ):
-        raise Reject(SCHEMA, "an id or the type is out of range")
+        raise Reject(SCHEMA, _product_range_detail(ev))
     inst = _instant(ev.ts)
     props = ev.props
     names = _PROPS_NAMES.get(t)
@@ -169,8 +169,30 @@ def _check_survey(ans: SurveyAnswer) -> Instant:
         and (ans.account_id is None or _is_name(ans.account_id))
         and (ans.touchpoint is None or _is_name(ans.touchpoint))
     ):
-        raise Reject(SCHEMA, "an id or the touchpoint is out of range")
+        raise Reject(SCHEMA, _names_detail(
+            ("response_id", ans.response_id), ("user_id", ans.user_id),
+            ("account_id", ans.account_id), ("touchpoint", ans.touchpoint),
+        ))  # fmt: skip
     return _instant(ans.ts)
+
+
+def _names_detail(*fields: tuple[str, str | None]) -> str:
+    """The first of `fields` that is not a string of 1-128 characters (None: absent, valid)."""
+    for name, v in fields:
+        if v is not None and not 0 < len(v) <= 128:
+            return f"{name} must be a string of 1-128 characters (got {len(v)})"
+    return "an id is out of range"  # not reached: the caller found one
+
+
+def _product_range_detail(ev: ProductEvent) -> str:
+    """Which field of a product event failed the range checks (only on the reject path)."""
+    if not _type_ok(ev.type):
+        shown = ev.type if len(ev.type) <= 70 else ev.type[:67] + "..."
+        return f"type {shown!r} must match [a-z][a-z0-9_]{{0,63}} (lowercase, digits, _)"
+    return _names_detail(
+        ("event_id", ev.event_id), ("user_id", ev.user_id),
+        ("account_id", ev.account_id), ("session_id", ev.session_id),
+    )  # fmt: skip
 
 
 # ---- the strict path ---------------------------------------------------------------------------
