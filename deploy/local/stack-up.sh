@@ -80,6 +80,7 @@ start_kafka() {
     if secure_enabled; then
         secure_kafka_properties "$KAFKA_DIR/server.properties"
         mapfile -t format_args < <(secure_format_args)
+        secure_kafka_users "$KAFKA_DIR" "$KAFKA_DATA_DIR"
     fi
     if [[ ! -f "$KAFKA_DATA_DIR/meta.properties" ]]; then
         log "kafka: formatting $(rel "$KAFKA_DATA_DIR") (cluster id $KAFKA_CLUSTER_ID)"
@@ -255,6 +256,7 @@ if wants alertmanager; then start_alertmanager; fi
 if wants kafka; then
     wait_until kafka "$KAFKA_LOG" "$kafka_pid" kafka_ready
     create_topics
+    if secure_enabled; then secure_kafka_acls; fi
 fi
 
 up=()
