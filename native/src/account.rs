@@ -1,7 +1,7 @@
 //! The account partition's state machines: the Rust mirror of streams.engine.AccountPartition
 //! (`fact`, expiry).
 
-use crate::state::{Account, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL};
+use crate::state::{push_tight, Account, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL};
 use crate::time::{Clock, DayCalc, D30, D90, I};
 use crate::user::{note_activity, Fact};
 use pyo3::prelude::*;
@@ -40,7 +40,7 @@ pub fn apply_fact(
     }
     match f.kind {
         K_NONE => {}
-        K_ORDER => a.orders.push((ts, f.value)),
+        K_ORDER => push_tight(&mut a.orders, (ts, f.value)),
         K_NPS | K_CSAT => {
             let key = (ts, -(f.value as i64));
             let (best, pending) = if f.kind == K_NPS {
@@ -53,7 +53,7 @@ pub fn apply_fact(
                     *best = Some(key);
                 }
             } else {
-                pending.push(key);
+                push_tight(pending, key);
             }
         }
         _ => {
@@ -63,7 +63,7 @@ pub fn apply_fact(
                     a.sub = Some(ev);
                 }
             } else {
-                a.subp.push(ev);
+                push_tight(&mut a.subp, ev);
             }
         }
     }

@@ -109,6 +109,17 @@ pub type Map<K, V> = HashMap<K, V, RandomKeys>;
 /// Maps keyed by small internal integers (the day calculator's slots).
 pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
+/// `v.push(x)`, but a full vector grows by half its length (at least one slot) rather than to
+/// four slots and then by doubling: an entity's vectors hold a few items each, and their spare
+/// slots were a third of a million users' memory. Amortized O(1) still (growth by 1.5x).
+#[inline]
+pub fn push_tight<T>(v: &mut Vec<T>, x: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.len() / 2).max(1));
+    }
+    v.push(x);
+}
+
 /// A string key held inline when short (ids, names: no allocation), on the heap otherwise.
 /// Hashes and compares as its text, so maps of it are looked up with `&str`.
 #[derive(Clone)]
@@ -192,7 +203,7 @@ impl Days {
                 return;
             }
         }
-        self.0.push((day, ts));
+        push_tight(&mut self.0, (day, ts));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -234,7 +245,7 @@ impl Milestones {
     pub fn insert(&mut self, k: Key, v: Ms) {
         match self.get_mut(k.as_str()) {
             Some(m) => *m = v,
-            None => self.0.push((k, v)),
+            None => push_tight(&mut self.0, (k, v)),
         }
     }
 

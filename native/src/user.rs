@@ -3,8 +3,8 @@
 
 use crate::entities::Entities;
 use crate::state::{
-    Days, Key, Map, Ms, User, F_CANCEL, F_CLICK, F_IMPRESSION, F_SOCIAL, K_CSAT, K_NONE, K_NPS,
-    K_ORDER, K_SUB_CANCEL, K_SUB_START, NONE, SV_CSAT, SV_NPS,
+    push_tight, Days, Key, Map, Ms, User, F_CANCEL, F_CLICK, F_IMPRESSION, F_SOCIAL, K_CSAT,
+    K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL, K_SUB_START, NONE, SV_CSAT, SV_NPS,
 };
 use crate::time::{Clock, DayCalc, D30, D31, D7, D90, H24, HOUR, I, UNIT};
 use pyo3::exceptions::PyValueError;
@@ -158,7 +158,7 @@ pub fn note_activity(
             *last = Some(ts);
         }
     } else {
-        lastp.push(ts);
+        push_tight(lastp, ts);
     }
 }
 
@@ -166,7 +166,7 @@ pub fn milestone(u: &mut User, key: &str, ts: I) {
     u.ms_some = true; // Python's `u.ms` is a dict from now on, maybe empty
     match u.signup {
         None => match u.ms.get_mut(key) {
-            Some(Ms::List(v)) => v.push(ts),
+            Some(Ms::List(v)) => push_tight(v, ts),
             Some(m) => *m = Ms::List(vec![ts]), // not reachable: no instant before a signup
             None => {
                 u.ms.insert(Key::from(key), Ms::List(vec![ts]));
@@ -278,17 +278,17 @@ pub fn apply_product<'a>(
                             f.0 = Some(ts);
                         }
                     } else {
-                        f.1.push(ts);
+                        push_tight(&mut f.1, ts);
                     }
                 }
             }
         }
-        Kind::Click => u.facts.push((ts, F_CLICK)),
-        Kind::Impression => u.facts.push((ts, F_IMPRESSION)),
+        Kind::Click => push_tight(&mut u.facts, (ts, F_CLICK)),
+        Kind::Impression => push_tight(&mut u.facts, (ts, F_IMPRESSION)),
         Kind::Social => {
             let action = ev.prop.unwrap_or("");
             let i = cfg.social.iter().position(|a| a == action).unwrap_or(0);
-            u.facts.push((ts, F_SOCIAL + i as u8));
+            push_tight(&mut u.facts, (ts, F_SOCIAL + i as u8));
         }
         Kind::Onboarding => {
             if let Some(key) = cfg.steps.get(ev.prop.unwrap_or("")) {
@@ -345,7 +345,7 @@ pub fn apply_product<'a>(
             }
         }
         Kind::SubCancelled => {
-            u.facts.push((ts, F_CANCEL));
+            push_tight(&mut u.facts, (ts, F_CANCEL));
             kind = K_SUB_CANCEL;
         }
         Kind::SubStarted => kind = K_SUB_START,
@@ -370,8 +370,10 @@ pub fn apply_survey<'a>(up: &mut UserPart, ans: &Ans<'a>) -> Option<Fact<'a>> {
     }
     let ts = ans.inst;
     u.resp.insert(Key::from(ans.rid), ts);
-    u.answers
-        .push((ts, ans.sv, ans.score, ans.tp.map(Key::from)));
+    push_tight(
+        &mut u.answers,
+        (ts, ans.sv, ans.score, ans.tp.map(Key::from)),
+    );
     let kind = match ans.sv {
         SV_NPS => K_NPS,
         SV_CSAT => K_CSAT,
