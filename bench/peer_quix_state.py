@@ -59,6 +59,16 @@ DEDUPE_TTL = timedelta(days=3)
 PART = b"\x00partition"  # the state prefix of the per-partition counts (user keys are non-empty)
 D0 = b"clock"
 SESSION_TYPES = frozenset({"session_start", "session_end", "page_view"})
+PROPS_NAMES = {  # types whose props must hold these names (strings of 1-128 characters)
+    "onboarding_step": ("step",),
+    "feature_used": ("feature",),
+    "purchase": ("order_id",),
+    "return": ("order_id",),
+    "ticket_opened": ("ticket_id", "category"),
+    "ticket_resolved": ("ticket_id",),
+}
+SOCIAL_ACTIONS = frozenset({"like", "share", "comment", "mention", "save"})
+MAX_DEPTH = 64
 TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 RFC3339 = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:[Zz]|([+-])(\d\d):(\d\d))\Z"
@@ -100,7 +110,28 @@ def decode(value: bytes | None) -> dict[str, Any] | None:
         d = orjson.loads(value)  # strict RFC 8259 and UTF-8: NaN, a BOM, bad bytes are errors
     except orjson.JSONDecodeError:
         return None
-    return d if type(d) is dict else None
+    if type(d) is not dict:
+        return None
+    if value.count(b"[") + value.count(b"{") > MAX_DEPTH and _depth(d) > MAX_DEPTH:
+        return None  # nested more than 64 levels (the record object is level 1)
+    return d
+
+
+def _depth(v: Any) -> int:
+    if type(v) is dict:
+        return 1 + max(map(_depth, v.values()), default=0)
+    if type(v) is list:
+        return 1 + max(map(_depth, v), default=0)
+    return 0
+
+
+def name(v: Any) -> bool:
+    """A JSON string of 1-128 characters (an id or a name)."""
+    return type(v) is str and 0 < len(v) <= 128
+
+
+def optional_name(v: Any) -> bool:
+    return v is None or (type(v) is str and 0 < len(v) <= 128)
 
 
 def epoch_day(ymd: str) -> int | None:
@@ -182,29 +213,37 @@ def on_event(value: bytes | None, key: Any, timestamp: int, _headers: Any, state
     d = decode(value)
     if d is None:
         return
-    typ, user, eid = d.get("type"), d.get("user_id"), d.get("event_id")
+    typ, user = d.get("type"), d.get("user_id")
     if (
         type(typ) is not str
         or typ == "impression"
-        or type(user) is not str
-        or not user
-        or type(eid) is not str
-        or not eid
+        or not name(user)
+        or not name(d.get("event_id"))
         or TYPE_RE.match(typ) is None
+        or not optional_name(d.get("account_id"))
     ):
         return
+    sid = d.get("session_id")
     props = d.get("props")
-    if props is not None and type(props) is not dict:
+    if (sid is not None and not name(sid)) or (props is not None and type(props) is not dict):
+        return
+    names = PROPS_NAMES.get(typ)
+    if names is not None and (props is None or not all(name(props.get(n)) for n in names)):
         return
     if typ in SESSION_TYPES:
-        sid = d.get("session_id")
-        if type(sid) is not str or not sid:
+        if sid is None:
             return
-    elif typ == "feature_used":
-        feature = props.get("feature") if props is not None else None
-        if type(feature) is not str or not feature:
+    elif typ == "purchase":
+        amount = props.get("amount")  # type: ignore[union-attr]  (PROPS_NAMES: props is there)
+        try:
+            if type(amount) not in (int, float) or not 0 <= float(amount) < float("inf"):
+                return
+        except OverflowError:  # an integer beyond a double
             return
-    elif typ == "onboarding_step" and (props is None or props.get("step") is None):
+    elif typ == "social_interaction":
+        if props is None or props.get("action") not in SOCIAL_ACTIONS:
+            return
+    elif typ == "click" and props is not None and not optional_name(props.get("placement")):
         return
     ts = checked_ts(d, key, user, timestamp)
     if ts is not None:
@@ -267,12 +306,12 @@ def on_answer(value: bytes | None, key: Any, timestamp: int, _headers: Any, stat
         return
     user, rid, score = d.get("user_id"), d.get("response_id"), d.get("score")
     if (
-        type(user) is not str
-        or not user
-        or type(rid) is not str
-        or not rid
+        not name(user)
+        or not name(rid)
         or type(score) is not int
         or not 1 <= score <= 5
+        or not optional_name(d.get("account_id"))
+        or not optional_name(d.get("touchpoint"))
     ):
         return
     ts = checked_ts(d, key, user, timestamp)

@@ -65,6 +65,47 @@ def _iso(ms: int, sep: str = "T", zone: str = "Z") -> str:
     return t.strftime(f"%Y-%m-%d{sep}%H:%M:%S.") + f"{ms % 1000:03d}{zone}"
 
 
+def rule_cases(t: int) -> list[tuple[str, dict[str, Any], bool]]:
+    """Events of one fresh user each, at record time about `t`: (type, fields, counted?)."""
+    deep64: dict[str, Any] = {"x": 0}
+    for _ in range(62):
+        deep64 = {"x": deep64}  # with the record object: 64 levels
+    now = _iso(t)
+    return [
+        ("purchase", {"props": {"order_id": "o-1", "amount": 12}}, True),  # counted
+        ("purchase", {"props": {"order_id": "o-1", "amount": 0.5}}, True),  # counted
+        ("purchase", {"props": {"order_id": "o-1", "amount": -5}}, False),
+        ("purchase", {"props": {"order_id": "o-1", "amount": "12"}}, False),
+        ("purchase", {"props": {"amount": 3}}, False),  # no order_id
+        ("social_interaction", {"props": {"action": "like"}}, True),  # counted
+        ("social_interaction", {"props": {"action": "poke"}}, False),
+        ("social_interaction", {}, False),
+        ("ticket_opened", {"props": {"ticket_id": "t-1", "category": "billing"}}, True),  # counted
+        ("ticket_opened", {"props": {"ticket_id": "t-1"}}, False),
+        ("ticket_resolved", {"props": {"ticket_id": ""}}, False),
+        ("return", {"props": {"order_id": "o-1"}}, True),  # counted
+        ("click", {"props": {"placement": "hero"}}, True),  # counted
+        ("click", {"props": {"placement": 42}}, False),
+        ("click", {"props": {"placement": None}}, True),  # counted: null is absent
+        ("onboarding_step", {"props": {"step": "welcome"}}, True),  # counted
+        ("onboarding_step", {"props": {"step": 3}}, False),
+        ("feature_used", {"props": {"feature": "x" * 128}}, True),  # counted
+        ("feature_used", {"props": {"feature": "x" * 129}}, False),
+        ("key_action", {"account_id": ""}, False),
+        ("key_action", {"account_id": "acme"}, True),  # counted
+        ("key_action", {"props": "oops"}, False),
+        ("key_action", {"event_id": "e" * 129}, False),
+        ("session_start", {"session_id": ""}, False),
+        ("session_start", {"session_id": "s-9"}, True),  # counted
+        ("Key_action", {}, False),
+        ("key_action", {"deep": deep64}, True),  # counted
+        ("key_action", {"deep": {"x": deep64}}, False),  # 65 levels
+        ("custom_thing_1", {"ts": t - 60_000}, True),  # counted: epoch ms
+        ("key_action", {"ts": now.replace(".", ",")}, False),
+        ("key_action", {"ts": "2026-02-30T10:00:00Z"}, False),
+    ]
+
+
 def handwritten(users: list[str]) -> list[Rec]:
     """Answers and events after the simulated stream, exercising the rules one by one."""
     out: list[Rec] = []
@@ -106,6 +147,13 @@ def handwritten(users: list[str]) -> list[Rec]:
         event(u, "feature_used", _iso(t), props={"feature": ""})  # an empty feature
         event(u, "impression", _iso(t))  # not activity
         event(u, "key_action", _iso(t - DAY_MS))  # yesterday, still within 48 h
+    # one fresh user per case: counted (active today) only if the event passes every rule
+    cases = rule_cases(t)
+    for i, (typ, extra, _counted) in enumerate(cases):
+        t += 61_000
+        user = f"rule-{i}"
+        body = {"event_id": f"r-{i}", "type": typ, "user_id": user, "ts": _iso(t), **extra}
+        out.append(("product-events", user.encode(), json.dumps(body).encode(), t))
     # values that are not JSON, or not an object
     u = users[0]
     good = json.dumps({"response_id": "x-bom", "survey": "csat", "score": 5, "user_id": u,
@@ -178,9 +226,21 @@ def ref_ts(v: Any) -> int | None:
     return int((t - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1000 + frac
 
 
+def ref_name(v: Any) -> bool:
+    return isinstance(v, str) and 1 <= len(v) <= 128
+
+
+def ref_depth(v: Any) -> int:
+    if isinstance(v, dict):
+        return 1 + max((ref_depth(x) for x in v.values()), default=0)
+    if isinstance(v, list):
+        return 1 + max((ref_depth(x) for x in v), default=0)
+    return 0
+
+
 def ref_checked(obj: dict[str, Any], key: bytes | None, rts: int) -> int | None:
     user = obj.get("user_id")
-    if not isinstance(user, str) or not user or key != user.encode("utf-8", "surrogatepass"):
+    if not ref_name(user) or key != user.encode("utf-8", "surrogatepass"):
         return None
     ts = ref_ts(obj.get("ts"))
     if ts is None or not rts - 48 * HOUR_MS <= ts <= rts + HOUR_MS:
@@ -188,25 +248,42 @@ def ref_checked(obj: dict[str, Any], key: bytes | None, rts: int) -> int | None:
     return ts
 
 
+REQUIRED_PROPS = {
+    "onboarding_step": ["step"],
+    "feature_used": ["feature"],
+    "purchase": ["order_id"],
+    "return": ["order_id"],
+    "ticket_opened": ["ticket_id", "category"],
+    "ticket_resolved": ["ticket_id"],
+}
+
+
 def ref_activity(obj: dict[str, Any]) -> bool:
     typ = obj.get("type")
     if not isinstance(typ, str) or not TYPE.fullmatch(typ) or typ == "impression":
         return False
-    eid = obj.get("event_id")
-    if not isinstance(eid, str) or not eid:
+    if not ref_name(obj.get("event_id")) or ref_depth(obj) > 64:
         return False
+    for optional in ("account_id", "session_id"):
+        if obj.get(optional) is not None and not ref_name(obj[optional]):
+            return False
     props = obj.get("props")
     if props is not None and not isinstance(props, dict):
         return False
-    need = {"session_start": "session_id", "session_end": "session_id", "page_view": "session_id"}
-    if typ in need:
-        sid = obj.get("session_id")
-        return isinstance(sid, str) and bool(sid)
-    if typ == "feature_used":
-        f = (props or {}).get("feature")
-        return isinstance(f, str) and bool(f)
-    if typ == "onboarding_step":
-        return (props or {}).get("step") is not None
+    props = props or {}
+    if typ in REQUIRED_PROPS and (
+        not obj.get("props") or not all(ref_name(props.get(n)) for n in REQUIRED_PROPS[typ])
+    ):
+        return False
+    if typ in ("session_start", "session_end", "page_view"):
+        return obj.get("session_id") is not None
+    if typ == "purchase":
+        amount = props.get("amount")
+        return isinstance(amount, int | float) and not isinstance(amount, bool) and amount >= 0
+    if typ == "social_interaction":
+        return props.get("action") in ("like", "share", "comment", "mention", "save")
+    if typ == "click":
+        return props.get("placement") is None or ref_name(props.get("placement"))
     return True
 
 
@@ -228,7 +305,9 @@ def reference(records: list[Rec]) -> dict[str, dict[str, Any]]:
             score, rid = obj.get("score"), obj.get("response_id")
             if (obj.get("survey") != "csat" or isinstance(score, bool)
                     or not isinstance(score, int) or not 1 <= score <= 5
-                    or not isinstance(rid, str) or not rid):  # fmt: skip
+                    or not ref_name(rid) or ref_depth(obj) > 64
+                    or any(obj.get(f) is not None and not ref_name(obj[f])
+                           for f in ("account_id", "touchpoint"))):  # fmt: skip
                 continue
             ts = ref_checked(obj, key, rts)
             if ts is None or (key, rid) in seen:
@@ -270,6 +349,21 @@ def loaded(stack: Stack, topics: dict[str, str], topic_prefix: str) -> Iterator[
     # the peers' internal topics (Quix names its changelogs after the consumer group)
     names = [n for n in asyncio.run(admin.list_topics(stack.kafka_bootstrap)) if topic_prefix in n]
     asyncio.run(admin.delete_topics(stack.kafka_bootstrap, names))
+
+
+def test_the_reference_counts_the_rule_cases_as_written() -> None:
+    """The reference itself, against the cases' hand-written verdicts (no broker needed)."""
+    records = handwritten(["u-a", "u-b"])
+    want = reference(records)
+    counted = {u for p in want.values() for u in p.get("users", {}) if u.startswith("rule-")}
+    expect = {f"rule-{i}" for i, (_t, _f, ok) in enumerate(rule_cases(END_MS)) if ok}
+    assert counted == expect
+    assert len(expect) == 13
+    # per user of the two: the first answer (hw-0: score 1; hw-1: 2), the epoch-ms one (4), the
+    # offset one (2), the lower-case one (5), the microseconds one (3), and the 30 h old one
+    # outside the last 24 hours: 5 answers each, 2 positive
+    csat = [(p["csat_responses"], p["csat_positive"]) for p in want.values() if "hour" in p]
+    assert sum(n for n, _ in csat) == 10 and sum(k for _, k in csat) == 4
 
 
 def _check(got: dict[str, Any], want: dict[str, dict[str, Any]], records: int) -> None:

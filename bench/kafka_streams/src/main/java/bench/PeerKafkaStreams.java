@@ -1,5 +1,7 @@
 package bench;
 
+import com.fasterxml.jackson.core.JsonFactory;
+import com.fasterxml.jackson.core.StreamReadConstraints;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -67,8 +69,24 @@ public final class PeerKafkaStreams {
       Pattern.compile(
           "(\\d{4})-(\\d{2})-(\\d{2})[Tt](\\d{2}):(\\d{2}):(\\d{2})(?:\\.(\\d+))?"
               + "(?:[Zz]|([+-])(\\d{2}):(\\d{2}))");
+  // strict JSON (Jackson's defaults: no NaN, no comments, no single quotes), nothing after the
+  // value, at most 64 levels of nesting (the record object is level 1)
   static final ObjectMapper JSON =
-      new ObjectMapper().enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+      new ObjectMapper(
+              JsonFactory.builder()
+                  .streamReadConstraints(StreamReadConstraints.builder().maxNestingDepth(64).build())
+                  .build())
+          .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+  static final Map<String, String[]> PROPS_NAMES =
+      Map.of(
+          "onboarding_step", new String[] {"step"},
+          "feature_used", new String[] {"feature"},
+          "purchase", new String[] {"order_id"},
+          "return", new String[] {"order_id"},
+          "ticket_opened", new String[] {"ticket_id", "category"},
+          "ticket_resolved", new String[] {"ticket_id"});
+  static final java.util.Set<String> SOCIAL_ACTIONS =
+      java.util.Set.of("like", "share", "comment", "mention", "save");
 
   static final AtomicLong COUNT = new AtomicLong();
   static final CountDownLatch DONE = new CountDownLatch(1);
@@ -205,8 +223,17 @@ public final class PeerKafkaStreams {
     return ts;
   }
 
-  static boolean nonEmpty(String s) {
-    return s != null && !s.isEmpty();
+  /** A JSON string of 1-128 characters (code points): an id or a name. */
+  static boolean name(JsonNode v) {
+    if (v == null || !v.isTextual()) {
+      return false;
+    }
+    String s = v.textValue();
+    return !s.isEmpty() && (s.length() <= 128 || s.codePointCount(0, s.length()) <= 128);
+  }
+
+  static boolean optionalName(JsonNode v) {
+    return absent(v) || name(v);
   }
 
   // ---- product events: active days, DAU, MAU ---------------------------------------------------
@@ -231,28 +258,50 @@ public final class PeerKafkaStreams {
         return;
       }
       String type = text(obj, "type");
-      String user = text(obj, "user_id");
-      if (type == null || type.equals("impression") || !nonEmpty(user)
-          || !nonEmpty(text(obj, "event_id")) || !TYPE.matcher(type).matches()) {
+      JsonNode userNode = obj.get("user_id");
+      if (type == null || type.equals("impression") || !name(userNode)
+          || !name(obj.get("event_id")) || !TYPE.matcher(type).matches()
+          || !optionalName(obj.get("account_id"))) {
         return;
       }
+      String user = userNode.textValue();
+      JsonNode sid = obj.get("session_id");
       JsonNode props = obj.get("props");
-      if (!absent(props) && !props.isObject()) {
+      if (!optionalName(sid) || (!absent(props) && !props.isObject())) {
         return;
+      }
+      String[] names = PROPS_NAMES.get(type);
+      if (names != null) {
+        if (absent(props)) {
+          return;
+        }
+        for (String n : names) {
+          if (!name(props.get(n))) {
+            return;
+          }
+        }
       }
       switch (type) {
         case "session_start", "session_end", "page_view" -> {
-          if (!nonEmpty(text(obj, "session_id"))) {
+          if (absent(sid)) {
             return;
           }
         }
-        case "feature_used" -> {
-          if (absent(props) || !nonEmpty(text(props, "feature"))) {
+        case "purchase" -> {
+          JsonNode amount = props.get("amount");
+          if (amount == null || !amount.isNumber() || !(amount.doubleValue() >= 0)
+              || Double.isInfinite(amount.doubleValue())) {
             return;
           }
         }
-        case "onboarding_step" -> {
-          if (absent(props) || absent(props.get("step"))) {
+        case "social_interaction" -> {
+          String action = absent(props) ? null : text(props, "action");
+          if (action == null || !SOCIAL_ACTIONS.contains(action)) {
+            return;
+          }
+        }
+        case "click" -> {
+          if (!absent(props) && !optionalName(props.get("placement"))) {
             return;
           }
         }
@@ -353,13 +402,15 @@ public final class PeerKafkaStreams {
       if (obj == null || !"csat".equals(text(obj, "survey"))) {
         return;
       }
-      String user = text(obj, "user_id");
-      String rid = text(obj, "response_id");
       JsonNode score = obj.get("score");
-      if (!nonEmpty(user) || !nonEmpty(rid) || score == null || !score.isIntegralNumber()
-          || !score.canConvertToInt() || score.intValue() < 1 || score.intValue() > 5) {
+      if (!name(obj.get("user_id")) || !name(obj.get("response_id")) || score == null
+          || !score.isIntegralNumber() || !score.canConvertToInt() || score.intValue() < 1
+          || score.intValue() > 5 || !optionalName(obj.get("account_id"))
+          || !optionalName(obj.get("touchpoint"))) {
         return;
       }
+      String user = obj.get("user_id").textValue();
+      String rid = obj.get("response_id").textValue();
       Long ts = checkedTs(obj, record.key(), user, record.timestamp());
       if (ts == null) {
         return;
