@@ -9,7 +9,8 @@ usage: BENCH_PREFIX=P BENCH_EXPECT=N BENCH_STATE=dir python bench/peer_quix_stat
 The rules and the figures are those of bench/README.md ("The expert peers"), the same as the Kafka
 Streams peer (bench/kafka_streams/). How it is written:
 
-- one `StreamingDataFrame` per input topic, consumer group `<P>quix-state`, from the earliest
+- one `StreamingDataFrame` per input topic, consumer group `<P>quix-state` (BENCH_GROUP: another,
+  to run again on the same topics), from the earliest
   offset, at-least-once, RocksDB state with changelog topics (Quix's defaults), the commit
   interval at Quix's default 5 s (BENCH_COMMIT_INTERVAL);
 - values and keys arrive as bytes (no deserializer of Quix's: a value that is not JSON is skipped,
@@ -25,9 +26,10 @@ Streams peer (bench/kafka_streams/). How it is written:
 - no `group_by`, no window: every figure is a per-partition count kept current in state.
 
 It stops once it has counted N input records (`app.stop()`; the last checkpoint commits on the
-way out). `first`/`last` are the wall-clock instants of the first input record and of the end of
-`app.run()`; `cpu_first`/`cpu_last` the process's CPU seconds then (every thread, librdkafka's
-included).
+way out). `first`/`last` are the wall-clock instants of the first and of the N-th input record
+(like the other contenders: the time to the last record processed); `cpu_first`/`cpu_last` the
+process's CPU seconds then (every thread, librdkafka's included); `closed` the instant `app.run()`
+returned, the last checkpoint committed (not timed).
 """
 
 from __future__ import annotations
@@ -71,24 +73,26 @@ SOCIAL_ACTIONS = frozenset({"like", "share", "comment", "mention", "save"})
 MAX_DEPTH = 64
 TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 RFC3339 = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:[Zz]|([+-])(\d\d):(\d\d))\Z"
+    r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:[Zz]|([+-])(\d\d):(\d\d))\Z",
+    re.ASCII,
 )
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 app = Application(
     broker_address=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-    consumer_group=f"{PREFIX}quix-state",
+    consumer_group=os.environ.get("BENCH_GROUP") or f"{PREFIX}quix-state",
     auto_offset_reset="earliest",
     state_dir=os.environ.get("BENCH_STATE", "/tmp/quix-state"),
     commit_interval=float(os.environ.get("BENCH_COMMIT_INTERVAL", "5")),
     loglevel="WARNING",
 )
 
-tally: dict[str, float] = {"in": 0, "first": 0.0, "cpu_first": 0.0}
+tally: dict[str, float] = {"in": 0, "first": 0.0, "cpu_first": 0.0, "last": 0.0, "cpu_last": 0.0}
 # What each partition computed, for the report: the values written to state, as written.
 events_view: dict[int, dict[str, Any]] = {}
 answers_view: dict[int, dict[str, Any]] = {}
-_day_of: dict[str, int] = {}  # "YYYY-MM-DD" -> epoch day (None: no such date)
+_day_of: dict[str, int | None] = {}  # "YYYY-MM-DD" -> epoch day (None: no such date)
+_minute_of: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" (a valid one, UTC) -> its epoch ms
 
 
 def count_in() -> None:
@@ -97,6 +101,8 @@ def count_in() -> None:
         tally["first"] = time.time()
         tally["cpu_first"] = time.process_time()
     if n >= EXPECT:
+        if n == EXPECT:
+            tally["last"], tally["cpu_last"] = time.time(), time.process_time()
         app.stop()
 
 
@@ -153,6 +159,12 @@ def ts_ms(v: Any) -> int | None:
         return v
     if type(v) is not str:
         return None
+    if len(v) == 24 and v[16] == ":" and v[19] == "." and v[23] == "Z":  # ...THH:MM:SS.mmmZ
+        minute = _minute_of.get(v[:16])
+        if minute is not None:
+            sec_ms = v[17:19] + v[20:23]
+            if sec_ms.isdigit() and sec_ms.isascii() and sec_ms < "60000":
+                return minute + int(sec_ms)
     m = RFC3339.match(v)
     if m is None:
         return None
@@ -172,6 +184,8 @@ def ts_ms(v: Any) -> int | None:
             return None
         off = (ohh * 60 + omm) * 60_000
         ms += -off if sign == "+" else off
+    elif v[10] == "T" and len(_minute_of) < 100_000:
+        _minute_of[v[:16]] = ms - ss * 1000 - (ms - ss * 1000) % 60_000  # its minute, UTC
     return ms
 
 
@@ -251,6 +265,12 @@ def on_event(value: bytes | None, key: Any, timestamp: int, _headers: Any, state
 
 
 def active(state: State, user: str, day: int) -> None:
+    raw = state.get_bytes(b"d")
+    days = array("i")
+    if raw is not None:
+        days.frombytes(raw)
+        if day in days:
+            return  # already active that day (so not after the clock): the common case
     p = message_context().partition
     cache = _events_part.setdefault(p, {})
     ps = _part_state(state, cache)
@@ -269,12 +289,6 @@ def active(state: State, user: str, day: int) -> None:
     low = d0 - WINDOW_DAYS + 1
     if day < low:
         return
-    raw = state.get_bytes(b"d")
-    days = array("i")
-    if raw is not None:
-        days.frombytes(raw)
-        if day in days:
-            return  # already active that day: the common case, nothing to write
     newest_before = max(days) if days else None
     kept = array("i", (x for x in days if x >= low))
     kept.append(day)
@@ -384,10 +398,11 @@ def report() -> dict[str, Any]:
 
 if __name__ == "__main__":
     app.run()
-    end, cpu_end = time.time(), time.process_time()
+    closed = time.time()
     if tally["in"] < EXPECT:
         sys.exit(f"peer_quix_state: stopped before the end: {tally}")
-    print(json.dumps({"records": int(tally["in"]), "first": tally["first"], "last": end,
-                      "cpu_first": tally["cpu_first"], "cpu_last": cpu_end,
+    print(json.dumps({"records": EXPECT, "first": tally["first"], "last": tally["last"],
+                      "cpu_first": tally["cpu_first"], "cpu_last": tally["cpu_last"],
+                      "closed": closed,
                       "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                       "partitions": report()}))  # fmt: skip

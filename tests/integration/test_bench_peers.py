@@ -183,7 +183,8 @@ async def _produce(bootstrap: str, prefix: str, records: list[Rec]) -> None:
 
 TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 STAMP = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-]\d\d):(\d\d))"
+    r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-]\d\d):(\d\d))",
+    re.ASCII,
 )
 
 
