@@ -6,7 +6,7 @@ usage: BENCH_PREFIX=P BENCH_EXPECT=N BENCH_STATE=dir python bench/peer_kstreams.
 
 `build()` runs bench/kafka_streams/build.sh (Maven resolves the jars into ~/.m2 once; javac);
 `command(classpath)` is the java command line. Settings come from the environment (README.md in
-bench/, "The expert peers"): BENCH_THREADS (stream threads, default 1), BENCH_CACHE_MB (record
+bench/, "The expert peers"): BENCH_THREADS (stream threads, default one per core), BENCH_CACHE_MB (record
 cache, default 64), BENCH_DUMP, BENCH_TIMEOUT.
 """
 

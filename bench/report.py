@@ -256,5 +256,10 @@ def peer_totals(partitions: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
     return {k: sum(int(p.get(k, 0)) for p in partitions.values()) for k in keys}
 
 
+def plural(n: int, noun: str) -> str:
+    """`1 stream thread`, `2 stream threads`."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def fmt_int(x: float) -> str:
     return f"{x:,.0f}"

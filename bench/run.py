@@ -664,7 +664,7 @@ def render(r: dict[str, Any]) -> str:
     if kstreams:
         v, note = report.peer_goal(ours, kstreams, 0.5, n)
         row(f"(d) peer: Kafka Streams (Java, RocksDB stores, record cache on, "
-            f"{r['kstreams'].get('threads', 1)} stream thread)",
+            f"{report.plural(int(r['kstreams'].get('threads', 1)), 'stream thread')})",
             f"{kstreams:,.0f} records/s", "ours >= 0.5x", v,
             f"{note}; {n:,} records" + _cpu_note(r["kstreams"]))  # fmt: skip
     elif "kstreams_error" in r:

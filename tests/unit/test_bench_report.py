@@ -141,3 +141,9 @@ def test_peer_totals_add_the_partitions() -> None:
     assert report.peer_totals(parts) == {
         "dau": 5, "mau": 17, "user_days": 36, "csat_responses": 4, "csat_positive": 3,
     }  # fmt: skip
+
+
+def test_plural() -> None:
+    assert report.plural(1, "stream thread") == "1 stream thread"
+    assert report.plural(2, "stream thread") == "2 stream threads"
+    assert report.plural(1500, "record") == "1,500 records"

@@ -492,7 +492,10 @@ public final class PeerKafkaStreams {
     p.put(StreamsConfig.STATE_DIR_CONFIG, env("BENCH_STATE", "/tmp/kstreams-state"));
     p.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.ByteArraySerde.class);
     p.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.ByteArraySerde.class);
-    p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, Integer.parseInt(env("BENCH_THREADS", "1")));
+    // one stream thread per core (the broker shares them): 8 tasks per topic to spread
+    int cores = Runtime.getRuntime().availableProcessors();
+    p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG,
+        Integer.parseInt(env("BENCH_THREADS", Integer.toString(cores))));
     // the record cache: repeated writes to a key within a commit interval reach RocksDB and the
     // changelog once (Kafka Streams' default is 10 MiB; the docs' advice for throughput: more)
     p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG,
