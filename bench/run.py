@@ -501,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 ks_classpath = peer_kstreams.build()
             except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-                results["kstreams_error"] = str(exc).splitlines()[0]
+                lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+                results["kstreams_error"] = lines[-1] if lines else type(exc).__name__
                 log(f"kafka streams peer not built: {exc}")
 
         # 1. load
