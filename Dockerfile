@@ -27,10 +27,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY sdk ./sdk
 COPY streams ./streams
 COPY agents ./agents
 COPY --from=core /wheels /wheels
-RUN pip install . /wheels/engagement_native-*.whl \
+RUN pip install ./sdk . /wheels/engagement_native-*.whl \
     && rm -rf /wheels \
     && python -c "from streams.native_live import available; assert available()" \
     && useradd --system --home-dir /var/lib/engagement --create-home engagement

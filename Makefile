@@ -35,10 +35,12 @@ help: ## list the entry points
 
 install: $(STAMP) $(NATIVE_STAMP) ## create .venv and install the project, its dev tools and the compiled replay core (idempotent)
 
-$(STAMP): pyproject.toml
+# sdk/ is the producer SDK (its own distribution, engagement-metrics-sdk) that the project
+# depends on: both in one pip command, so the pin is met by the repository's copy.
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e ./sdk -e '.[dev]'
 	@touch $@
 
 # The compiled replay core (native/, Rust + PyO3, built by maturin; docs/architecture.md). Its
@@ -103,7 +105,7 @@ BENCH_OUT ?= .run/bench
 # are judged on >= 1.5M records) or BENCH_ARGS="--skip faust,quix".
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m pip install -q -e ./sdk -e '.[dev,bench]'
 	@touch $@
 
 bench: install $(BENCH_STAMP) stack-up ## full benchmark: ours vs bare consumer, Faust, Quix Streams, Kafka Streams (< 15 min; BENCH_ARGS=...; bench/RESULTS.md)

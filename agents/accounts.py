@@ -47,13 +47,21 @@ def load_account_partition(
 ) -> tuple[LiveAccountPartition, Tombstones | None]:
     """An account partition as its table holds it, and its tombstones; `cls` as for
     agents.users.load_user_partition."""
-    part = cls(
-        config,
-        p,
-        accounts={c: decode_account(v) for c, v in stored.entities.items()},
-        meta=decode_account_meta(stored.meta) if stored.meta is not None else None,
-        fold_limit=fold_limit,
-    )
+    meta = decode_account_meta(stored.meta) if stored.meta is not None else None
+    from_encoded = getattr(cls, "from_encoded", None)
+    part = None
+    if from_encoded is not None:
+        part = from_encoded(config, p, stored.entities, meta, fold_limit)
+    if part is None:
+        if stored.meta is not None:  # the attempt may have set fields of it: start again
+            meta = decode_account_meta(stored.meta)
+        part = cls(
+            config,
+            p,
+            accounts={c: decode_account(v) for c, v in stored.entities.items()},
+            meta=meta,
+            fold_limit=fold_limit,
+        )
     part.meta.event_offset = stored.applied
     tombs = Tombstones.loads(stored.tombstones) if stored.tombstones is not None else None
     return part, tombs

@@ -26,12 +26,16 @@ exit codes:
   0  success
   1  the command failed (a server did not answer, a check did not pass)
   2  bad usage: an unknown flag, a missing or malformed argument (e.g. --as-of)
-  3  bad configuration: the TOML file is missing, unreadable or has an invalid key
+  3  bad configuration: the TOML file (--config, $ENGAGEMENT_CONFIG) or a setting from the
+     environment (ENGAGEMENT_*, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, ...) is missing,
+     unreadable or invalid
   4  an input file is missing or unreadable
+  5  snapshot: the workers cannot answer yet (HTTP 503, a rebalance); retry
   130  interrupted (Ctrl-C)
 
 Run `engagement COMMAND --help` for a command's options and examples.
 """
+SEE_ALSO = "`engagement --help` lists the commands; docs/configuration.md every setting.\n"
 
 # name -> (module, one-line help). Each module has `add_arguments(parser)` and `run(args) -> int`
 # and a module docstring whose first paragraph is the command's description and examples.
@@ -95,11 +99,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             sub.add_parser(name, help=help_line)
             continue
         module = importlib.import_module(module_name)
+        # A command that documents its own exit codes (an "exit codes:" block in its docstring)
+        # shows only those: one block, so its help never says two things about a code.
+        own_codes = "\nexit codes:\n" in (module.__doc__ or "")
         p = sub.add_parser(
             name,
             help=help_line,
             description=module.__doc__,
-            epilog=EPILOG,
+            epilog=SEE_ALSO if own_codes else EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)

@@ -15,14 +15,19 @@ examples:
   engagement emit feature_used --user u-42 --prop feature=export
   engagement emit nps --user u-42 --score 9 --touchpoint support --comment "fast!"
   engagement emit key_action --user u-42 --ts 2026-11-20T10:00:00Z --record-ts 2026-11-20T10:00:01Z
-  engagement emit --json '{"event_id":"e-1","type":"signup","user_id":"u-42","ts":1795168800000}'
+  engagement emit --json '{"event_id":"e-1","type":"signup","user_id":"u-42","ts":'"$(date +%s)000"'}'
   engagement emit purchase --user u-42 --prop order_id=o-1 --prop amount=-1 --dry-run  # exit 2
 
-exit codes of this command:
+The too_late check uses the workers' allowed lateness: --lateness-hours, else
+allowed_lateness_hours of the TOML file (--config, $ENGAGEMENT_CONFIG), else 48.
+
+exit codes:
   0  sent and acknowledged (or valid, with --dry-run)
   1  Kafka did not take it (unreachable, a missing topic: run `engagement topics`)
   2  bad usage, or a record the engine would reject (nothing is sent)
-  3  bad Kafka security settings (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*)
+  3  bad configuration: the TOML file (--config, $ENGAGEMENT_CONFIG), or Kafka security
+     settings (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*)
+  130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
 from typing import Any
@@ -37,6 +43,7 @@ from typing import Any
 from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_kafka_arguments
 
 SURVEY_TYPES = ("csat", "nps", "ces")
+EMIT_BACKFILL_HINT = "--record-ts sets the record timestamp: for a backfill, give one near --ts"
 _INT = re.compile(r"-?[0-9]+", re.ASCII)
 
 
@@ -81,9 +88,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lateness-hours",
         type=float,
-        default=48.0,
+        default=None,
         metavar="H",
-        help="the workers' allowed lateness, for the too_late check (default 48)",
+        help="the workers' allowed lateness, for the too_late check (default: "
+        "allowed_lateness_hours of --config, else 48)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        default=os.environ.get("ENGAGEMENT_CONFIG"),
+        help="the workers' metric configuration, for allowed_lateness_hours "
+        "(default: $ENGAGEMENT_CONFIG)",
     )
     add_kafka_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="validate and print; send nothing")
@@ -130,12 +145,24 @@ def _props(args: argparse.Namespace) -> dict[str, Any] | None:
     return props or None
 
 
+def lateness_hours(args: argparse.Namespace) -> float:
+    """--lateness-hours, else allowed_lateness_hours of the TOML file (--config or
+    $ENGAGEMENT_CONFIG), else the default 48: the workers' own value. Raises ConfigError."""
+    from streams.config import Config
+
+    if args.lateness_hours is not None:
+        return float(args.lateness_hours)
+    if args.config:
+        return float(Config.from_toml_file(args.config).allowed_lateness_hours)
+    return float(Config().allowed_lateness_hours)
+
+
 def build(args: argparse.Namespace) -> Any:
     """The sdk.Record the flags describe; raises UsageError or sdk.Reject."""
     from streams import sdk
 
     record_ts = None if args.record_ts is None else _instant_ms("--record-ts", args.record_ts)
-    lateness = args.lateness_hours
+    lateness = lateness_hours(args)
     if args.value_json is not None:
         if args.type is not None:
             raise UsageError("give either TYPE with flags, or --json VALUE, not both")
@@ -208,13 +235,17 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except sdk.Reject as exc:
-        hint = ""
-        if exc.reason in ("future", "too_late"):
-            hint = " (--record-ts sets the record timestamp, e.g. for a backfill)"
+        # the SDK's backfill hint, said once and in the command's terms
+        detail = (exc.detail or exc.reason).replace(sdk.BACKFILL_HINT, EMIT_BACKFILL_HINT)
+        if exc.reason == "future":
+            detail += f" ({EMIT_BACKFILL_HINT})"
         print(
-            f"{prog}: the engine would reject this record ({exc.reason}): "
-            f"{exc.detail or exc.reason}; nothing was sent{hint}",
+            f"{prog}: the engine would reject this record ({exc.reason}): {detail}; "
+            "nothing was sent",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -127,7 +127,22 @@ def _feed_native(
     replayer.finish()
 
 
+def counts_nothing(snap: dict[str, Any]) -> bool:
+    """True when the snapshot accepted records but counts none of them in any window: every
+    record's event time is after the as-of (or long before it)."""
+    return bool(snap.get("accepted")) and not any(
+        snap.get(k) for k in ("mau", "subscribers", "open_tickets", "orders_90d", "health_avg")
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.engine not in native.ENGINES:  # $ENGAGEMENT_REPLAY_ENGINE escapes argparse's check
+        print(
+            f"engagement replay: ENGAGEMENT_REPLAY_ENGINE={args.engine!r} is not an engine: "
+            f"use one of {', '.join(native.ENGINES)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         as_of = parse_as_of(args.as_of)
     except AsOfError as exc:
@@ -235,6 +250,13 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if rejects is not None:
                 rejects.close()
+    if counts_nothing(snap):
+        print(
+            f"engagement replay: warning: the snapshot as of {args.as_of} counts none of the "
+            f"{snap['accepted']:,} accepted records: their event times are all after --as-of "
+            "(or too long before it for any window); is --as-of the instant you meant?",
+            file=sys.stderr,
+        )
     json.dump(snap, sys.stdout, indent=None if args.compact else 2, ensure_ascii=True)
     sys.stdout.write("\n")
     return EXIT_OK

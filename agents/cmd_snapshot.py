@@ -19,13 +19,14 @@ examples:
   engagement snapshot --url http://10.0.0.7:6066 --json > snapshot.json
   ENGAGEMENT_WORKER_URL=http://127.0.0.1:6067 engagement snapshot
 
-exit codes of this command:
+exit codes:
   0  printed
   1  no worker answered at the URL, it answered something unexpected, or the as-of is older
      than the state still holds (HTTP 422: ask for a later instant, or replay the records)
   2  bad usage, or an as-of that is not RFC 3339 nor epoch milliseconds (ours or HTTP 400)
   5  the workers cannot answer yet (HTTP 503: a rebalance in progress, a worker down, Redis
      unavailable): retry in a few seconds (with --wait: not caught up in time)
+  130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations

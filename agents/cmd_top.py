@@ -7,7 +7,7 @@ refreshes, consumer lag per stage). When the worker is down or cannot answer (50
 rebalance) the view says why, keeps the last values marked stale, and retries every interval.
 `q` (or Ctrl-C) quits with exit code 0. When stdout is not a terminal the frames are printed one
 after the other (no screen control), e.g. for logs; --once prints one frame and exits (exit 1 if
-the worker could not answer).
+the worker could not answer); its records/s comes from two reads of /metrics --interval apart.
 
 examples:
   engagement top
@@ -83,10 +83,12 @@ def parse_metrics(text: str) -> tuple[float | None, dict[str, float]]:
     return processed, lag
 
 
-def read(url: str, timeout: float) -> Sample:
+def read(url: str, timeout: float, snapshot: bool = True) -> Sample:
+    """One refresh: the snapshot (unless `snapshot` is False) and the worker's /metrics."""
     s = Sample(at=time.monotonic())
     try:
-        s.snapshot = client.snapshot(url, timeout=timeout)
+        if snapshot:
+            s.snapshot = client.snapshot(url, timeout=timeout)
     except client.WorkerError as exc:
         s.snapshot_error = str(exc)
     try:
@@ -216,8 +218,13 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     timeout = max(2.0, min(10.0, 3 * args.interval))
     if args.once:
+        # records/s is a difference: the worker's counter read twice, --interval apart
+        first = read(url, timeout, snapshot=False)
+        if first.processed is not None:
+            time.sleep(max(0.0, args.interval - (time.monotonic() - first.at)))
         cur = read(url, timeout)
-        sys.stdout.write(render(url, args.interval, cur, None, None, False, False))
+        before = first if first.processed is not None else None
+        sys.stdout.write(render(url, args.interval, cur, before, None, False, False))
         return EXIT_OK if cur.snapshot is not None else EXIT_FAILURE
     tty = sys.stdout.isatty()
     keys = Keys()

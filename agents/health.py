@@ -86,14 +86,23 @@ def health_entry(
     if a.first > t:
         return None
     h, recency, frequency, sentiment = customer_health(a, t, daycalc)
+    at_risk = health_at_risk(a, t, daycalc, h) if abs(h - AT_RISK_BELOW) < 1e-6 else h < 40
+    as_of = format_instant(t) if as_of is None else as_of
+    return entry_of(h, recency, frequency, sentiment, at_risk, as_of)
+
+
+def entry_of(
+    h: float, recency: float, frequency: float, sentiment: float, at_risk: bool, as_of: str
+) -> tuple[float, str]:
+    """(score, parts JSON) of a customer whose health parts are computed (`health_entry`, or
+    the compiled core's `health_entries`); `at_risk` decided exactly."""
     if abs(h - AT_RISK_BELOW) < 1e-6:  # the same decision as the snapshot's customers_at_risk
-        at_risk = health_at_risk(a, t, daycalc, h)
         if at_risk and h >= AT_RISK_BELOW:
             h = _BELOW_40
         elif not at_risk and h < AT_RISK_BELOW:
             h = float(AT_RISK_BELOW)
     parts = {
-        "as_of": format_instant(t) if as_of is None else as_of,
+        "as_of": as_of,
         "frequency": frequency,
         "health": h,
         "recency": recency,
@@ -184,24 +193,20 @@ class HealthPublisher:
         async with self.lock:
             t = self.w.now()
             as_of = format_instant(t)
-            accounts: Any = part.accounts
-            export = getattr(accounts, "export", None)  # the compiled core: one call
-            if export is not None:
-                customers = list(customers)
-                accounts = export(customers)
-            daycalc = part.engine.daycalc
             scores: dict[str, float] = {}
             parts: dict[str, str] = {}
-            for c in customers:
-                a = accounts.get(c)
-                if a is None:
-                    continue
-                e = health_entry(a, t, daycalc, as_of)
-                if e is not None:
-                    scores[c], parts[c] = e
+            # the compiled core computes them without a Python object per customer
+            entries = getattr(part, "health_entries", None)
+            rows = entries(customers, t) if entries is not None else None
+            if rows is not None:
+                for c, h, recency, frequency, sentiment, at_risk in rows:
+                    scores[c], parts[c] = entry_of(h, recency, frequency, sentiment, at_risk, as_of)
+            else:
+                self._entries_in_python(part, customers, t, as_of, scores, parts)
             if not scores or self.w.acct_parts.get(part.partition) is not part:
                 return 0
             r = await self.w.get_redis()
+
             pipe = r.pipeline(transaction=True)
             pipe.zadd(self.zkey, scores)
             pipe.hset(self.hkey, mapping=parts)
@@ -210,6 +215,29 @@ class HealthPublisher:
             self._failing = False
             log.info("health: publishing to Redis again")
         return len(scores)
+
+    @staticmethod
+    def _entries_in_python(
+        part: LiveAccountPartition,
+        customers: Iterable[str],
+        t: Instant,
+        as_of: str,
+        scores: dict[str, float],
+        parts: dict[str, str],
+    ) -> None:
+        accounts: Any = part.accounts
+        export = getattr(accounts, "export", None)  # a core that handed over: one call
+        if export is not None:
+            customers = list(customers)
+            accounts = export(customers)
+        daycalc = part.engine.daycalc
+        for c in customers:
+            a = accounts.get(c)
+            if a is None:
+                continue
+            e = health_entry(a, t, daycalc, as_of)
+            if e is not None:
+                scores[c], parts[c] = e
 
     def _failed(self, exc: Exception) -> None:
         if not self._failing:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from agents import raw_fetch
 from agents.internal import encode_batch
 from streams.live import Batch
 
@@ -67,8 +68,12 @@ class Intake:
     async def run(self) -> None:
         w = self.w
         s = w.s
+        # records as (offset, timestamp, key, value) tuples (agents/raw_fetch.py), or aiokafka's
+        # ConsumerRecords where its fetcher is not the one raw_fetch knows
+        raw = raw_fetch.install()
         consumer = AIOKafkaConsumer(
             *w.input_names,
+            key_deserializer=raw_fetch.RAW if raw else None,
             bootstrap_servers=s.bootstrap,
             group_id=w.names.intake_group,
             enable_auto_commit=False,
@@ -100,11 +105,11 @@ class Intake:
                 acks = []
                 for tp, msgs in data.items():
                     base = w.input_names[tp.topic]
-                    recs = [(m.offset, m.timestamp, m.key, m.value) for m in msgs]
+                    recs = msgs if raw else [raw_fetch.as_raw(m) for m in msgs]
                     for chunk in chunks(recs):
                         value = encode_batch(Batch(base, tp.partition, chunk))
                         acks.append(await send(batches, None, value, tp.partition, None, None))
-                    offsets[tp] = msgs[-1].offset + 1
+                    offsets[tp] = recs[-1][0] + 1
                     w.stats["intake_records"] += len(msgs)
                 await in_flight.acquire()
                 if commits is not None and commits.done() and commits.exception() is not None:

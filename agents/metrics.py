@@ -15,8 +15,11 @@ funnel steps) or from the allow-lists `[metrics] touchpoints` and `features` of 
 configuration; any other touchpoint or feature is exported as "other", and survey answers
 without a touchpoint as "none", so cardinality is bounded whatever the records say.
 
-Nothing here registers into the global default registry: the worker builds its own
-`CollectorRegistry()` and registers the collector (agents/worker.py, `Worker.registry`).
+Nothing here registers into the global default registry: `worker_registry()` builds the
+worker's own `CollectorRegistry()` (agents/worker.py, `Worker.registry`) with this collector and
+prometheus_client's process, platform and GC collectors (process_resident_memory_bytes,
+process_cpu_seconds_total, process_open_fds, python_gc_*, python_info): the worker's own health,
+under the names every Prometheus setup knows.
 """
 
 from __future__ import annotations
@@ -79,6 +82,28 @@ def _version() -> str:
         return version("engagement-metrics")
     except Exception:
         return "unknown"
+
+
+def add_process_collectors(reg: Any) -> Any:
+    """Register in `reg` prometheus_client's collectors of this process: resident memory, CPU,
+    open file descriptors (ProcessCollector), GC (GCCollector), Python version
+    (PlatformCollector). Returns `reg`."""
+    from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+
+    ProcessCollector(registry=reg)
+    PlatformCollector(registry=reg)
+    GCCollector(registry=reg)
+    return reg
+
+
+def worker_registry(worker: Any) -> Any:
+    """A new registry with the worker's series (EngagementCollector) and the process
+    collectors (add_process_collectors)."""
+    from prometheus_client import CollectorRegistry
+
+    reg = CollectorRegistry()
+    reg.register(EngagementCollector(worker))
+    return add_process_collectors(reg)
 
 
 def exposition(registry: Any) -> tuple[bytes, str]:

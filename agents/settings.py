@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agents.security import KafkaSecurity, RedisSecurity
-from streams.config import Config
+from streams.config import Config, read_toml
 from streams.errors import ConfigError
 from streams.timeutil import Instant, parse_as_of
 from streams.topics import TopicSettings, TopicSettingsError
@@ -34,7 +33,11 @@ ENV = {
     "log_level": "ENGAGEMENT_LOG_LEVEL",
     "commit_interval_ms": "ENGAGEMENT_COMMIT_INTERVAL_MS",
     "engine": "ENGAGEMENT_ENGINE",
+    "rocksdb_block_cache_mb": "ENGAGEMENT_ROCKSDB_BLOCK_CACHE_MB",
+    "rocksdb_write_buffer_mb": "ENGAGEMENT_ROCKSDB_WRITE_BUFFER_MB",
 }
+# bounds of the RocksDB memory settings (MiB per table partition)
+ROCKSDB_MB_RANGE = (1, 4096)
 # [worker] keys of the TOML file: the settings above (but the file itself), and the topic
 # settings, read as if they were these environment variables.
 TOML_TOPIC_KEYS = {
@@ -48,14 +51,7 @@ TOML_KEYS = tuple(k for k in ENV if k != "config_file") + tuple(TOML_TOPIC_KEYS)
 
 def worker_table(path: str) -> dict[str, str]:
     """The `[worker]` table of a TOML file, as strings (like environment values)."""
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path}: {exc}") from None
-    table = data.get("worker", {})
+    table = read_toml(path).get("worker", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: worker must be a table ([worker])")
     unknown = sorted(set(table) - set(TOML_KEYS))
@@ -91,11 +87,28 @@ class Settings:
     # the engine of the live partitions: the compiled core when it is installed ("auto"),
     # or "native" / "python" (both give the same results; streams/native_live.py)
     engine: str = "auto"
+    # RocksDB's memory per table partition (the store holds one database per partition of
+    # each of the two tables): its block cache, and each of its (at most 2) write buffers.
+    # Faust's defaults are a 2 GiB cache and 3 x 64 MiB buffers per database; the state
+    # itself lives in the engine, RocksDB is only its local copy (read at start-up).
+    rocksdb_block_cache_mb: int = 8
+    rocksdb_write_buffer_mb: int = 8
     topics: TopicSettings = field(default_factory=TopicSettings)
     config: Config = field(default_factory=Config)
     # TLS/SASL of every Kafka client and TLS/ACL of Redis (agents/security.py; env only)
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     redis_security: RedisSecurity = field(default_factory=RedisSecurity)
+
+    @property
+    def rocksdb_options(self) -> dict[str, int]:
+        """The options of each table's RocksDB databases (faust.stores.rocksdb.RocksDBOptions)."""
+        mib = 1024 * 1024
+        return {
+            "block_cache_size": self.rocksdb_block_cache_mb * mib,
+            "block_cache_compressed_size": self.rocksdb_block_cache_mb * mib,
+            "write_buffer_size": self.rocksdb_write_buffer_mb * mib,
+            "max_write_buffer_number": 2,
+        }
 
     @property
     def partitions(self) -> int:
@@ -156,6 +169,17 @@ class Settings:
                 if not 10 <= ms <= 60_000:
                     raise ConfigError(f"{ENV[name]}: {ms} ms is outside 10..60000")
                 kw[name] = ms
+            elif name in ("rocksdb_block_cache_mb", "rocksdb_write_buffer_mb"):
+                try:
+                    mb = int(str(value))
+                except ValueError:
+                    raise ConfigError(
+                        f"{ENV[name]}: must be an integer (MiB), got {value!r}"
+                    ) from None
+                lo, hi = ROCKSDB_MB_RANGE
+                if not lo <= mb <= hi:
+                    raise ConfigError(f"{ENV[name]}: {mb} MiB is outside {lo}..{hi}")
+                kw[name] = mb
             elif name == "engine":
                 engine = str(value).strip().lower()
                 if engine not in ("auto", "native", "python"):

@@ -51,16 +51,26 @@ def load_user_partition(
     cls: Any = LiveUserPartition,
 ) -> tuple[LiveUserPartition, Tombstones | None]:
     """A user partition as its table holds it, and its tombstones; `cls` is the partition
-    class of the engine (streams/native_live.py `partition_classes`)."""
-    part = cls(
-        config,
-        p,
-        partitions,
-        partitions,
-        users={uid: decode_user(v) for uid, v in stored.entities.items()},
-        meta=decode_meta(stored.meta) if stored.meta is not None else None,
-        fold_limit=fold_limit,
-    )
+    class of the engine (streams/native_live.py `partition_classes`). The compiled core reads
+    the stored bytes itself (`from_encoded`) when it can be sure to read them as
+    `decode_user` does; otherwise they are decoded here."""
+    meta = decode_meta(stored.meta) if stored.meta is not None else None
+    from_encoded = getattr(cls, "from_encoded", None)
+    part = None
+    if from_encoded is not None:
+        part = from_encoded(config, p, partitions, partitions, stored.entities, meta, fold_limit)
+    if part is None:
+        if stored.meta is not None:  # the attempt may have set fields of it: start again
+            meta = decode_meta(stored.meta)
+        part = cls(
+            config,
+            p,
+            partitions,
+            partitions,
+            users={uid: decode_user(v) for uid, v in stored.entities.items()},
+            meta=meta,
+            fold_limit=fold_limit,
+        )
     part.meta.event_offset = stored.applied
     tombs = Tombstones.loads(stored.tombstones) if stored.tombstones is not None else None
     return part, tombs

@@ -113,22 +113,11 @@ class Config:
 
     @classmethod
     def from_toml_text(cls, text: str, source: str = "configuration") -> Config:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-        return cls.from_mapping(data, source)
+        return cls.from_mapping(parse_toml(text, source), source)
 
     @classmethod
     def from_toml_file(cls, path: str) -> Config:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path} does not exist") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
-        return cls.from_toml_text(text, source=path)
+        return cls.from_mapping(read_toml(path), path)
 
     def to_mapping(self) -> dict[str, Any]:
         return {
@@ -143,6 +132,27 @@ class Config:
                 "features": list(self.metric_features),
             },
         }
+
+
+def parse_toml(text: str, source: str = "configuration") -> dict[str, Any]:
+    """The tables of a TOML text; ConfigError in the one wording every command uses."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """The tables of the TOML file `path` (ENGAGEMENT_CONFIG, --config): the one place that
+    reads it and words its errors, for `replay`, `emit` and `worker` alike."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    return parse_toml(text, path)
 
 
 def _metrics_table(v: Any, source: str) -> dict[str, tuple[str, ...]]:

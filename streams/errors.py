@@ -1,10 +1,14 @@
-"""One root exception type for the project, and the codec's "reject this record" error."""
+"""One root exception type for the project, and the codec's "reject this record" error.
+
+`EngagementError` and `Reject` are defined by the producer SDK (sdk/, `engagement_sdk.errors`),
+whose validation the engine runs: a record the SDK refuses is refused by the worker with the same
+exception, reason and message."""
 
 from __future__ import annotations
 
+from engagement_sdk.errors import EngagementError, Reject
 
-class EngagementError(Exception):
-    """Root of every error this project raises on purpose."""
+__all__ = ["AsOfError", "ConfigError", "EngagementError", "Reject"]
 
 
 class ConfigError(EngagementError):
@@ -13,17 +17,3 @@ class ConfigError(EngagementError):
 
 class AsOfError(EngagementError, ValueError):
     """An as-of instant that is not RFC 3339 (or integer epoch milliseconds)."""
-
-
-class Reject(EngagementError):  # a verb on purpose: "reject this record"
-    """A record fails validation; `reason` is one of REJECT_REASONS."""
-
-    __slots__ = ("detail", "reason")
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason, detail)
-        self.reason = reason
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}" if self.detail else self.reason

@@ -22,7 +22,7 @@ engine on the exported state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from fractions import Fraction
 from typing import Any
 
@@ -325,6 +325,29 @@ class NativeLiveUserPartition:
             )  # fmt: skip
             self.engine = self._py.engine
 
+    @classmethod
+    def from_encoded(
+        cls,
+        config: Config,
+        partition: int,
+        partitions: int,
+        account_partitions: int,
+        encoded: dict[str, bytes],
+        meta: Meta | None = None,
+        fold_limit: Instant | None = None,
+    ) -> NativeLiveUserPartition | None:
+        """The partition from its stored bytes ({uid: `encode_user` bytes}), read by the core
+        without a Python object per user; None when the core cannot be sure to read them as
+        `decode_user` does (or cannot hold them): then decode them and use the constructor."""
+        part = cls(config, partition, partitions, account_partitions, None, meta, None, fold_limit)
+        if part._py is not None:
+            return None
+        try:
+            loaded = part._core.load(encoded, part.meta, fold_limit, True)
+        except _require().NotRepresentable:
+            return None
+        return part if loaded else None
+
     @property
     def handed_over(self) -> bool:
         """True once the partition runs on the Python engine."""
@@ -484,6 +507,25 @@ class NativeLiveAccountPartition:
             )
             self.engine = self._py.engine
 
+    @classmethod
+    def from_encoded(
+        cls,
+        config: Config,
+        partition: int,
+        encoded: dict[str, bytes],
+        meta: AccountMeta | None = None,
+        fold_limit: Instant | None = None,
+    ) -> NativeLiveAccountPartition | None:
+        """As `NativeLiveUserPartition.from_encoded`, from {customer: `encode_account` bytes}."""
+        part = cls(config, partition, None, meta, None, fold_limit)
+        if part._py is not None:
+            return None
+        try:
+            loaded = part._core.load(encoded, part.meta, fold_limit, True)
+        except _require().NotRepresentable:
+            return None
+        return part if loaded else None
+
     @property
     def handed_over(self) -> bool:
         return self._py is not None
@@ -509,6 +551,18 @@ class NativeLiveAccountPartition:
         self.engine = py.engine
         self._core = None
         return py
+
+    def health_entries(
+        self, customers: Iterable[str], t: Instant
+    ) -> list[tuple[str, float, float, float, float, bool]] | None:
+        """(customer, health, recency, frequency, sentiment, at risk) at T of those of
+        `customers` that exist at T (agents/health.py `health_entry`), computed in the core;
+        None when it cannot (T not held exactly, or the partition runs on Python)."""
+        if self._py is not None or not (type(t) is int or type(t) is Fraction):
+            return None
+        rows: list[tuple[str, float, float, float, float, bool]] | None
+        rows = self._core.health_entries(customers, t)
+        return rows
 
     def apply(self, facts: list[Fact], offset: int | None = None) -> set[str]:
         """`LiveAccountPartition.apply`."""

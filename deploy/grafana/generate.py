@@ -9,10 +9,16 @@ to the Grafana of docker-compose.yml), written as JSON and loaded by Grafana's f
 
 Every query reads a recording rule of deploy/prometheus/generate.py (the rule names are looked up
 in that generator's output, so a renamed rule fails here, not in Grafana) or a raw series of
-docs/metrics.md section 7. No query uses a Grafana variable ($__rate_interval, $__range, ...):
-each is plain PromQL that Prometheus evaluates as it is, at an instant or over a range.
-`panel_queries()` lists every (dashboard, panel title, expr); tests/unit/test_grafana.py checks
-them, and the end-to-end test runs them against a real Prometheus.
+docs/metrics.md section 7. Every dashboard has three variables: `datasource` (any Prometheus
+data source), `namespace` (Kubernetes; "All" matches series without the label, as on the local
+stack) and `job` (one deployment: the scrape jobs of the workers that rules.toml's
+worker_selector matches). Every series a query selects carries `job="$job"` (and
+`namespace=~"$namespace"` where the series has it), added by with_variables(), so a
+Prometheus that scrapes two deployments shows one at a time. Those are the only variables
+($__rate_interval, $__range, ... are not used): `panel_queries()` lists every (dashboard, panel
+title, expr) with the variables replaced by a job's values, plain PromQL that Prometheus
+evaluates as it is; tests/unit/test_grafana.py checks them, and the end-to-end test runs them
+against a real Prometheus. Panels tied to an alert link its runbook (rules.toml's runbook_base).
 
 The committed JSON files must equal what this script writes: --check (and the unit test) fails
 when they differ.
@@ -24,6 +30,7 @@ import argparse
 import importlib.util
 import itertools
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,10 +55,35 @@ REPO = HERE.parent.parent
 OUT = HERE / "dashboards"
 PROM_GENERATOR = REPO / "deploy" / "prometheus" / "generate.py"
 
-# The datasource of deploy/grafana/provisioning/datasources/prometheus.yml.
+# The datasource of deploy/grafana/provisioning/datasources/prometheus.yml: the default of the
+# `datasource` variable that every panel and query uses.
 DATASOURCE_UID = "prometheus"
-DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
+DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAG = "engagement"
+
+# The series names a query selects: recording rules (engagement:...), the workers' series, `up`
+# and the process collectors' series (process_..., python_...). Not preceded by a word
+# character, ':' or a quote (label values), and not a function (followed by "(").
+_SERIES = re.compile(
+    r'(?<![\w:"])((?:engagement[_:]|process_|python_)[\w:]*|up\b)(?!\s*\()(\{([^}]*)\})?'
+)
+
+
+def with_variables(expr: str, rule_labels: tuple[str, ...] = ("job",)) -> str:
+    """`expr` with the dashboard variables added to every series it selects: job="$job" and
+    namespace=~"$namespace" on the workers' series and `up`; on recording rules (which keep
+    only rules.toml's deployment_labels) only the matchers of those labels."""
+
+    def add(m: re.Match[str]) -> str:
+        name, inner = m.group(1), m.group(3) or ""
+        labels = rule_labels if ":" in name else ("namespace", "job")
+        mine = [VARIABLE_MATCHERS[label] for label in ("namespace", "job") if label in labels]
+        return f"{name}{{{', '.join([*mine, *([inner] if inner else [])])}}}"
+
+    return _SERIES.sub(add, expr)
+
+
+VARIABLE_MATCHERS = {"job": 'job="$job"', "namespace": 'namespace=~"$namespace"'}
 
 # Raw series of docs/metrics.md section 7 that the dashboards read directly (the KPIs come from
 # recording rules). Counters are read with rate() over the dead-letter window of rules.toml.
@@ -66,6 +98,10 @@ RAW = {
     "as_of": "engagement_as_of_timestamp_seconds",
     "ttfv": "engagement_time_to_first_value_seconds",
     "health": "engagement_customer_health_score",
+    # prometheus_client's process collector on the worker's /metrics (agents/metrics.py).
+    "memory": "process_resident_memory_bytes",
+    "cpu": "process_cpu_seconds_total",
+    "fds": "process_open_fds",
 }
 
 HISTOGRAM_NOTE = (
@@ -97,6 +133,12 @@ class Rules:
         groups.append(gen.pipeline_group(cfg))
         self.by_name = {r.name: r for g in groups for r in g.rules}
         self.cfg = cfg
+        self.labels = tuple(cfg["common"].get("deployment_labels", ["job"]))
+        self.selector = cfg["common"].get("worker_selector", "")
+
+    def runbook(self, alert: str) -> str:
+        """The runbook URL of an alert, as its runbook_url annotation has it."""
+        return f"{self.cfg['common']['runbook_base']}/{alert}.md"
 
     def __call__(self, name: str) -> str:
         if name not in self.by_name:
@@ -134,6 +176,8 @@ class P:
     min: float | None = None
     max: float | None = None
     thresholds: list[tuple[float | None, str]] = field(default_factory=list)
+    # (title, url): the runbooks of the alerts this panel shows the condition of.
+    links: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -148,9 +192,12 @@ class Board:
     title: str
     description: str
     rows: list[Row]
+    # Set by boards(): the deployment labels of the recording rules, the worker selector.
+    rule_labels: tuple[str, ...] = ("job",)
+    selector: str = ""
 
 
-def _build_panel(p: P, panel_id: int) -> Any:
+def _build_panel(p: P, panel_id: int, rule_labels: tuple[str, ...]) -> Any:
     builder: Any
     if p.kind == "stat":
         builder = (
@@ -193,6 +240,10 @@ def _build_panel(p: P, panel_id: int) -> Any:
         .span(p.w)
         .height(p.h)
     )
+    if p.links:
+        builder = builder.links(
+            [dashboard.DashboardLink(title).url(url).target_blank(True) for title, url in p.links]
+        )
     if p.decimals is not None:
         builder = builder.decimals(p.decimals)
     if p.min is not None:
@@ -207,7 +258,10 @@ def _build_panel(p: P, panel_id: int) -> Any:
     )
     for i, q in enumerate(p.queries):
         target = (
-            prometheus.Dataquery().expr(q.expr).ref_id(chr(ord("A") + i)).datasource(DATASOURCE)
+            prometheus.Dataquery()
+            .expr(with_variables(q.expr, rule_labels))
+            .ref_id(chr(ord("A") + i))
+            .datasource(DATASOURCE)
         )
         # A bar gauge shows the latest values; stats (with their sparkline) and time series
         # need the range.
@@ -216,6 +270,42 @@ def _build_panel(p: P, panel_id: int) -> Any:
             target = target.legend_format(q.legend)
         builder = builder.with_target(target)
     return builder
+
+
+def _variables(board: Board) -> list[Any]:
+    """datasource, namespace and job: every query of the board uses them (with_variables)."""
+    info = RAW["info"]
+    sel = f"{board.selector}, " if board.selector else ""
+    return [
+        dashboard.DatasourceVariable("datasource")
+        .label("Data source")
+        .type("prometheus")
+        .current(dm.VariableOption(selected=True, text="Prometheus", value=DATASOURCE_UID)),
+        dashboard.QueryVariable("namespace")
+        .label("Namespace")
+        .description(
+            "Kubernetes namespace of the workers; All (the only choice where the series have "
+            "no namespace label, as on the local stack) matches every one."
+        )
+        .datasource(DATASOURCE)
+        .query(f"label_values({info}{{{sel.removesuffix(', ')}}}, namespace)")
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .include_all(True)
+        .all_value(".*")
+        .current(dm.VariableOption(selected=True, text="All", value="$__all")),
+        dashboard.QueryVariable("job")
+        .label("Job")
+        .description(
+            "The deployment: the scrape job of its workers (rules.toml: worker_selector). "
+            "One at a time, so two deployments are never added together."
+        )
+        .datasource(DATASOURCE)
+        .query(f'label_values({info}{{{sel}namespace=~"$namespace"}}, job)')
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .include_all(False)
+        .multi(False),
+    ]
 
 
 def _build(board: Board) -> dict[str, Any]:
@@ -237,13 +327,15 @@ def _build(board: Board) -> dict[str, Any]:
             .keep_time(True)
         )
     )
+    for variable in _variables(board):
+        builder = builder.with_variable(variable)
     panel_id = 0
     for row in board.rows:
         panel_id += 1
         builder = builder.with_row(dashboard.Row(row.title).id(panel_id))
         for p in row.panels:
             panel_id += 1
-            builder = builder.with_panel(_build_panel(p, panel_id))
+            builder = builder.with_panel(_build_panel(p, panel_id, board.rule_labels))
     data = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
     assert isinstance(data, dict)
     return data
@@ -798,7 +890,6 @@ def support_commerce(r: Rules) -> Board:
 
 
 def pipeline(r: Rules) -> Board:
-    job = r.cfg["common"]["worker_job"]
     win = r.alert("EngagementDeadLetterRate")["window"]
     lag_win = r.alert("EngagementConsumerLagGrowing")["window"]
     accepted = r(f"engagement:records_accepted:rate{win}")
@@ -917,8 +1008,8 @@ def pipeline(r: Rules) -> Board:
                         "stat",
                         "Workers up",
                         [
-                            Q(f'sum(up{{job="{job}"}})', "up"),
-                            Q(f'count(up{{job="{job}"}})', "scraped"),
+                            Q("sum(up)", "up"),
+                            Q("count(up)", "scraped"),
                         ],
                         "Workers whose /metrics Prometheus scraped at its last attempt, of "
                         "the targets it scrapes.",
@@ -951,6 +1042,36 @@ def pipeline(r: Rules) -> Board:
                     ),
                     P(
                         "timeseries",
+                        "Worker memory (resident)",
+                        [Q(f"sum by (instance) ({RAW['memory']})", "{{instance}}")],
+                        "Resident memory of each worker process (process collector of "
+                        "/metrics): grows with the users and accounts its partitions hold.",
+                        unit="bytes",
+                        w=8,
+                        h=8,
+                    ),
+                    P(
+                        "timeseries",
+                        "Worker CPU",
+                        [Q(f"sum by (instance) (rate({RAW['cpu']}[{win}]))", "{{instance}}")],
+                        f"CPU of each worker process in cores (user + system), averaged over "
+                        f"{win}. One core per worker is the ceiling of its Python process.",
+                        unit="short",
+                        w=8,
+                        h=8,
+                        decimals=2,
+                    ),
+                    P(
+                        "timeseries",
+                        "Worker open file descriptors",
+                        [Q(f"sum by (instance) ({RAW['fds']})", "{{instance}}")],
+                        "Open file descriptors of each worker process (sockets to Kafka and "
+                        "Redis, state files); process_max_fds is the limit.",
+                        w=8,
+                        h=8,
+                    ),
+                    P(
+                        "timeseries",
                         "Partitions owned per worker",
                         [
                             Q(
@@ -980,7 +1101,28 @@ def boards(cfg: dict[str, Any] | None = None) -> dict[str, Board]:
         "support-commerce": lambda: support_commerce(rules),
         "pipeline-health": lambda: pipeline(rules),
     }
-    return {stem: make() for stem, make in makers.items()}
+    out = {stem: make() for stem, make in makers.items()}
+    for board in out.values():
+        board.rule_labels, board.selector = rules.labels, rules.selector
+        for row in board.rows:
+            for p in row.panels:
+                alerts = RUNBOOK_PANELS.get(p.title.split(":")[0].split(" (")[0], ())
+                p.links = [(f"Runbook: {a}", rules.runbook(a)) for a in alerts]
+    return out
+
+
+# Panels that show the condition of an alert (by title, without its window): they link the
+# alert's runbook (rules.toml: runbook_base).
+RUNBOOK_PANELS = {
+    "DAU": ("EngagementDauBelowLastWeek",),
+    "CSAT": ("EngagementCsatDrop",),
+    "NPS": ("EngagementNpsDrop",),
+    "Churn signals": ("EngagementChurnSignalSpike",),
+    "Records per second": ("EngagementNoRecords",),
+    "Dead-letter ratio": ("EngagementDeadLetterRate",),
+    "Consumer lag growth": ("EngagementConsumerLagGrowing",),
+    "Workers up": ("EngagementWorkerDown",),
+}
 
 
 def dashboards(cfg: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
@@ -1005,22 +1147,38 @@ def iter_panels(model: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def panel_queries(cfg: dict[str, Any] | None = None) -> list[tuple[str, str, str]]:
-    """Every (dashboard uid, panel title, PromQL expr) of the dashboards, in order.
+def panel_targets(cfg: dict[str, Any] | None = None) -> list[tuple[str, str, str]]:
+    """Every (dashboard uid, panel title, expr) of the dashboards as Grafana has them, with
+    the variables $job and $namespace."""
+    return [
+        (model["uid"], panel["title"], target["expr"])
+        for model in dashboards(cfg).values()
+        for panel in iter_panels(model)
+        for target in panel.get("targets", [])
+    ]
+
+
+def substitute(expr: str, job: str, namespace: str = ".*") -> str:
+    """`expr` as Grafana sends it with the variables set to `job` and `namespace`."""
+    out = expr.replace("$job", job).replace("$namespace", namespace)
+    if "$" in out:
+        raise AssertionError(f"a Grafana variable other than $job and $namespace in {expr!r}")
+    return out
+
+
+def panel_queries(
+    cfg: dict[str, Any] | None = None, job: str | None = None
+) -> list[tuple[str, str, str]]:
+    """Every (dashboard uid, panel title, PromQL expr) of the dashboards, in order, with the
+    variables set: job `job` (default: rules.toml's worker_job), every namespace.
 
     `cfg` is a rules.toml config as deploy/prometheus/generate.py reads it (e.g. its
     `scaled(cfg, N)` for a fresh Prometheus): the rate windows and rule names follow it.
-    No expr holds a Grafana variable, so each can be sent to Prometheus's /api/v1/query as is.
+    Each expr can be sent to Prometheus's /api/v1/query as is.
     """
-    out = []
-    for model in dashboards(cfg).values():
-        for panel in iter_panels(model):
-            for target in panel.get("targets", []):
-                expr = target["expr"]
-                if "$" in expr:
-                    raise AssertionError(f"{panel['title']}: Grafana variable in {expr!r}")
-                out.append((model["uid"], panel["title"], expr))
-    return out
+    if job is None:
+        job = (prometheus_generator().load_config() if cfg is None else cfg)["common"]["worker_job"]
+    return [(uid, title, substitute(e, job)) for uid, title, e in panel_targets(cfg)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -190,3 +190,24 @@ check_services() {
             die "unknown service '$name' (the services are: $STACK_ALL_SERVICES)"
     done
 }
+
+# --- Prometheus's worker targets --------------------------------------------------------------
+# The workers Prometheus scrapes: one file_sd file per worker, targets/worker-HOST_PORT.json
+# next to the rendered config (deploy/prometheus/prometheus.yml reads targets/worker-*.json and
+# sees a file come or go within seconds). stack-up.sh lists the worker of `make run`
+# (WORKER_PORT); deploy/local/worker-targets.sh adds and removes others.
+PROM_TARGETS_DIR="$RUN_DIR/prometheus/targets"
+
+worker_target_file() { printf '%s/worker-%s.json' "$PROM_TARGETS_DIR" "${1//[^A-Za-z0-9.-]/_}"; }
+
+# worker_target_add HOST:PORT: scrape the worker at HOST:PORT (the file is written atomically).
+worker_target_add() {
+    local file
+    file="$(worker_target_file "$1")"
+    mkdir -p "$PROM_TARGETS_DIR"
+    printf '[{"targets": ["%s"], "labels": {}}]\n' "$1" >"$file.tmp"
+    mv -f "$file.tmp" "$file"
+}
+
+# worker_target_remove HOST:PORT: stop scraping it.
+worker_target_remove() { rm -f "$(worker_target_file "$1")"; }

@@ -13,9 +13,11 @@
 #  4. A live generator (`engagement simulate --live`) in the background at DEMO_LIVE_RATE records/s
 #     (0: none), stopped with the worker.
 #
-# Environment: DEMO_USERS (300), DEMO_DURATION (6h), DEMO_RATE (10 records/s), DEMO_SEED (1),
-# DEMO_LIVE_RATE (20), RUN_DEMO=0 to skip the demo, RUN_WORKER=0 to skip the worker; ports as in
-# docs/stack.md.
+# The demo's history is 40 days (at least 38: D30 retention needs the cohorts that signed up 31-37
+# days ago, seen on their day +30), so every row of `engagement top` has a value.
+# Environment: DEMO_USERS (300), DEMO_DURATION (40d), DEMO_RATE (0.1 records/s), DEMO_SEED (1),
+# DEMO_LIVE_RATE (20), DEMO_DIR (.run/demo), RUN_DEMO=0 to skip the demo, RUN_WORKER=0 to skip
+# the worker; ports as in docs/stack.md.
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -33,11 +35,11 @@ export REDIS_URL="${REDIS_URL:-redis://$STACK_HOST:$REDIS_PORT/0}"
 # --- Demo: simulate a file, replay it ---------------------------------------------------------
 if [[ "${RUN_DEMO:-1}" != 0 ]]; then
     if has_command simulate && has_command replay; then
-        demo_dir="$RUN_DIR/demo"
+        demo_dir="${DEMO_DIR:-$RUN_DIR/demo}"
         mkdir -p "$demo_dir"
-        log "demo: simulating ${DEMO_USERS:-300} users over ${DEMO_DURATION:-6h} into $(rel "$demo_dir")/events.jsonl"
-        "$ENGAGEMENT" simulate --users "${DEMO_USERS:-300}" --duration "${DEMO_DURATION:-6h}" \
-            --rate "${DEMO_RATE:-10}" --seed "${DEMO_SEED:-1}" --progress none \
+        log "demo: simulating ${DEMO_USERS:-300} users over ${DEMO_DURATION:-40d} into $(rel "$demo_dir")/events.jsonl"
+        "$ENGAGEMENT" simulate --users "${DEMO_USERS:-300}" --duration "${DEMO_DURATION:-40d}" \
+            --rate "${DEMO_RATE:-0.1}" --seed "${DEMO_SEED:-1}" --progress none \
             --out "$demo_dir/events.jsonl" 2>"$LOG_DIR/demo-simulate.log" ||
             die "engagement simulate failed; see $(rel "$LOG_DIR/demo-simulate.log")"
         as_of="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -70,7 +72,7 @@ if ! has_command worker; then
     log "worker: 'engagement worker' is not available; the stack stays up ('make stack-down' stops it)"
     exit 0
 fi
-demo_file="$RUN_DIR/demo/events.jsonl"
+demo_file="${DEMO_DIR:-$RUN_DIR/demo}/events.jsonl"
 if [[ -s "$demo_file" ]] && has_command load; then
     log "demo: loading $(rel "$demo_file") into Kafka ($KAFKA_BOOTSTRAP)"
     "$ENGAGEMENT" load --bootstrap "$KAFKA_BOOTSTRAP" "$demo_file" 2>"$LOG_DIR/demo-load.log" ||

@@ -11,16 +11,21 @@
 #   ca.pem, ca.key          a throw-away certificate authority (30 days)
 #   server.crt, server.key  the certificate of 127.0.0.1/localhost, signed by it (Kafka, Redis)
 #   server.pem              key + certificate, Kafka's PEM key store
-#   kafka.password          the SCRAM-SHA-512 password of the client user (KAFKA_SASL_USERNAME)
-#   kafka-admin.password    the broker's own SCRAM user (inter-broker listener)
+#   kafka-USER.password     the SCRAM-SHA-512 password of each Kafka user: admin (the broker's
+#                           own, inter-broker listener; a super user), worker, producer, cli
 #   redis.password          the password of the Redis ACL user (REDIS_USERNAME)
-#   client.env              the client settings (agents/security.py): `set -a; . FILE; set +a`
-# Passwords are random (openssl rand) unless STACK_KAFKA_PASSWORD / STACK_REDIS_PASSWORD are
-# set at the first start; they never appear on a command line except the storage format's.
+#   client.env              the shared client settings (agents/security.py), no Kafka user
+#   USER.env                client.env plus one Kafka user: worker.env, producer.env (no Redis),
+#                           cli.env, admin.env: `set -a; . FILE; set +a`
+# Kafka authorizes with StandardAuthorizer: the ACLs of agents/acls.py (least privilege per
+# component) are created after the topics, by admin. Passwords are random (openssl rand)
+# unless STACK_KAFKA_<USER>_PASSWORD (e.g. STACK_KAFKA_WORKER_PASSWORD) / STACK_REDIS_PASSWORD
+# are set at the first start; they never appear on a command line except the storage format's.
 # Certificates are renewed at start-up when they expire within a day.
 
 STACK_SECURE_DIR="$RUN_DIR/secure"
-STACK_KAFKA_USER="${STACK_KAFKA_USER:-engagement}"
+# The Kafka users: admin (the broker and the administrator) and one per component.
+STACK_KAFKA_USERS="admin worker producer cli"
 STACK_REDIS_USER="${STACK_REDIS_USER:-engagement}"
 SCRAM_MECHANISM=SCRAM-SHA-512
 
@@ -75,31 +80,55 @@ secure_prepare() {
     command -v openssl >/dev/null || die "openssl not found (deploy/local/install-packages.sh)"
     mkdir -p "$STACK_SECURE_DIR"
     chmod 700 "$STACK_SECURE_DIR"
-    _secure_password_file "$STACK_SECURE_DIR/kafka.password" STACK_KAFKA_PASSWORD
-    _secure_password_file "$STACK_SECURE_DIR/kafka-admin.password" STACK_KAFKA_ADMIN_PASSWORD
+    local user
+    for user in $STACK_KAFKA_USERS; do
+        _secure_password_file "$STACK_SECURE_DIR/kafka-$user.password" \
+            "STACK_KAFKA_${user^^}_PASSWORD"
+    done
     _secure_password_file "$STACK_SECURE_DIR/redis.password" STACK_REDIS_PASSWORD
     _secure_certs
-    local d="$STACK_SECURE_DIR"
-    (
-        umask 077
-        cat >"$d/client.env" <<EOF
-# Client settings of the secure local stack (agents/security.py); no secret in this file.
-KAFKA_BOOTSTRAP=$STACK_HOST:$KAFKA_PORT
+    local d="$STACK_SECURE_DIR" kafka redis
+    kafka="KAFKA_BOOTSTRAP=$STACK_HOST:$KAFKA_PORT
 KAFKA_SECURITY_PROTOCOL=SASL_SSL
 KAFKA_SASL_MECHANISM=$SCRAM_MECHANISM
-KAFKA_SASL_USERNAME=$STACK_KAFKA_USER
-KAFKA_SASL_PASSWORD_FILE=$d/kafka.password
-KAFKA_SSL_CAFILE=$d/ca.pem
-REDIS_URL=rediss://$STACK_HOST:$REDIS_PORT/0
+KAFKA_SSL_CAFILE=$d/ca.pem"
+    redis="REDIS_URL=rediss://$STACK_HOST:$REDIS_PORT/0
 REDIS_USERNAME=$STACK_REDIS_USER
 REDIS_PASSWORD_FILE=$d/redis.password
-REDIS_SSL_CAFILE=$d/ca.pem
-EOF
+REDIS_SSL_CAFILE=$d/ca.pem"
+    (
+        umask 077
+        printf '%s\n' "# Client settings of the secure local stack (agents/security.py); no secret" \
+            "# in this file. Kafka's user: source worker.env, producer.env, cli.env or admin.env." \
+            "$kafka" "$redis" >"$d/client.env"
+        for user in $STACK_KAFKA_USERS; do
+            printf '%s\n' "# The $user's client settings (agents/security.py, agents/acls.py)." \
+                "$kafka" "KAFKA_SASL_USERNAME=$user" \
+                "KAFKA_SASL_PASSWORD_FILE=$d/kafka-$user.password" >"$d/$user.env"
+            if [[ "$user" != producer ]]; then printf '%s\n' "$redis" >>"$d/$user.env"; fi
+        done
     )
+    # The stack's own clients (topic creation, ACLs) are the administrator.
     set -a
     # shellcheck disable=SC1091
-    source "$d/client.env"
+    source "$d/admin.env"
     set +a
+}
+
+# The ACLs of each component (agents/acls.py), for the deployment of the environment
+# (ENGAGEMENT_TOPIC_PREFIX, ENGAGEMENT_APP_ID); created by admin, idempotent.
+secure_kafka_acls() {
+    local py="$REPO_ROOT/.venv/bin/python" out="$LOG_DIR/acls.log"
+    if [[ ! -x "$py" ]]; then
+        log "acls: skipped (no .venv yet: run 'make install', then 'make stack-up' again)"
+        return
+    fi
+    if ! (cd "$REPO_ROOT" && "$py" -m agents.acls --apply --timeout "$STACK_TIMEOUT") \
+        >"$out" 2>&1; then
+        cat "$out" >&2
+        die "creating the Kafka ACLs failed; see $(rel "$out")"
+    fi
+    sed 's/^/[stack] /' "$out" >&2
 }
 
 # Append the secure listeners to a rendered server.properties (a later key wins).
@@ -113,6 +142,11 @@ secure_kafka_properties() {
 listeners=SASL_SSL://$STACK_HOST:$KAFKA_PORT,CONTROLLER://$STACK_HOST:$KAFKA_CONTROLLER_PORT
 advertised.listeners=SASL_SSL://$STACK_HOST:$KAFKA_PORT
 inter.broker.listener.name=SASL_SSL
+# Authorization: ACLs in the KRaft metadata (agents/acls.py); the broker's SCRAM user and its
+# certificate's principal (the controller listener) are super users; no ACL means no access.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin;User:CN=localhost
+allow.everyone.if.no.acl.found=false
 listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL
 sasl.enabled.mechanisms=$SCRAM_MECHANISM
 sasl.mechanism.inter.broker.protocol=$SCRAM_MECHANISM
@@ -128,9 +162,24 @@ EOF
 
 # The arguments of the storage format that create the SCRAM users (KRaft: in the metadata log).
 secure_format_args() {
-    local d="$STACK_SECURE_DIR"
-    printf '%s\n' --add-scram "$SCRAM_MECHANISM=[name=admin,password=$(cat "$d/kafka-admin.password")]" \
-        --add-scram "$SCRAM_MECHANISM=[name=$STACK_KAFKA_USER,password=$(cat "$d/kafka.password")]"
+    local d="$STACK_SECURE_DIR" user
+    for user in $STACK_KAFKA_USERS; do
+        printf '%s\n' --add-scram \
+            "$SCRAM_MECHANISM=[name=$user,password=$(cat "$d/kafka-$user.password")]"
+    done
+}
+
+# The SCRAM users are created by the storage format only: a data directory formatted with
+# other users (before the per-component ones) cannot serve them. Checks it, or notes the users
+# of a directory about to be formatted.
+secure_kafka_users() {
+    local kafka_dir="$1" data_dir="$2" marker="$1/scram-users"
+    if [[ ! -f "$data_dir/meta.properties" ]]; then
+        printf '%s\n' "$STACK_KAFKA_USERS" >"$marker"
+    elif [[ "$(cat "$marker" 2>/dev/null)" != "$STACK_KAFKA_USERS" ]]; then
+        die "kafka: $(rel "$data_dir") was formatted without the users $STACK_KAFKA_USERS; \
+delete it (rm -rf $(rel "$data_dir")) and start again"
+    fi
 }
 
 # Append TLS and the ACL user to a rendered redis.conf.

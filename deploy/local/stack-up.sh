@@ -80,6 +80,7 @@ start_kafka() {
     if secure_enabled; then
         secure_kafka_properties "$KAFKA_DIR/server.properties"
         mapfile -t format_args < <(secure_format_args)
+        secure_kafka_users "$KAFKA_DIR" "$KAFKA_DATA_DIR"
     fi
     if [[ ! -f "$KAFKA_DATA_DIR/meta.properties" ]]; then
         log "kafka: formatting $(rel "$KAFKA_DATA_DIR") (cluster id $KAFKA_CLUSTER_ID)"
@@ -145,12 +146,14 @@ PROM_DIR="$RUN_DIR/prometheus"
 PROM_LOG="$LOG_DIR/prometheus.log"
 PROM_PATTERN="--storage.tsdb.path=$PROM_DIR/data"
 
-# The repo's config with this stack's ports; rules are read from deploy/prometheus/rules.
+# The repo's config with this stack's ports; rules are read from deploy/prometheus/rules, the
+# workers from the file_sd files of targets/ (deploy/local/lib.sh: worker_target_add).
 render_prometheus_config() {
     mkdir -p "$PROM_DIR"
     ln -sfn "$DEPLOY_DIR/prometheus/rules" "$PROM_DIR/rules"
-    sed -e "s|127\.0\.0\.1:6066|$STACK_HOST:$WORKER_PORT|g" \
-        -e "s|127\.0\.0\.1:9090|$STACK_HOST:$PROMETHEUS_PORT|g" \
+    # The worker of `make run` (deploy/local/run.sh) is always listed; others: worker-targets.sh.
+    worker_target_add "$STACK_HOST:$WORKER_PORT"
+    sed -e "s|127\.0\.0\.1:9090|$STACK_HOST:$PROMETHEUS_PORT|g" \
         -e "s|127\.0\.0\.1:9093|$STACK_HOST:$ALERTMANAGER_PORT|g" \
         "$DEPLOY_DIR/prometheus/prometheus.yml" >"$PROM_DIR/prometheus.yml.new"
     promtool check config "$PROM_DIR/prometheus.yml.new" >"$LOG_DIR/promtool.log" 2>&1 ||
@@ -253,6 +256,7 @@ if wants alertmanager; then start_alertmanager; fi
 if wants kafka; then
     wait_until kafka "$KAFKA_LOG" "$kafka_pid" kafka_ready
     create_topics
+    if secure_enabled; then secure_kafka_acls; fi
 fi
 
 up=()

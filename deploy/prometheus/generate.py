@@ -8,7 +8,10 @@ Usage: python deploy/prometheus/generate.py [--check]
 
 
 The recording rules compute every global KPI of docs/metrics.md section 3 from the series of
-section 7 summed over the workers ("sum each series over the workers, then divide"). The alert
+section 7 summed over the workers of one deployment ("sum each series over the workers, then
+divide"): every rule reads only the series of [common] worker_selector and keeps the labels of
+[common] deployment_labels (job), so two deployments scraped by one Prometheus stay apart
+(Scope below). The alert
 rules take their thresholds and windows from rules.toml. Both files are committed; --check (and
 tests/unit/test_prometheus_rules.py) fails when they differ from what this script generates.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -116,6 +120,66 @@ def _ratio(num: str, den: str, by: str = "", scale: str = " * 100") -> str:
 
 def _median(histogram: str, scale: str = "") -> str:
     return f"histogram_quantile(0.5, sum by (le) ({histogram}_bucket)){scale}"
+
+
+# --- deployments -------------------------------------------------------------------------------
+# Like a monitoring mixin's _config: [common] worker_selector picks the workers' series and
+# [common] deployment_labels (default ["job"]) are the labels every rule keeps, so one Prometheus
+# scraping two deployments (staging and production jobs) never adds them together. The group
+# functions below write plain PromQL (`sum(x)`, `sum by (touchpoint) (x)`, `on ()`); scope()
+# rewrites each expression once: every raw series gets the selector, every sum keeps the labels.
+
+_RAW_SERIES = re.compile(r"(?<![\w:])(engagement_[A-Za-z0-9_]+)(\{([^}]*)\})?")
+_SUM_BY = re.compile(r"\bsum by \(([^)]*)\) \(")
+_SUM = re.compile(r"\bsum\(")
+_ON = re.compile(r"\bon \(\)")
+
+
+@dataclass(frozen=True)
+class Scope:
+    selector: str  # PromQL matchers of the workers' series, e.g. job=~"engagement-worker.*"
+    labels: tuple[str, ...]  # kept by every rule, e.g. ("job",)
+
+    @property
+    def by(self) -> str:
+        return ", ".join(self.labels)
+
+    def series(self, name: str, matchers: str = "") -> str:
+        """`name{selector, matchers}`."""
+        inner = ", ".join(m for m in (self.selector, matchers) if m)
+        return f"{name}{{{inner}}}"
+
+    def expr(self, text: str) -> str:
+        text = _RAW_SERIES.sub(lambda m: self.series(m.group(1), m.group(3) or ""), text)
+        text = _SUM_BY.sub(lambda m: f"sum by ({self.by}, {m.group(1)}) (", text)
+        text = _SUM.sub(f"sum by ({self.by}) (", text)
+        return _ON.sub(f"on ({self.by})", text)
+
+
+def scope_of(cfg: dict[str, Any]) -> Scope:
+    common = cfg["common"]
+    labels = tuple(common.get("deployment_labels", ["job"]))
+    if not labels:
+        raise ValueError("[common] deployment_labels must name at least one label (job)")
+    return Scope(common.get("worker_selector", ""), labels)
+
+
+def scoped(group: Group, sc: Scope) -> Group:
+    """`group` with every expression scoped to the deployments (see Scope)."""
+    rules = [
+        Rule(r.name, sc.expr(r.expr), r.comment, r.alert, r.for_, r.labels, r.annotations)
+        for r in group.rules
+    ]
+    return Group(group.name, group.comment, rules)
+
+
+def recording_groups(cfg: dict[str, Any]) -> list[Group]:
+    groups = [activity_group(), surveys_group(), business_group(), pipeline_group(cfg)]
+    return [scoped(g, scope_of(cfg)) for g in groups]
+
+
+def alert_groups(cfg: dict[str, Any]) -> list[Group]:
+    return [scoped(g, scope_of(cfg)) for g in (kpi_alerts_group(cfg), pipeline_alerts_group(cfg))]
 
 
 # --- recording rules ---------------------------------------------------------------------------
@@ -501,7 +565,6 @@ def kpi_alerts_group(cfg: dict[str, Any]) -> Group:
 
 def pipeline_alerts_group(cfg: dict[str, Any]) -> Group:
     al = cfg["alerts"]
-    job = cfg["common"]["worker_job"]
     dl = al["EngagementDeadLetterRate"]
     lag = al["EngagementConsumerLagGrowing"]
     nr = al["EngagementNoRecords"]
@@ -510,7 +573,7 @@ def pipeline_alerts_group(cfg: dict[str, Any]) -> Group:
         _alert(
             cfg,
             "EngagementWorkerDown",
-            f'up{{job="{job}"}} == 0',
+            f"{scope_of(cfg).series('up')} == 0",
             "worker",
             "Worker {{ $labels.instance }} is down",
             "Prometheus cannot scrape the worker {{ $labels.instance }}: its partitions'"
@@ -519,7 +582,9 @@ def pipeline_alerts_group(cfg: dict[str, Any]) -> Group:
         _alert(
             cfg,
             "EngagementNoRecords",
-            f"(sum(rate(engagement_intake_records_total[{nr['window']}])) or vector(0)) <= 0",
+            # A deployment whose workers are scraped but export no intake series counts as 0.
+            f"(\n  sum(rate(engagement_intake_records_total[{nr['window']}]))\n"
+            f"  or on ()\n  sum({scope_of(cfg).series('up')}) * 0\n) <= 0",
             "pipeline",
             "No record read from the input topics",
             f"No worker read a record from the input topics over the last {nr['window']}.",
@@ -610,8 +675,8 @@ def load_config(path: Path = CONFIG) -> dict[str, Any]:
 
 
 def generate(cfg: dict[str, Any]) -> dict[Path, str]:
-    recording = [activity_group(), surveys_group(), business_group(), pipeline_group(cfg)]
-    alerts = [kpi_alerts_group(cfg), pipeline_alerts_group(cfg)]
+    recording = recording_groups(cfg)
+    alerts = alert_groups(cfg)
     return {
         RECORDING: render(recording),
         ALERTS: render(alerts),
@@ -629,7 +694,7 @@ def generate_scaled(cfg: dict[str, Any], factor: int) -> dict[str, str]:
     scale renames (the others are the committed recording.yml's, expression for expression)."""
     base = _names_and_exprs(generate(cfg)[RECORDING])
     small = scaled(cfg, factor)
-    groups = [activity_group(), surveys_group(), business_group(), pipeline_group(small)]
+    groups = recording_groups(small)
     extra = []
     for g in groups:
         rules = []
@@ -640,7 +705,7 @@ def generate_scaled(cfg: dict[str, Any], factor: int) -> dict[str, str]:
                 raise ValueError(f"{r.name} changes with the time scale but keeps its name")
         if rules:
             extra.append(Group(f"{g.name}_scaled", f"{g.comment} Scaled by {factor}.", rules))
-    alerts = [kpi_alerts_group(small), pipeline_alerts_group(small)]
+    alerts = alert_groups(small)
     return {"recording-scaled.yml": render(extra), "alerts.yml": render(alerts)}
 
 

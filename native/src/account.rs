@@ -1,14 +1,14 @@
 //! The account partition's state machines: the Rust mirror of streams.engine.AccountPartition
 //! (`fact`, expiry).
 
-use crate::state::{Account, Key, Map, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL};
+use crate::state::{Account, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL};
 use crate::time::{Clock, DayCalc, D30, D90, I};
 use crate::user::{note_activity, Fact};
 use pyo3::prelude::*;
 
 pub struct AcctPart {
     pub clock: Clock,
-    pub accounts: Map<Key, Account>,
+    pub accounts: crate::entities::Entities<Account>,
 }
 
 /// `AccountPartition.fact`.
@@ -32,8 +32,7 @@ pub fn apply_fact(
         }
         None => ap
             .accounts
-            .entry(Key::from(f.customer))
-            .or_insert_with(|| Account::new(ts)),
+            .get_or_insert_with(f.customer, || Account::new(ts)),
     };
     if f.act {
         let day = dc.day(py, ts)?;

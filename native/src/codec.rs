@@ -494,7 +494,7 @@ fn account(a: &Account, srcs: &[(Box<str>, (i64, i64))]) -> Result<Vec<u8>, Unsu
 /// None where the entity must be encoded in Python.
 fn encoded<'py, E>(
     py: Python<'py>,
-    m: &Map<Key, E>,
+    m: &crate::entities::Entities<E>,
     keys: Option<&Bound<'py, PyAny>>,
     enc: impl Fn(&E) -> Result<Vec<u8>, Unsure>,
 ) -> PyResult<Bound<'py, PyDict>> {
@@ -520,7 +520,7 @@ fn encoded<'py, E>(
 
 pub fn users_encoded<'py>(
     py: Python<'py>,
-    users: &Map<Key, User>,
+    users: &crate::entities::Entities<User>,
     srcs: &[(Box<str>, i64)],
     keys: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
@@ -529,7 +529,7 @@ pub fn users_encoded<'py>(
 
 pub fn accounts_encoded<'py>(
     py: Python<'py>,
-    accounts: &Map<Key, Account>,
+    accounts: &crate::entities::Entities<Account>,
     srcs: &[(Box<str>, (i64, i64))],
     keys: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {

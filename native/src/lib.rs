@@ -18,6 +18,8 @@ mod account;
 mod bridge;
 mod codec;
 mod convert;
+mod decode;
+mod entities;
 mod envelope;
 mod json;
 mod live;

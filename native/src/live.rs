@@ -12,6 +12,7 @@
 use crate::account::{apply_fact, expire_account, AcctPart};
 use crate::bridge::{read_decision, Decided, OwnedAns, OwnedEv};
 use crate::convert::{not_repr, Conv};
+use crate::entities::Entities;
 use crate::envelope::{Decoder, FUTURE, MAX_VALUE_BYTES, PRODUCT, SURVEY};
 use crate::json::Scan;
 use crate::partial::{accounts_partial, users_partial, At, PartialCfg};
@@ -369,7 +370,7 @@ impl LiveUsers {
             pcfg: PartialCfg::from_settings(settings)?,
             up: UserPart {
                 clock: Clock::new(),
-                users: Map::default(),
+                users: Entities::default(),
                 accepted: 0,
                 duplicates: 0,
                 rejected: [0; 5],
@@ -387,16 +388,19 @@ impl LiveUsers {
         })
     }
 
-    /// The users ({uid: UserState}) and the meta (a streams.live.Meta, maybe without its newer
-    /// fields) to start from; NotRepresentable when a value cannot be held exactly (nothing is
-    /// kept then).
-    #[pyo3(signature = (users, meta, fold_limit=None))]
+    /// The users ({uid: UserState}, or {uid: stored bytes} when `encoded`) and the meta (a
+    /// streams.live.Meta, maybe without its newer fields) to start from; NotRepresentable when
+    /// a value cannot be held exactly. False, with nothing kept, when stored bytes are not
+    /// surely read here as the Python path reads them (native/src/decode.rs): decode them in
+    /// Python and load those states.
+    #[pyo3(signature = (users, meta, fold_limit=None, encoded=false))]
     fn load(
         &mut self,
         users: &Bound<'_, PyAny>,
         meta: &Bound<'_, PyAny>,
         fold_limit: Option<I>,
-    ) -> PyResult<()> {
+        encoded: bool,
+    ) -> PyResult<bool> {
         let fold_limit = match fold_limit {
             Some(l) => Some(l.checked_mul(UNIT).ok_or_else(|| not_repr("fold limit"))?),
             None => None,
@@ -409,12 +413,23 @@ impl LiveUsers {
         let mut intern_src = |t: &str, p: i64| -> u32 {
             intern(&mut srcs, t, p, &mut [&mut offs, &mut srcw], &mut heard)
         };
-        let mut loaded: Map<Key, User> = Map::default();
-        for item in users.call_method0("items")?.try_iter()? {
-            let item = item?;
-            let uid: String = item.get_item(0)?.extract()?;
-            let u = conv.user_from_py(&item.get_item(1)?, &mut intern_src)?;
-            loaded.insert(Key::from(uid.as_str()), u);
+        let mut loaded: Entities<User> = Entities::default();
+        if encoded {
+            let users = users.cast::<PyDict>()?;
+            for (k, v) in users.iter() {
+                let b = v.cast::<PyBytes>()?;
+                match crate::decode::user(b.as_bytes(), &mut intern_src) {
+                    Ok(u) => loaded.insert(Key::from(k.extract::<&str>()?), u),
+                    Err(crate::decode::Unsure) => return Ok(false),
+                }
+            }
+        } else {
+            for item in users.call_method0("items")?.try_iter()? {
+                let item = item?;
+                let uid: String = item.get_item(0)?.extract()?;
+                let u = conv.user_from_py(&item.get_item(1)?, &mut intern_src)?;
+                loaded.insert(Key::from(uid.as_str()), u);
+            }
         }
         let mut counters = (0u64, 0u64, [0u64; 5]);
         let mut offs_in: Vec<(String, i64, i64)> = Vec::new();
@@ -477,7 +492,7 @@ impl LiveUsers {
         self.srcw = srcw;
         self.heard = heard;
         self.sm = sm;
-        Ok(())
+        Ok(true)
     }
 
     /// One micro-batch (`LiveUserPartition.apply`): records are (offset, record ts ms, key,
@@ -986,7 +1001,7 @@ impl LiveAccounts {
             margin: rules.margin,
             ap: AcctPart {
                 clock: Clock::new(),
-                accounts: Map::default(),
+                accounts: Entities::default(),
             },
             srcs: Vec::new(),
             sm: SweepMeta {
@@ -1000,13 +1015,14 @@ impl LiveAccounts {
 
     /// The customers ({customer: AccountState}) and the meta (a streams.live.AccountMeta) to
     /// start from.
-    #[pyo3(signature = (accounts, meta, fold_limit=None))]
+    #[pyo3(signature = (accounts, meta, fold_limit=None, encoded=false))]
     fn load(
         &mut self,
         accounts: &Bound<'_, PyAny>,
         meta: &Bound<'_, PyAny>,
         fold_limit: Option<I>,
-    ) -> PyResult<()> {
+        encoded: bool,
+    ) -> PyResult<bool> {
         let fold_limit = match fold_limit {
             Some(l) => Some(l.checked_mul(UNIT).ok_or_else(|| not_repr("fold limit"))?),
             None => None,
@@ -1016,12 +1032,23 @@ impl LiveAccounts {
         let mut none: Vec<Option<f64>> = Vec::new();
         let mut intern_src =
             |t: &str, p: i64, v: i64| -> u32 { intern(&mut srcs, t, (p, v), &mut [], &mut none) };
-        let mut loaded: Map<Key, Account> = Map::default();
-        for item in accounts.call_method0("items")?.try_iter()? {
-            let item = item?;
-            let c: String = item.get_item(0)?.extract()?;
-            let a = conv.account_from_py(&item.get_item(1)?, &mut intern_src)?;
-            loaded.insert(Key::from(c.as_str()), a);
+        let mut loaded: Entities<Account> = Entities::default();
+        if encoded {
+            let accounts = accounts.cast::<PyDict>()?;
+            for (k, v) in accounts.iter() {
+                let b = v.cast::<PyBytes>()?;
+                match crate::decode::account(b.as_bytes(), &mut intern_src) {
+                    Ok(a) => loaded.insert(Key::from(k.extract::<&str>()?), a),
+                    Err(crate::decode::Unsure) => return Ok(false),
+                }
+            }
+        } else {
+            for item in accounts.call_method0("items")?.try_iter()? {
+                let item = item?;
+                let c: String = item.get_item(0)?.extract()?;
+                let a = conv.account_from_py(&item.get_item(1)?, &mut intern_src)?;
+                loaded.insert(Key::from(c.as_str()), a);
+            }
         }
         let wm = meta.getattr("watermark")?;
         let sm = SweepMeta::read(meta, conv)?;
@@ -1033,7 +1060,7 @@ impl LiveAccounts {
         }
         self.srcs = srcs;
         self.sm = sm;
-        Ok(())
+        Ok(true)
     }
 
     /// One facts message (`LiveAccountPartition.apply`): the customers to write, or None, with
@@ -1184,6 +1211,21 @@ impl LiveAccounts {
             return Ok(None);
         };
         accounts_partial(py, &self.ap.accounts, &mut self.dc, at).map(Some)
+    }
+
+    /// The health of `customers` at T (`agents.health.health_entry`'s inputs): a list of
+    /// (customer, health, recency, frequency, sentiment, at risk) of those that exist at T, or
+    /// None when T is not held exactly here.
+    fn health_entries<'py>(
+        &mut self,
+        py: Python<'py>,
+        customers: &Bound<'py, PyAny>,
+        t: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let Some(at) = partial_at(&self.conv, t)? else {
+            return Ok(None);
+        };
+        crate::partial::health_entries(py, &self.ap.accounts, customers, &mut self.dc, at).map(Some)
     }
 
     fn __len__(&self) -> usize {

@@ -574,7 +574,7 @@ fn user_partial<'a>(
 #[allow(clippy::too_many_arguments)]
 pub fn users_partial<'py>(
     py: Python<'py>,
-    users: &Map<Key, User>,
+    users: &crate::entities::Entities<User>,
     counters: (u64, u64, &[u64; 5]),
     cfg: &PartialCfg,
     n_social: usize,
@@ -774,6 +774,12 @@ fn n_days(a: &Account, d0: i64, t: I) -> i64 {
 
 /// `customer_health(a, t, dc)[0]` and `health_at_risk(a, t, dc, health)`.
 fn health(a: &Account, at: At, d0: i64) -> (f64, bool) {
+    let (h, _, _, _, risk) = health_parts(a, at, d0);
+    (h, risk)
+}
+
+/// `customer_health(a, t)` (health, recency, frequency, sentiment) and `health_at_risk` (exact).
+pub fn health_parts(a: &Account, at: At, d0: i64) -> (f64, f64, f64, f64, bool) {
     let t = at.t;
     let last = max_below(a.last, &a.lastp, t);
     let (recency, freq, n) = match last {
@@ -814,7 +820,7 @@ fn health(a: &Account, at: At, d0: i64) -> (f64, bool) {
     };
     let h = 100.0 * (0.4 * recency + 0.3 * freq + 0.3 * sentiment);
     if (h - 40.0).abs() >= 1e-6 {
-        return (h, h < 40.0);
+        return (h, recency, freq, sentiment, h < 40.0);
     }
     // health_at_risk, exactly: 4 er + 3 ef + 3 es < 4, times 20 * D30 (attoseconds)
     let mut lhs: I = 0;
@@ -826,7 +832,32 @@ fn health(a: &Account, at: At, d0: i64) -> (f64, bool) {
         (None, Some(b)) => 15 * ((-b.1 - 1) as I) * D30,
         _ => 30 * D30,
     };
-    (h, lhs < 80 * D30)
+    (h, recency, freq, sentiment, lhs < 80 * D30)
+}
+
+/// `agents.health.health_entry`'s inputs for the given customers at T: (customer, health,
+/// recency, frequency, sentiment, at risk) of those that exist at T (`first <= t`), in order.
+pub fn health_entries<'py>(
+    py: Python<'py>,
+    accounts: &crate::entities::Entities<Account>,
+    customers: &Bound<'py, PyAny>,
+    dc: &mut DayCalc,
+    at: At,
+) -> PyResult<Bound<'py, PyList>> {
+    let d0 = dc.day(py, at.t)?;
+    let out = PyList::empty(py);
+    for c in customers.try_iter()? {
+        let c = c?;
+        let Some(a) = accounts.get(c.extract::<&str>()?) else {
+            continue;
+        };
+        if a.first > at.t {
+            continue;
+        }
+        let (h, recency, freq, sentiment, risk) = health_parts(a, at, d0);
+        out.append((c, h, recency, freq, sentiment, risk))?;
+    }
+    Ok(out)
 }
 
 /// `prefetch_fields` for a customer.
@@ -859,7 +890,7 @@ fn prefetch_account(a: &Account) {
 /// `AccountPartition.partial(t)` over `accounts`, as a dict of Partial fields.
 pub fn accounts_partial<'py>(
     py: Python<'py>,
-    accounts: &Map<Key, Account>,
+    accounts: &crate::entities::Entities<Account>,
     dc: &mut DayCalc,
     at: At,
 ) -> PyResult<Bound<'py, PyDict>> {

@@ -4,6 +4,7 @@
 use crate::account::{apply_fact, expire_account, AcctPart};
 use crate::bridge::{read_decision, reason_index, Decided};
 use crate::convert::Conv;
+use crate::entities::Entities;
 use crate::envelope::{crc32, Decoder, Payload, FUTURE, PRODUCT, SURVEY};
 use crate::json::Scan;
 use crate::state::Map;
@@ -380,7 +381,7 @@ impl Engine {
             users: (0..n)
                 .map(|_| UserPart {
                     clock: Clock::new(),
-                    users: Map::default(),
+                    users: Entities::default(),
                     accepted: 0,
                     duplicates: 0,
                     rejected: [0; 5],
@@ -389,7 +390,7 @@ impl Engine {
             accts: (0..n)
                 .map(|_| AcctPart {
                     clock: Clock::new(),
-                    accounts: Map::default(),
+                    accounts: Entities::default(),
                 })
                 .collect(),
             offsets: Map::default(),

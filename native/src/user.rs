@@ -1,6 +1,7 @@
 //! The user partition's state machines: the Rust mirror of streams.engine.UserPartition
 //! (`product`, `survey`, the sessions, milestones and expiry).
 
+use crate::entities::Entities;
 use crate::state::{
     Days, Key, Map, Ms, User, F_CANCEL, F_CLICK, F_IMPRESSION, F_SOCIAL, K_CSAT, K_NONE, K_NPS,
     K_ORDER, K_SUB_CANCEL, K_SUB_START, NONE, SV_CSAT, SV_NPS,
@@ -132,15 +133,15 @@ pub struct Fact<'a> {
 
 pub struct UserPart {
     pub clock: Clock,
-    pub users: Map<Key, User>,
+    pub users: Entities<User>,
     pub accepted: u64,
     pub duplicates: u64,
     pub rejected: [u64; 5],
 }
 
 #[inline]
-pub fn get_user<'m>(users: &'m mut Map<Key, User>, uid: &str) -> &'m mut User {
-    users.entry(Key::from(uid)).or_default()
+pub fn get_user<'m>(users: &'m mut Entities<User>, uid: &str) -> &'m mut User {
+    users.get_or_insert_with(uid, User::default)
 }
 
 pub fn note_activity(

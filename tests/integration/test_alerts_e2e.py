@@ -7,13 +7,19 @@ same rules rendered by `deploy/prometheus/generate.py --time-scale 20` (every Pr
 offset and `for` of rules.toml divided by 20; the exported "1h"/"24h" windows unchanged).
 Alertmanager runs the repo's config with its webhook URLs pointed at this test's receiver.
 
-The normal stream fires nothing; a burst of subscription cancellations and NPS detractor answers
-makes EngagementChurnSignalSpike reach the webhook (severity page -> the pager receiver), and
-the test reports the delay. Every Grafana panel's query returns data from this Prometheus.
+Two deployments are scraped by this one Prometheus, as jobs of their own (issue 15.4):
+production (job engagement-worker, the worker with the backfilled history) and staging (job
+engagement-worker-staging: another worker with its own topics and app id, a day of sparse
+history and a slow live stream). The normal streams fire nothing; a burst of subscription
+cancellations and NPS detractor answers sent to production makes EngagementChurnSignalSpike
+reach the webhook (severity page -> the pager receiver) naming the production job only, and the
+test reports the delay; staging fires nothing. Every Grafana panel's query, with the job
+variable set to production, returns data from this Prometheus.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -31,6 +37,8 @@ from typing import Any
 import pytest
 import yaml
 
+from agents import admin
+from streams.topics import TopicSettings, topic_specs
 from tests.integration.conftest import Stack
 from tests.integration.live_harness import (
     REPO,
@@ -54,6 +62,8 @@ SPIKE_DEADLINE = 300  # "fires within 5 minutes of a real spike"
 BURST = 120
 BURST_SECONDS = 30
 PROM = REPO / "deploy" / "prometheus"
+# The two deployments' scrape jobs (both match rules.toml's worker_selector).
+PRODUCTION, STAGING = "engagement-worker", "engagement-worker-staging"
 
 
 def _binary(*names: str) -> str:
@@ -129,7 +139,7 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
 class Monitoring:
     """A private Prometheus + Alertmanager for one test (they run the repo's configs)."""
 
-    def __init__(self, tmp: Path, workers: list[WorkerProc], webhook: Webhook) -> None:
+    def __init__(self, tmp: Path, jobs: dict[str, list[WorkerProc]], webhook: Webhook) -> None:
         self.tmp = tmp
         self.am_port, self.prom_port = free_port(), free_port()
         rules = tmp / "scaled-rules"
@@ -146,7 +156,8 @@ class Monitoring:
                 path = urllib.parse.urlsplit(hook["url"]).path
                 hook["url"] = f"http://127.0.0.1:{webhook.port}{path}"
         (tmp / "alertmanager.yml").write_text(yaml.safe_dump(am))
-        # Prometheus: the repo's config, faster intervals, this test's worker and Alertmanager.
+        # Prometheus: the repo's config, faster intervals, this test's Alertmanager, and its
+        # workers as the repo's worker job (its targets static), once per deployment.
         prom = yaml.safe_load((PROM / "prometheus.yml").read_text())
         prom["global"].update(scrape_interval=INTERVAL, evaluation_interval=INTERVAL)
         prom["rule_files"] = [
@@ -157,11 +168,16 @@ class Monitoring:
         prom["alerting"]["alertmanagers"] = [
             {"static_configs": [{"targets": [f"127.0.0.1:{self.am_port}"]}]}
         ]
-        jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
-        jobs["engagement-worker"]["static_configs"] = [
-            {"targets": [f"127.0.0.1:{w.port}" for w in workers]}
+        (worker_job,) = [j for j in prom["scrape_configs"] if j["job_name"] == PRODUCTION]
+        worker_job.pop("file_sd_configs", None)
+        prom["scrape_configs"] = [
+            {
+                **worker_job,
+                "job_name": name,
+                "static_configs": [{"targets": [f"127.0.0.1:{w.port}" for w in workers]}],
+            }
+            for name, workers in jobs.items()
         ]
-        prom["scrape_configs"] = [jobs["engagement-worker"]]
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(prom))
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -236,11 +252,36 @@ def _module(path: Path) -> Any:
     return module
 
 
-def _panel_queries() -> list[tuple[str, str, str]]:
-    """Every Grafana panel's (dashboard, title, expr), rendered with the scaled rules' names."""
+def _panel_queries(job: str) -> list[tuple[str, str, str]]:
+    """Every Grafana panel's (dashboard, title, expr), rendered with the scaled rules' names
+    and the dashboards' job variable set to `job`."""
     prom = _module(PROM / "generate.py")
     grafana = _module(REPO / "deploy" / "grafana" / "generate.py")
-    return list(grafana.panel_queries(prom.scaled(prom.load_config(), SCALE)))
+    return list(grafana.panel_queries(prom.scaled(prom.load_config(), SCALE), job=job))
+
+
+def _live(env: dict[str, str], rate: str, seed: str, log: Path) -> subprocess.Popen[bytes]:
+    """A live stream (records stamped now) into the deployment of `env`."""
+    with open(log, "ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agents.cli", "simulate", "--kafka", "--live",
+             "--users", "300", "--accounts", "60", "--bad-fraction", "0.01", "--rate", rate,
+             "--duration", "1h", "--seed", seed, "--progress", "none"],
+            env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+def _read_up(worker: WorkerProc, at_least: float, timeout: float = 300) -> None:
+    """Wait until `worker` has read `at_least` records and its lag is small."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sums = metric_sums([worker])
+        lag = sum(v for (n, _), v in sums.items() if n == "engagement_consumer_lag_records")
+        read = series(sums, "engagement_intake_records_total")
+        if read > at_least and lag < 50:
+            return
+        assert time.monotonic() < deadline, f"{worker.name}: backfill not read: {read}, lag {lag}"
+        time.sleep(2)
 
 
 def _simulate(env: dict[str, str], *args: str) -> None:
@@ -277,7 +318,7 @@ def webhook() -> Iterator[Webhook]:
     hook.server.server_close()
 
 
-def test_churn_spike_reaches_the_webhook_and_the_normal_stream_fires_nothing(
+def test_churn_spike_reaches_the_webhook_naming_only_the_job_that_spiked(
     stack: Stack, topics: dict[str, str], topic_prefix: str, redis_db: int, tmp_path: Path,
     webhook: Webhook,
 ) -> None:  # fmt: skip
@@ -291,46 +332,60 @@ def test_churn_spike_reaches_the_webhook_and_the_normal_stream_fires_nothing(
         BURST_FILE=str(tmp_path / "burst.jsonl"),
     )
     env.pop("ENGAGEMENT_CLOCK", None)  # the worker's clock is the wall clock
+    # Staging: a deployment of its own (topics under a prefix of its own, deleted with the
+    # test's; its own app id, so its Redis keys differ too).
+    staging_prefix = f"{topic_prefix}staging."
+    specs = topic_specs(TopicSettings(prefix=staging_prefix))
+    statuses = asyncio.run(admin.ensure_topics(stack.kafka_bootstrap, specs))
+    assert all(s.state == "created" for s in statuses), [s.describe() for s in statuses]
+    staging_env = {
+        **env,
+        "ENGAGEMENT_TOPIC_PREFIX": staging_prefix,
+        "ENGAGEMENT_APP_ID": staging_prefix.strip(".").replace(".", "-") + "-app",
+        "ENGAGEMENT_DATA_DIR": str(tmp_path / "s1"),
+    }
     worker = WorkerProc("w1", env, tmp_path / "w1.log")
-    monitoring = Monitoring(tmp_path, [worker], webhook)
-    live: subprocess.Popen[bytes] | None = None
+    staging = WorkerProc("s1", staging_env, tmp_path / "s1.log")
+    monitoring = Monitoring(tmp_path, {PRODUCTION: [worker], STAGING: [staging]}, webhook)
+    live: list[subprocess.Popen[bytes]] = []
     try:
         worker.start()
-        wait_ready([worker])
+        staging.start()
+        wait_ready([worker, staging])
         # History through record timestamps: 39 quiet days, then the last day at the live rate
-        # (the churn-signal baseline is the exported 24h count).
+        # (the churn-signal baseline is the exported 24h count). Staging: a sparse last day.
         now = time.time()
         day_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 86_400))
         _simulate(env, "--duration", "39d", "--rate", "0.03", "--seed", "1",
                   "--start", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 40 * 86_400)))  # fmt: skip
         _simulate(env, "--duration", "1d", "--rate", "1", "--seed", "2", "--start", day_ago)
-        with open(tmp_path / "live.log", "ab") as fh:
-            live = subprocess.Popen(
-                [sys.executable, "-m", "agents.cli", "simulate", "--kafka", "--live",
-                 "--users", "300", "--accounts", "60", "--bad-fraction", "0.01", "--rate", "1",
-                 "--duration", "1h", "--seed", "3", "--progress", "none"],
-                env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        # The worker has read the backfill: Prometheus then sees a stream in its steady state.
-        deadline = time.monotonic() + 300
-        while True:
-            sums = metric_sums([worker])
-            lag = sum(v for (n, _), v in sums.items() if n == "engagement_consumer_lag_records")
-            read = series(sums, "engagement_intake_records_total")
-            if read > 100_000 and lag < 50:
-                break
-            assert time.monotonic() < deadline, f"backfill not read: {read} read, lag {lag}"
-            time.sleep(2)
+        _simulate(staging_env, "--duration", "1d", "--rate", "0.05", "--seed", "4",
+                  "--start", day_ago)  # fmt: skip
+        live.append(_live(env, "1", "3", tmp_path / "live.log"))
+        live.append(_live(staging_env, "0.5", "5", tmp_path / "live-staging.log"))
+        # The workers have read the backfill: Prometheus then sees streams in their steady state.
+        _read_up(worker, 100_000)
+        _read_up(staging, 3_000)
 
         monitoring.start()
         deadline = time.monotonic() + 60
         while not (
             monitoring.rules_evaluated()
-            and monitoring.query('up{job="engagement-worker"} == 1')
-            and monitoring.query("engagement:churn_signals_baseline_per_15s:avg")
+            and len(monitoring.query('up{job=~"engagement-worker.*"} == 1')) == 2
+            and len(monitoring.query("engagement:churn_signals_baseline_per_15s:avg")) > 0
+            and len(monitoring.query("engagement:dau:users")) == 2
         ):
-            assert time.monotonic() < deadline, "Prometheus did not scrape the worker"
+            assert time.monotonic() < deadline, "Prometheus did not scrape both workers"
             time.sleep(1)
+        # The rules keep the two deployments apart: one DAU per job, each its worker's own
+        # (up to the live streams' new users between Prometheus's scrape and this one).
+        dau = {r["metric"]["job"]: float(r["value"][1]) for r in monitoring.query(
+            "engagement:dau:users")}  # fmt: skip
+        assert set(dau) == {PRODUCTION, STAGING}, dau
+        sums = {w.name: metric_sums([w]) for w in (worker, staging)}
+        for job, name in ((PRODUCTION, "w1"), (STAGING, "s1")):
+            own = series(sums[name], "engagement_active_users", window="1d")
+            assert abs(dau[job] - own) <= max(3, own * 0.05), (job, dau, own)
 
         # The normal stream: nothing pending long enough to fire, nothing delivered.
         time.sleep(QUIET_SECONDS)
@@ -338,7 +393,7 @@ def test_churn_spike_reaches_the_webhook_and_the_normal_stream_fires_nothing(
         assert fired == [], [f["metric"] for f in fired]
         assert webhook.alerts() == [], webhook.received
         # Every dashboard panel's query returns data from this Prometheus.
-        panels = _panel_queries()
+        panels = _panel_queries(PRODUCTION)
         assert len(panels) > 40
         deadline = time.monotonic() + 60
         while True:
@@ -371,6 +426,7 @@ def test_churn_spike_reaches_the_webhook_and_the_normal_stream_fires_nothing(
         )
         for signal, (t, path, alert) in arrived.items():
             assert path == "/alerts/page", path  # severity page -> the pager receiver
+            assert alert["labels"]["job"] == PRODUCTION, alert["labels"]
             assert alert["labels"]["severity"] == "page"
             assert alert["labels"]["layer"] == "kpi"
             assert alert["annotations"]["summary"] == f"Spike of {signal} churn signals"
@@ -382,7 +438,18 @@ def test_churn_spike_reaches_the_webhook_and_the_normal_stream_fires_nothing(
                 f"(scrape and evaluation every {INTERVAL}, rules scaled 1/{SCALE}, "
                 f"Alertmanager group_wait of the page route)"
             )
+        # Only the job that spiked: no alert of staging fired or reached the webhook.
+        delivered = {a["labels"].get("job") for _, _, a in webhook.alerts()}
+        assert delivered == {PRODUCTION}, webhook.received
+        staged = monitoring.query(
+            f'max_over_time(ALERTS{{job="{STAGING}"}}[{int(time.monotonic() - sent) + 60}s])'
+        )
+        assert staged == [], [f["metric"] for f in staged]
+        spiking = monitoring.query('ALERTS{alertname="EngagementChurnSignalSpike"}')
+        assert {a["metric"]["job"] for a in spiking} <= {PRODUCTION}, spiking
     finally:
-        _stop(live)
+        for proc in live:
+            _stop(proc)
         monitoring.stop()
         worker.stop()
+        staging.stop()

@@ -234,11 +234,19 @@ def test_restarted_worker_answers_for_its_pinned_clock(
     write_jsonl(envs, path)
     clock = format_instant((last_ms - 3600_000) * 1_000_000)  # an hour before the last records
     env = _env(stack, topic_prefix, redis_db, tmp_path, clock)
+    env["ENGAGEMENT_ROCKSDB_WRITE_BUFFER_MB"] = "4"  # not the default (8): it must reach RocksDB
     w = _worker("w1", env, tmp_path).start()
     try:
         wait_ready([w])
         _load(path, env)
         before = wait_for_snapshot([w], clock, len(envs))
+        # each table partition's database was opened with the bounded memory settings
+        options = sorted((tmp_path / "w1").glob("**/*.db/OPTIONS-*"))
+        assert options, sorted(str(p) for p in (tmp_path / "w1").rglob("*"))[:20]
+        for o in options:
+            text = o.read_text()
+            assert "write_buffer_size=4194304" in text, o
+            assert "max_write_buffer_number=2" in text, o
         time.sleep(1.5)  # an epoch commit interval or more: the state is durable
         w.kill()
         w.start()

@@ -18,7 +18,7 @@ def test_redis_round_trip(redis_client: redis.Redis) -> None:
     redis_client.set("partial:product-events:3", '{"dau": 17}')
     assert redis_client.get("partial:product-events:3") == '{"dau": 17}'
 
-    # Absolute values, never increments (DESIGN: idempotent writes outside Kafka).
+    # Absolute values, never increments (idempotent writes outside Kafka).
     redis_client.hset("snapshot:2026-11-23", mapping={"dau": "17", "wau": "40"})
     redis_client.hset("snapshot:2026-11-23", mapping={"dau": "17", "wau": "40"})
     assert redis_client.hgetall("snapshot:2026-11-23") == {"dau": "17", "wau": "40"}

@@ -2,6 +2,8 @@
 (SCRAM-SHA-512) and Redis over TLS with an ACL user, certificates and passwords generated at
 start-up. A worker runs end to end through it; a wrong password and plaintext are refused; the
 HTTP endpoints are read-only, bound to 127.0.0.1 and echo nothing; no password reaches a log.
+Kafka authorizes with ACLs (agents/acls.py): the worker, the producers and the CLI each run as
+their own principal, and a producer can write the two input topics and nothing else.
 
 The secure stack has its own run directory and ports (SECURE_TEST_KAFKA_PORT=48092,
 SECURE_TEST_KAFKA_CONTROLLER_PORT=48093, SECURE_TEST_REDIS_PORT=46380), is started once for this
@@ -10,26 +12,33 @@ module from a clean slate and stopped at the end.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from aiokafka import AIOKafkaProducer
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.fetch import FetchRequest
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from agents.security import KAFKA_ENV, REDIS_ENV
+from agents.security import KAFKA_ENV, REDIS_ENV, KafkaSecurity
 from streams.config import Config
 from streams.replay import replay_lines
 from streams.timeutil import format_instant
+from streams.topics import CHURN_SIGNALS, DEAD_LETTERS, INPUT_TOPICS
 from tests.integration.live_harness import (
     REPO,
     WorkerProc,
@@ -53,24 +62,36 @@ PARTITIONS = 4
 RECORDS = 4000
 
 
+USERS = ("admin", "worker", "producer", "cli")  # the Kafka users of the secure stack
+
+
 @dataclass(frozen=True)
 class SecureStack:
-    client_env: dict[str, str]  # the settings of client.env (passwords by file)
+    client_env: dict[str, str]  # the shared settings of client.env (passwords by file)
+    user_envs: dict[str, dict[str, str]]  # worker.env, producer.env, cli.env, admin.env
     stack_env: dict[str, str]  # what the stack scripts were run with
-    kafka_password: str
-    kafka_admin_password: str
-    redis_password: str
+    kafka_passwords: dict[str, str] = field(repr=False)  # by user
+    redis_password: str = field(repr=False)
 
     @property
     def secrets(self) -> dict[str, str]:
         return {
-            "kafka": self.kafka_password,
-            "kafka-admin": self.kafka_admin_password,
+            **{f"kafka-{user}": pw for user, pw in self.kafka_passwords.items()},
             "redis": self.redis_password,
         }
 
-    def env(self, **extra: str) -> dict[str, str]:
-        return {**self.stack_env, **self.client_env, **extra}
+    def env(self, user: str = "worker", **extra: str) -> dict[str, str]:
+        """The environment of a component running as the Kafka `user`."""
+        return {**self.stack_env, **self.user_envs[user], **extra}
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.partition("=")
+            out[k] = v
+    return out
 
 
 def _base_env() -> dict[str, str]:
@@ -104,16 +125,11 @@ def secure_stack() -> Iterator[SecureStack]:
         pytest.fail(f"the secure stack did not start:\n{up.stderr[-4000:]}", pytrace=False)
     try:
         secure = RUN_DIR / "secure"
-        client: dict[str, str] = {}
-        for line in (secure / "client.env").read_text().splitlines():
-            if line and not line.startswith("#"):
-                k, _, v = line.partition("=")
-                client[k] = v
         yield SecureStack(
-            client_env=client,
+            client_env=_read_env(secure / "client.env"),
+            user_envs={user: _read_env(secure / f"{user}.env") for user in USERS},
             stack_env=env,
-            kafka_password=(secure / "kafka.password").read_text(),
-            kafka_admin_password=(secure / "kafka-admin.password").read_text(),
+            kafka_passwords={u: (secure / f"kafka-{u}.password").read_text() for u in USERS},
             redis_password=(secure / "redis.password").read_text(),
         )
     finally:
@@ -124,9 +140,13 @@ def secure_stack() -> Iterator[SecureStack]:
 def test_client_settings_hold_no_secret(secure_stack: SecureStack) -> None:
     text = (RUN_DIR / "secure" / "client.env").read_text()
     assert "SASL_SSL" in text and "rediss://" in text
+    for user in USERS:
+        text += (RUN_DIR / "secure" / f"{user}.env").read_text()
+        assert secure_stack.user_envs[user]["KAFKA_SASL_USERNAME"] == user
+    assert "REDIS_URL" not in secure_stack.user_envs["producer"]  # producers need no Redis
     for name, secret in secure_stack.secrets.items():
         assert len(secret) >= 32, name
-        assert secret not in text, f"the {name} password is in client.env"
+        assert secret not in text, f"the {name} password is in an env file"
     mode = (RUN_DIR / "secure").stat().st_mode & 0o777
     assert mode == 0o700, oct(mode)
 
@@ -237,7 +257,27 @@ class SecureRun:
     expected: dict[str, Any]
     worker: WorkerProc
     logs: list[Path]
-    env: dict[str, str]
+    env: dict[str, str]  # the worker's
+    stack: SecureStack = field(repr=False)
+    a_user: str  # a user_id of the records
+
+    def env_of(self, user: str) -> dict[str, str]:
+        """The worker's settings (prefix, app id, ...) with another Kafka user."""
+        return {**self.env, **self.stack.user_envs[user]}
+
+
+def _provision(secure: SecureStack, **deployment: str) -> None:
+    """What an administrator does for a deployment (a topic prefix and an app id): its topics,
+    and the ACLs of its worker, producers and CLI (agents/acls.py)."""
+    env = secure.env("admin", **deployment)
+    r = run_cli("topics", env=env, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    for action in ("--apply", "--check"):
+        a = subprocess.run(
+            [sys.executable, "-m", "agents.acls", action], env=env, cwd=REPO,
+            capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert a.returncode == 0, a.stderr.decode()[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -250,10 +290,15 @@ def secure_run(
     data = tmp / "all.jsonl"
     write_jsonl(envs, data)
     as_of = format_instant((last_ms + 60_000) * 1_000_000)
+    deployment = {
+        "ENGAGEMENT_TOPIC_PREFIX": prefix,
+        "ENGAGEMENT_INPUT_PARTITIONS": str(PARTITIONS),
+        "ENGAGEMENT_APP_ID": "secure-app",
+    }
+    _provision(secure_stack, **deployment)
     env = secure_stack.env(
-        ENGAGEMENT_TOPIC_PREFIX=prefix,
-        ENGAGEMENT_INPUT_PARTITIONS=str(PARTITIONS),
-        ENGAGEMENT_APP_ID="secure-app",
+        "worker",
+        **deployment,
         ENGAGEMENT_CLOCK=as_of,
         ENGAGEMENT_LOG_LEVEL="info",
         ENGAGEMENT_DATA_DIR=str(tmp / "w1"),
@@ -262,14 +307,16 @@ def secure_run(
     load_log = tmp / "load.log"
     try:
         wait_ready([worker])
-        r = run_cli("load", str(data), env=env)
+        r = run_cli("load", str(data), env={**env, **secure_stack.user_envs["producer"]})
         load_log.write_bytes(r.stdout + r.stderr)
         assert r.returncode == 0, r.stderr.decode()[-2000:]
         live = wait_for_snapshot([worker], as_of, len(envs))
         with open(data, "rb") as fh:
             expected = replay_lines(fh, Config(), as_of)
         assert total_records(expected) == len(envs)
-        yield SecureRun(live, expected, worker, [worker.log, load_log], env)
+        yield SecureRun(
+            live, expected, worker, [worker.log, load_log], env, secure_stack, envs[0]["key"]
+        )
     finally:
         worker.stop()
 
@@ -299,7 +346,9 @@ def test_at_risk_reads_the_secure_redis(secure_run: SecureRun) -> None:
     want = secure_run.expected["customers_at_risk"]
     body: dict[str, Any] = {}
     for _ in range(30):  # the worker publishes health every few seconds
-        r = run_cli("at-risk", "--json", "--limit", "10000", env=secure_run.env, timeout=60)
+        r = run_cli(
+            "at-risk", "--json", "--limit", "10000", env=secure_run.env_of("cli"), timeout=60
+        )
         assert r.returncode == 0, r.stderr.decode()[-2000:]
         body = json.loads(r.stdout)
         if body["at_risk"] == want:
@@ -309,9 +358,9 @@ def test_at_risk_reads_the_secure_redis(secure_run: SecureRun) -> None:
 
 
 def test_simulate_produces_over_sasl_ssl(secure_stack: SecureStack) -> None:
-    env = secure_stack.env(ENGAGEMENT_TOPIC_PREFIX=f"test.secure-sim-{uuid.uuid4().hex[:6]}.")
-    r = run_cli("topics", env=env, timeout=120)
-    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    prefix = f"test.secure-sim-{uuid.uuid4().hex[:6]}."
+    _provision(secure_stack, ENGAGEMENT_TOPIC_PREFIX=prefix)
+    env = secure_stack.env("producer", ENGAGEMENT_TOPIC_PREFIX=prefix)
     r = run_cli("simulate", "--kafka", "--duration", "2m", "--rate", "5", "--progress", "none",
                 env=env, timeout=180)  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()[-2000:]
@@ -392,3 +441,85 @@ def test_no_password_in_any_log(secure_run: SecureRun, secure_stack: SecureStack
         data = path.read_bytes()
         for name, secret in secure_stack.secrets.items():
             assert secret.encode() not in data, f"the {name} password is in {path}"
+
+
+# ---- Kafka ACLs: each component its own principal, with only what it needs ----------------------
+
+
+def _kafka(env: dict[str, str]) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": env["KAFKA_BOOTSTRAP"],
+        **KafkaSecurity.from_env(env).aiokafka_kwargs(),
+    }
+
+
+async def _produce(env: dict[str, str], topic: str) -> str | None:
+    """None when the record was written, else the name of the error."""
+    producer = AIOKafkaProducer(acks="all", enable_idempotence=True, request_timeout_ms=20_000,
+                                **_kafka(env))  # fmt: skip
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"{}", key=b"acl-probe")
+    except KafkaError as exc:
+        return type(exc).__name__
+    finally:
+        await producer.stop()
+    return None
+
+
+async def _fetch(env: dict[str, str], topic: str) -> int:
+    """The error code of Kafka's answer to a Fetch of partition 0 of `topic` from offset 0."""
+    client = AIOKafkaClient(**_kafka(env))
+    await client.bootstrap()
+    try:
+        node = next(iter(client.cluster.brokers())).nodeId
+        resp = await client.send(node, FetchRequest(100, 1, 2**20, 0, [(topic, [(0, 0, 2**20)])]))
+    finally:
+        await client.close()
+    [(name, [part, *_])] = resp.topics
+    assert name == topic
+    return int(part[1])
+
+
+TOPIC_AUTHORIZATION_FAILED = 29
+
+
+def test_producer_writes_the_input_topics_and_nothing_else(secure_run: SecureRun) -> None:
+    """`engagement load` wrote the records as the producer (the fixture); here its principal
+    writes each input topic, and is refused the outputs and every topic of the worker."""
+    env = secure_run.env_of("producer")
+    prefix, app = env["ENGAGEMENT_TOPIC_PREFIX"], env["ENGAGEMENT_APP_ID"]
+    for base in INPUT_TOPICS:
+        assert asyncio.run(_produce(env, prefix + base)) is None, base
+    refused = [DEAD_LETTERS, CHURN_SIGNALS, f"{app}-batches", f"{app}-account-facts",
+               f"{app}-users-changelog"]  # fmt: skip
+    for base in refused:
+        err = asyncio.run(_produce(env, prefix + base))
+        assert err == "TopicAuthorizationFailedError", (base, err)
+
+
+def test_producer_cannot_read_changelogs_or_outputs(secure_run: SecureRun) -> None:
+    env = secure_run.env_of("producer")
+    prefix, app = env["ENGAGEMENT_TOPIC_PREFIX"], env["ENGAGEMENT_APP_ID"]
+    readers = {  # each topic, and who may read it
+        f"{prefix}{app}-users-changelog": "worker",
+        f"{prefix}{app}-accounts-changelog": "worker",
+        f"{prefix}{app}-batches": "worker",
+        prefix + INPUT_TOPICS[0]: "worker",
+        prefix + DEAD_LETTERS: "cli",
+        prefix + CHURN_SIGNALS: "admin",  # downstream consumers, with ACLs of their own
+    }
+    for topic, reader in readers.items():
+        assert asyncio.run(_fetch(env, topic)) == TOPIC_AUTHORIZATION_FAILED, topic
+        assert asyncio.run(_fetch(secure_run.env_of(reader), topic)) == 0, (topic, reader)
+
+
+def test_cli_principal_forgets_a_user(secure_run: SecureRun) -> None:
+    """`engagement forget` writes the worker's internal topic as the CLI's principal (last: it
+    changes the worker's state); a producer may not."""
+    r = run_cli("forget", secure_run.a_user, "--no-wait", env=secure_run.env_of("producer"))
+    assert r.returncode != 0 and b"sent" not in r.stdout, r.stdout.decode()
+    r = run_cli("forget", secure_run.a_user, "--timeout", "90", env=secure_run.env_of("cli"),
+                timeout=150)  # fmt: skip
+    assert r.returncode == 0, (r.stdout + r.stderr).decode()[-2000:]
+    assert b"done" in r.stdout

@@ -4,6 +4,7 @@ answers 503 (from a local HTTP stub that answers like a worker during a rebalanc
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,3 +68,40 @@ def test_a_503_is_shown_with_its_reason_and_the_last_values_stale(stub: str) -> 
     assert "DAU 12" in frame and "MAU 44" in frame
     assert "records/s 250.0" in frame  # (1500 - 1000) / 2 s
     assert "lag intake 10  users 2" in frame
+
+
+def test_once_shows_records_per_second_from_two_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    """`top --once` reads the worker's counter twice, --interval apart: records/s has a value
+    (it showed "-" while the demo's generator ran)."""
+    served = {"n": 0}
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/snapshot"):
+                body = json.dumps({"as_of": "2026-11-20T12:00:00Z", "dau": 1}).encode()
+            else:  # 100 more records processed at each read of /metrics
+                served["n"] += 1
+                body = METRICS.replace("1500.0", f"{1500 + 100 * served['n']}.0").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        from agents.cli import main
+
+        assert main(["top", "--once", "--interval", "0.5", "--url",
+                     f"http://127.0.0.1:{srv.server_address[1]}"]) == 0  # fmt: skip
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    out = capsys.readouterr().out
+    assert served["n"] == 2
+    m = re.search(r"records/s ([0-9.,]+)", out)
+    assert m and 100 <= float(m.group(1).replace(",", "")) <= 200, out  # 100 in ~0.5 s
+    assert "processed 1,700" in out

@@ -1,11 +1,17 @@
 """docker-compose.yml is checked without Docker: against the Compose Specification's JSON schema
-(vendored in tests/data/compose-spec.json), for host paths that exist, and for `engagement`
-commands that the CLI declares."""
+(vendored in tests/data/compose-spec.json), for host paths that exist, for `engagement`
+commands that the CLI declares, and for a bridge network that scales (issue 15.11): no host
+networking, ports published on 127.0.0.1 only, every address a service uses is a service name
+(on a port it exposes) or a published port, the worker has no fixed name or host port, and the
+Prometheus config compose runs passes promtool and discovers the worker service by DNS."""
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +121,12 @@ def test_build_contexts_and_dockerfiles_exist(compose: dict[str, Any]) -> None:
 
 
 def _engagement_subcommand(command: Any) -> str | None:
-    """The sub-command of an `engagement ...` command (list or string form), else None."""
+    """The sub-command of an `engagement ...` command (list or string form, or run by
+    `sh -c "... exec engagement ..."`), else None."""
     words = command if isinstance(command, list) else str(command or "").split()
+    if len(words) == 3 and words[:2] == ["sh", "-c"]:
+        inner = shlex.split(words[2].replace("$$", "$"))
+        words = inner[inner.index("exec") + 1 :] if "exec" in inner else inner
     if len(words) >= 2 and words[0] == "engagement":
         return str(words[1])
     return None
@@ -200,3 +210,193 @@ def test_the_image_builds_the_compiled_core() -> None:
             for src in words[1:-1]:
                 assert (REPO / src).exists(), f"COPY {src}: not in the repository"
                 assert src.rstrip("/") not in ignored, f"COPY {src}: .dockerignored"
+
+
+# --- the bridge network (issue 15.11) ------------------------------------------------------------
+
+PROM_COMPOSE = REPO / "deploy" / "prometheus" / "prometheus-compose.yml"
+PROM_LOCAL = REPO / "deploy" / "prometheus" / "prometheus.yml"
+
+
+def _defaults(text: str) -> str:
+    """`text` with Compose's ${VAR:-default} interpolated to the defaults ($$ is a $)."""
+    text = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)
+    return text.replace("$$", "$")
+
+
+def _exposed(service: dict[str, Any]) -> set[int]:
+    return {int(str(p).split("/")[0]) for p in service.get("expose", [])}
+
+
+def _published(service: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """(host ip, host port or "", container port) of every published port."""
+    out = []
+    for entry in service.get("ports", []):
+        assert isinstance(entry, str), "ports in short syntax"
+        ip, host, container = _defaults(entry).split(":")
+        out.append((ip, host, int(container)))
+    return out
+
+
+def test_every_service_is_on_the_bridge_network(compose: dict[str, Any]) -> None:
+    assert compose["networks"]["engagement"]["driver"] == "bridge"
+    for name, service in _services(compose).items():
+        assert "network_mode" not in service, (
+            f"{name}: network_mode (host networking is Linux only)"
+        )
+        assert service.get("networks") == ["engagement"], name
+
+
+def test_ports_are_published_on_localhost_only(compose: dict[str, Any]) -> None:
+    published = 0
+    for name, service in _services(compose).items():
+        for ip, _host, container in _published(service):
+            assert ip == "127.0.0.1", f"{name}: published on {ip}, not 127.0.0.1"
+            assert container in _exposed(service), f"{name}: publishes unexposed {container}"
+            published += 1
+    assert published >= 6
+
+
+def test_the_worker_scales(compose: dict[str, Any]) -> None:
+    """`docker compose up --scale worker=3`: no fixed container name or host port, no volume
+    shared by the replicas' state, every replica binds and advertises its own address."""
+    worker = _services(compose)["worker"]
+    assert "container_name" not in worker and "hostname" not in worker
+    assert all(host == "" for _ip, host, _port in _published(worker)), "a fixed host port"
+    data_dir = worker["environment"]["ENGAGEMENT_DATA_DIR"]
+    for volume in worker.get("volumes", []):
+        target = str(volume).split(":")[1] if isinstance(volume, str) else volume["target"]
+        assert not data_dir.startswith(target), f"replicas would share {target}: {volume}"
+    assert "deploy" not in worker or "replicas" not in worker["deploy"]
+    command = worker["command"]
+    assert command[:2] == ["sh", "-c"]
+    assert (
+        "ENGAGEMENT_WEB_HOST=\"$$(python -c 'import socket; print(socket.gethostbyname("
+        in (command[2])
+    )
+    port = int(worker["environment"]["ENGAGEMENT_WEB_PORT"])
+    assert port in _exposed(worker)
+    # One consumer group for every replica: no per-replica app id.
+    assert "ENGAGEMENT_APP_ID" not in worker["environment"]
+
+
+_ADDRESS = re.compile(r"(?:(?<=[/@\s,=\"\[])|^)([a-z0-9][a-z0-9.-]*):(\d+)\b", re.MULTILINE)
+
+
+def _addresses(text: str) -> list[tuple[str, int]]:
+    """Every host:port in `text` (URLs, bootstrap lists, listeners, quorum voters)."""
+    return [(h, int(p)) for h, p in _ADDRESS.findall(_defaults(text))]
+
+
+def _service_texts(name: str, service: dict[str, Any]) -> dict[str, str]:
+    """Where a service names the addresses it uses: its environment, command and healthcheck,
+    and the config files it mounts and reads (Prometheus, Grafana's datasource)."""
+    texts = {f"${k}": str(v) for k, v in (service.get("environment") or {}).items()}
+    texts |= {
+        "command": " ".join(map(str, service.get("command") or [])),
+        "healthcheck": " ".join(map(str, (service.get("healthcheck") or {}).get("test", []))),
+    }
+    if name == "prometheus":
+        texts["prometheus-compose.yml"] = PROM_COMPOSE.read_text()
+    if name == "grafana":
+        datasource = REPO / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+        env = service["environment"]
+        texts["datasource"] = re.sub(
+            r"\$\{(\w+)\}", lambda m: env[m.group(1)], datasource.read_text()
+        )
+    return texts
+
+
+def test_every_address_a_service_uses_is_a_service_name_or_a_published_port(
+    compose: dict[str, Any],
+) -> None:
+    """Inside a container 127.0.0.1 is the container itself: a service reaches another by its
+    name on a port it exposes. The only 127.0.0.1 address is the one Kafka advertises to
+    clients on the host, which must be a port it publishes there. (Alertmanager's webhook URLs
+    are examples to replace, docs/operations.md; Kafka's listeners bind every interface.)"""
+    services = _services(compose)
+    seen = 0
+    for name, service in services.items():
+        for where, text in _service_texts(name, service).items():
+            for host, port in _addresses(text):
+                seen += 1
+                if host in ("127.0.0.1", "localhost"):
+                    published = [int(h) for _ip, h, _c in _published(service) if h]
+                    assert port in published, f"{name} {where}: {host}:{port} is not published"
+                    # advertised to clients on the host, never used by a container
+                    assert where == "$KAFKA_ADVERTISED_LISTENERS", (name, where, host)
+                    continue
+                assert host in services, f"{name} {where}: {host}:{port} is not a service"
+                assert port in _exposed(services[host]), (
+                    f"{name} {where}: {host}:{port}, but {host} exposes {_exposed(services[host])}"
+                )
+    assert seen >= 10
+    env = compose["x-engagement-env"]
+    assert env["KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert env["REDIS_URL"].startswith("redis://redis:6379/")
+    kafka_env = services["kafka"]["environment"]
+    assert (
+        "EXTERNAL://127.0.0.1:${KAFKA_HOST_PORT:-9092}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
+    )
+
+
+def test_the_address_check_finds_addresses() -> None:
+    assert _addresses("redis://redis:6379/0 kafka:9092,other:1") == [
+        ("redis", 6379),
+        ("kafka", 9092),
+        ("other", 1),
+    ]
+    assert _addresses("INTERNAL://kafka:9092,EXTERNAL://127.0.0.1:${P:-9092}") == [
+        ("kafka", 9092),
+        ("127.0.0.1", 9092),
+    ]
+    assert _addresses("1@kafka:9093") == [("kafka", 9093)]
+    assert _addresses('targets: ["alertmanager:9093"]') == [("alertmanager", 9093)]
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool") or "/usr/bin/promtool"
+    if not Path(path).exists():
+        pytest.fail("promtool not found: run deploy/local/install-packages.sh")
+    return path
+
+
+def test_the_compose_prometheus_config_passes_promtool_and_finds_the_workers_by_dns(
+    compose: dict[str, Any],
+) -> None:
+    services = _services(compose)
+    prom = services["prometheus"]
+    # The config compose runs is this file (through the ./deploy/prometheus mount).
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prom["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus-compose.yml" in prom["command"]
+    result = subprocess.run(
+        [_promtool(), "check", "config", str(PROM_COMPOSE)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+    config = yaml.safe_load(PROM_COMPOSE.read_text())
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    (dns,) = jobs["engagement-worker"]["dns_sd_configs"]
+    worker = services["worker"]
+    assert dns["names"] == ["worker"] and dns["type"] == "A"
+    assert dns["port"] == int(worker["environment"]["ENGAGEMENT_WEB_PORT"])
+    assert set(jobs["engagement-worker"]) == {"job_name", "metrics_path", "dns_sd_configs"}
+
+
+def test_the_compose_prometheus_config_keeps_the_local_ones_jobs_and_rules() -> None:
+    """prometheus-compose.yml is prometheus.yml with compose's addresses and discovery."""
+    local, composed = (yaml.safe_load(p.read_text()) for p in (PROM_LOCAL, PROM_COMPOSE))
+    assert local["global"] == composed["global"]
+    assert local["rule_files"] == composed["rule_files"]
+
+    def jobs(cfg: dict[str, Any]) -> dict[str, Any]:
+        return {
+            j["job_name"]: {k: v for k, v in j.items() if not k.endswith("_configs")}
+            for j in cfg["scrape_configs"]
+        }
+
+    assert jobs(local) == jobs(composed)

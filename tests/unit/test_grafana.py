@@ -95,7 +95,7 @@ def test_metric_names_finds_series_and_skips_functions_labels_and_keywords() -> 
 
 def _documented_series() -> set[str]:
     text = (REPO / "docs" / "metrics.md").read_text()
-    return set(re.findall(r"\bengagement_[a-z0-9_]*[a-z0-9]", text))
+    return set(re.findall(r"\b(?:engagement|process|python)_[a-z0-9_]*[a-z0-9]", text))
 
 
 def _exported(name: str, documented: set[str]) -> bool:
@@ -105,6 +105,14 @@ def _exported(name: str, documented: set[str]) -> bool:
     base = re.sub(r"_(bucket|sum|count)$", "", name)
     if name not in documented and base not in documented:
         return False
+    if name.startswith(("process_", "python_")):  # prometheus_client's process collectors
+        from prometheus_client import CollectorRegistry
+
+        from agents.metrics import add_process_collectors
+
+        reg = add_process_collectors(CollectorRegistry())
+        names = {s.name for m in reg.collect() for s in m.samples}
+        return name in names
     source = (REPO / "agents" / "metrics.py").read_text()
     return any(
         f'"{n}"' in source
@@ -172,6 +180,8 @@ REQUIRED = {
         "engagement:consumer_lag:records",
         "up",
         "engagement_partitions_owned",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
     ],
 }
 
@@ -186,7 +196,7 @@ def test_each_dashboard_shows_what_the_issue_asks(gen: ModuleType) -> None:
         assert not missing, f"{uid} does not show {sorted(missing)}"
 
 
-def test_panel_queries_lists_every_target_of_the_committed_json(
+def test_panel_targets_lists_every_target_of_the_committed_json(
     gen: ModuleType, models: dict[str, dict[str, Any]]
 ) -> None:
     from_json = [
@@ -195,10 +205,100 @@ def test_panel_queries_lists_every_target_of_the_committed_json(
         for p in gen.iter_panels(m)
         for t in p.get("targets", [])
     ]
-    assert sorted(gen.panel_queries()) == sorted(from_json)
+    assert sorted(gen.panel_targets()) == sorted(from_json)
     assert len(from_json) >= 50
-    for uid, title, expr in from_json:
-        assert "$" not in expr, f"{uid} / {title}: a Grafana variable cannot be evaluated as is"
+    # panel_queries: the same, with $job and $namespace set; no other variable is left.
+    queries = gen.panel_queries(job="engagement-worker-staging")
+    assert len(queries) == len(from_json)
+    for _uid, _title, expr in queries:
+        assert "$" not in expr and 'job="engagement-worker-staging"' in expr
+
+
+def _series_matchers(expr: str) -> list[tuple[str, str]]:
+    """(series name, its matchers) for every series an expression selects."""
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    names = metric_names(expr)
+    return [
+        (m.group(1), m.group(2) or "")
+        for m in re.finditer(r'(?<![\w:"])([A-Za-z_:][\w:]*)(\{[^}]*\})?(?!\s*\()', text)
+        if m.group(1) in names
+    ]
+
+
+def _missing_job(expr: str) -> list[str]:
+    return [name for name, matchers in _series_matchers(expr) if 'job="$job"' not in matchers]
+
+
+def test_every_panel_query_selects_the_job_variable(models: dict[str, dict[str, Any]]) -> None:
+    """Issue 15.2: every series every panel query selects carries job="$job" (and the raw
+    series namespace=~"$namespace"), so one Prometheus scraping two deployments shows one."""
+    gen = _generator()
+    checked = 0
+    for model in models.values():
+        for p in gen.iter_panels(model):
+            for t in p.get("targets", []):
+                assert not _missing_job(t["expr"]), f"{model['uid']} / {p['title']}: {t['expr']}"
+                for name, matchers in _series_matchers(t["expr"]):
+                    checked += 1
+                    if ":" not in name:
+                        assert 'namespace=~"$namespace"' in matchers, (p["title"], t["expr"])
+    assert checked >= 60
+
+
+def test_the_job_check_fails_on_a_query_without_the_job_selector() -> None:
+    assert _missing_job('sum(rate(engagement_intake_records_total{job="$job"}[5m])) / sum(up)') == [
+        "up"
+    ]
+    assert _missing_job('engagement:dau:users{job="$job"} - engagement:dau:users offset 1d') == [
+        "engagement:dau:users"
+    ]
+    assert _missing_job('histogram_quantile(0.5, sum by (le) (x_bucket{job="$job"}))') == []
+
+
+def test_every_dashboard_has_the_datasource_namespace_and_job_variables(
+    gen: ModuleType, models: dict[str, dict[str, Any]]
+) -> None:
+    cfg = gen.prometheus_generator().load_config()
+    selector = cfg["common"]["worker_selector"]
+    for stem, model in models.items():
+        variables = {v["name"]: v for v in model["templating"]["list"]}
+        assert list(variables) == ["datasource", "namespace", "job"], stem
+        ds = variables["datasource"]
+        assert ds["type"] == "datasource" and ds["query"] == "prometheus"
+        assert ds["current"]["value"] == gen.DATASOURCE_UID
+        job, ns = variables["job"], variables["namespace"]
+        assert job["type"] == ns["type"] == "query"
+        assert not job["multi"] and not job["includeAll"], "one deployment at a time"
+        assert selector in job["query"] and 'namespace=~"$namespace"' in job["query"]
+        assert job["query"].endswith(", job)") and ns["query"].endswith(", namespace)")
+        assert ns["includeAll"] and ns["allValue"] == ".*"
+        for v in (job, ns):
+            assert v["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+
+
+def test_panels_of_alert_conditions_link_their_runbook(
+    gen: ModuleType, models: dict[str, dict[str, Any]]
+) -> None:
+    """Runbook links follow rules.toml's runbook_base (the alerts' runbook_url)."""
+    cfg = gen.prometheus_generator().load_config()
+    linked = set()
+    for model in models.values():
+        for p in gen.iter_panels(model):
+            for link in p.get("links", []):
+                alert = link["title"].removeprefix("Runbook: ")
+                assert link["url"] == f"{cfg['common']['runbook_base']}/{alert}.md"
+                assert (REPO / "docs" / "runbooks" / f"{alert}.md").is_file()
+                linked.add(alert)
+    alerts = yaml.safe_load((REPO / "deploy" / "prometheus" / "rules" / "alerts.yml").read_text())
+    assert linked == {r["alert"] for g in alerts["groups"] for r in g["rules"]}
+    other = {**cfg, "common": {**cfg["common"], "runbook_base": "https://example.org/rb"}}
+    urls = [
+        link["url"]
+        for model in gen.dashboards(other).values()
+        for p in gen.iter_panels(model)
+        for link in p.get("links", [])
+    ]
+    assert urls and all(u.startswith("https://example.org/rb/") for u in urls)
 
 
 def test_every_query_is_valid_promql(gen: ModuleType, tmp_path: Path) -> None:
@@ -247,7 +347,9 @@ def test_the_up_query_selects_the_workers_scrape_job(gen: ModuleType) -> None:
     scrape = yaml.safe_load(PROMETHEUS_YML.read_text())["scrape_configs"]
     jobs = {c["job_name"] for c in scrape}
     selected = {
-        m for _, _, expr in gen.panel_queries() for m in re.findall(r'\bup\{job="([^"]+)"\}', expr)
+        m
+        for _, _, expr in gen.panel_queries()
+        for m in re.findall(r'\bup\{[^}]*\bjob="([^"]+)"', expr)
     }
     assert selected, "no panel counts the workers up"
     assert selected <= jobs
@@ -285,7 +387,9 @@ def test_every_panel_uses_the_provisioned_datasource(
                 continue
             refs = [p["datasource"], *(t["datasource"] for t in p["targets"])]
             for ref in refs:
-                assert ref == {"type": source["type"], "uid": source["uid"]}, p["title"]
+                assert ref == {"type": source["type"], "uid": "${datasource}"}, p["title"]
+        current = model["templating"]["list"][0]["current"]
+        assert current["value"] == source["uid"], "the datasource variable's default"
 
 
 def test_medians_from_histograms_say_so_in_their_description(
@@ -316,8 +420,9 @@ def test_rule_names_and_windows_follow_the_rules_config(gen: ModuleType) -> None
     cfg = copy.deepcopy(gen.prometheus_generator().load_config())
     cfg["alerts"]["EngagementDeadLetterRate"]["window"] = "1m"
     exprs = [e for _, _, e in gen.panel_queries(cfg)]
-    assert "engagement:records_accepted:rate1m" in exprs
-    assert "sum(rate(engagement_records_processed_total[1m]))" in exprs
+    assert 'engagement:records_accepted:rate1m{job="engagement-worker"}' in exprs
+    processed = 'engagement_records_processed_total{namespace=~".*", job="engagement-worker"}'
+    assert f"sum(rate({processed}[1m]))" in exprs
     assert not any("rate5m" in e or "[5m]" in e for e in exprs)
     with pytest.raises(KeyError, match="no recording rule"):
         gen.Rules(cfg)("engagement:no_such:rule")

@@ -330,3 +330,43 @@ def test_cli_bad_url_and_limit(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 2
     assert main(["at-risk", "--redis-url", "redis://:secret@127.0.0.1:1/0"]) == 1
     assert "secret" not in capsys.readouterr().err
+
+
+def test_the_cores_health_entries_are_health_entry() -> None:
+    """Differential: the compiled core's `health_entries` (what the publisher sends for a
+    native partition) give, through `entry_of`, the bytes `health_entry` gives on the exported
+    state, for customers of every kind, at instants of ns and finer, including the exactly-40
+    customer and one that does not exist yet."""
+    from fractions import Fraction
+
+    from tests.unit.test_native_live import _native
+
+    nl = _native()
+    ref = {
+        "exact40": _exactly_40(),
+        "low": account([csat("2026-11-19T08:00:00Z", 1)]),
+        "nps": account([act("2026-11-18T09:00:00Z"), nps("2026-11-19T10:00:00Z", 9)]),
+        "late": account([act("2026-11-20T12:30:00Z")]),
+        "paris": account([act("2026-11-10T23:30:00Z"), act("2026-11-19T00:30:00Z")], "UTC"),
+    }
+    cfg = Config()
+    facts = []
+    for c, part in ref.items():
+        a = part.accounts["c"]
+        facts.append((c, a))
+    core = nl.NativeLiveAccountPartition(cfg, 0, {c: a for c, a in facts})
+    assert not core.handed_over
+    names = [c for c, _ in facts] + ["nobody"]
+    for t in (ns(T), ns(T) - 7, Fraction(ns(T) * 4 + 1, 4), ns("2026-11-20T12:15:00Z")):
+        rows = core.health_entries(names, t)
+        assert rows is not None
+        got = {c: H.entry_of(h, r, f, s, risk, "as-of") for c, h, r, f, s, risk in rows}
+        want = {}
+        for c, a in core.accounts.export().items():
+            e = H.health_entry(a, t, core.engine.daycalc, "as-of")
+            if e is not None:
+                want[c] = e
+        assert got == want
+        assert "exact40" in got and ("late" in got) == (t >= ns("2026-11-20T12:30:00Z"))
+    rows = core.health_entries(["exact40"], ns(T))
+    assert rows is not None and rows[0][1:] == (40.0, 0.4375, 0.25, 0.5, False)

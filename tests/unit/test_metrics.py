@@ -487,6 +487,37 @@ def test_registry_is_passed_in_never_global() -> None:
     assert value(rb, "engagement_active_users", window="30d") == 5
 
 
+def test_the_worker_registry_carries_the_process_collectors(world: World) -> None:
+    """Issue 15.3: /metrics shows the worker's own health (memory, CPU, fds, GC) next to its
+    engagement series, unchanged, and still registers nothing globally."""
+    from agents.metrics import worker_registry
+
+    before = {s.name for m in prometheus_client.REGISTRY.collect() for s in m.samples}
+    reg = worker_registry(world.w)
+    names = {s.name for m in reg.collect() for s in m.samples}
+    for name in (
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "python_gc_collections_total",
+        "python_gc_objects_collected_total",
+        "python_info",
+    ):
+        assert name in names, name
+    assert reg.get_sample_value("process_resident_memory_bytes") > 0
+    assert reg.get_sample_value("process_open_fds") > 0
+    engagement = {n for n in names if n.startswith("engagement_")}
+    alone = CollectorRegistry()
+    alone.register(EngagementCollector(world.w))
+    assert engagement == {s.name for m in alone.collect() for s in m.samples}
+    assert {s.name for m in prometheus_client.REGISTRY.collect() for s in m.samples} == before
+    text, _ = exposition(reg)
+    assert b"process_resident_memory_bytes " in text
+
+
 def test_allow_lists_in_the_configuration() -> None:
     default = Config()
     assert default.metric_touchpoints == ("support", "checkout", "onboarding", "email", "in_app")

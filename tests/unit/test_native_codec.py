@@ -50,7 +50,56 @@ def check_users(part: Any) -> int:
         assert got[uid] == want, (uid, got[uid].hex(), want.hex())
         back = codec.decode_user(got[uid])
         assert _slots(back, _USER_SLOTS) == _slots(u, _USER_SLOTS), uid
+    # and the core reads its bytes back (a restart's load) into the same states, unless the
+    # core cannot hold them when loaded from Python either
+    read = read_back("users", part.config, dict(got))
+    if read is None:
+        assert hands_over("users", part.config, dict(got))
+    else:
+        assert {k: _slots(v, _USER_SLOTS) for k, v in read.items()} == {
+            k: _slots(v, _USER_SLOTS) for k, v in exported.items()
+        }
     return len(exported)
+
+
+def hands_over(kind: str, cfg: Config, encoded: dict[str, bytes]) -> bool:
+    """The states decoded in Python are more than the core holds (it hands them to Python)."""
+    from streams import native_live as nl
+
+    if kind == "users":
+        users = {k: codec.decode_user(v) for k, v in encoded.items()}
+        return bool(nl.NativeLiveUserPartition(cfg, 0, 1, 1, users).handed_over)
+    accts = {k: codec.decode_account(v) for k, v in encoded.items()}
+    return bool(nl.NativeLiveAccountPartition(cfg, 0, accts).handed_over)
+
+
+def read_back(kind: str, cfg: Config, encoded: dict[str, bytes]) -> dict[str, Any] | None:
+    """The states the core reads from stored bytes itself (`from_encoded`, a restart's load),
+    or None when it leaves them to Python."""
+    from streams import native_live as nl
+
+    part: Any
+    if kind == "users":
+        part = nl.NativeLiveUserPartition.from_encoded(cfg, 0, 1, 1, encoded)
+        return None if part is None else dict(part.users.export())
+    part = nl.NativeLiveAccountPartition.from_encoded(cfg, 0, encoded)
+    return None if part is None else dict(part.accounts.export())
+
+
+def read_in_python(kind: str, cfg: Config, encoded: dict[str, bytes]) -> dict[str, Any] | None:
+    """The states of the Python path (decode, then load), or None when it refuses the bytes."""
+    from streams import native_live as nl
+
+    try:
+        if kind == "users":
+            users = {k: codec.decode_user(v) for k, v in encoded.items()}
+            part: Any = nl.NativeLiveUserPartition(cfg, 0, 1, 1, users)
+            return dict(part.users.export()) if not part.handed_over else dict(users)
+        accts = {k: codec.decode_account(v) for k, v in encoded.items()}
+        part = nl.NativeLiveAccountPartition(cfg, 0, accts)
+        return dict(part.accounts.export()) if not part.handed_over else dict(accts)
+    except Exception:
+        return None
 
 
 def check_accounts(part: Any) -> int:
@@ -64,7 +113,18 @@ def check_accounts(part: Any) -> int:
         assert got[c] == want, (c, got[c].hex(), want.hex())
         back = codec.decode_account(got[c])
         assert _slots(back, _ACCOUNT_SLOTS) == _slots(a, _ACCOUNT_SLOTS), c
+    read = read_back("accounts", part.config, dict(got))
+    if read is None:
+        assert hands_over("accounts", part.config, dict(got))
+    elif not _has_nan(exported):
+        assert {k: _slots(v, _ACCOUNT_SLOTS) for k, v in read.items()} == {
+            k: _slots(v, _ACCOUNT_SLOTS) for k, v in exported.items()
+        }
     return len(exported)
+
+
+def _has_nan(accounts: dict[str, Any]) -> bool:
+    return any(f != f for a in accounts.values() for _, f in (a.orders or []))
 
 
 @pytest.mark.parametrize(
@@ -241,3 +301,67 @@ def test_every_day_key_stays_an_int() -> None:
     part = nl.NativeLiveUserPartition(Config(), 0, 1, 1, {"d": u})
     b = part.users.export_encoded()["d"]
     assert b is not None and codec.decode_user(b).days == u.days
+
+
+def _mutations(b: bytes, rng: random.Random) -> list[bytes]:
+    """Bytes near `b`: truncated, a byte changed (to a random one, or to a nil, a bool, a
+    float, an extension header), a byte dropped or repeated."""
+    out = [b[:i] for i in sorted(rng.sample(range(len(b)), min(6, len(b))))]
+    for _ in range(24):
+        i = rng.randrange(len(b))
+        c = rng.choice([rng.randrange(256), 0xC0, 0xC2, 0xC3, 0xCB, 0xD4, 0xD8, 0xC7, 0x01])
+        out.append(b[:i] + bytes([c]) + b[i + 1 :])
+        out.append(b[:i] + b[i + 1 :])
+        out.append(b[:i] + b[i : i + 1] + b[i:])
+    return out
+
+
+@pytest.mark.parametrize("kind", ["users", "accounts"])
+def test_the_core_reads_stored_bytes_as_python_does_or_leaves_them_to_it(kind: str) -> None:
+    """Differential, on bytes near valid ones: whatever the core reads itself is what the
+    Python path (decode, then load) gives; bytes that the Python path refuses, the core never
+    takes."""
+    nl = _native()
+    cfg = Config()
+    rng = random.Random(7)
+    if kind == "users":
+        states: dict[str, Any] = {f"u{i}": _edge_user(i) for i in (0, 1, 3, 16)}
+        for u in states.values():  # less the core's initial fold point, which it cannot load
+            u.lastp = [x for x in u.lastp if x != -(10**28)]
+        ordinary = UserState()
+        ordinary.offs = {("product-events", 0): 5}
+        ordinary.ids = {"e1": START}
+        ordinary.days = {20000: START}
+        ordinary.last = START
+        ordinary.signup = Fraction(START * 10**9 + 1, 10**9)
+        ordinary.answers = [(START, 0, 4, "web")]
+        ordinary.sessions = {"s": [START, START + 5, None, None, START]}
+        ordinary.facts = [(START, 1)]
+        states["ordinary"] = ordinary
+        encoded = {k: codec.encode_user(u) for k, u in states.items()}
+    else:
+        a = AccountState(START)
+        a.offs = {("product-events", 1, 2): 3}
+        a.days = {20000: START}
+        a.nps = (START, 9)
+        a.orders = [(START, 1.5)]
+        a.csatp = [(START, 4)]
+        encoded = {"c": codec.encode_account(a), "bare": codec.encode_account(AccountState(1))}
+    names = _USER_SLOTS if kind == "users" else _ACCOUNT_SLOTS
+    taken = refused = 0
+    for k, b in encoded.items():
+        # the bytes as written: the core reads every one of them itself
+        mine, ref = read_back(kind, cfg, {k: b}), read_in_python(kind, cfg, {k: b})
+        assert mine is not None and ref is not None, k
+        assert _slots(mine[k], names) == _slots(ref[k], names), k
+        for m in _mutations(b, rng):
+            one = {k: m}
+            mine = read_back(kind, cfg, one)
+            ref = read_in_python(kind, cfg, one)
+            if mine is None:
+                continue
+            assert ref is not None, (k, m.hex())
+            assert _slots(mine[k], names) == _slots(ref[k], names), (k, m.hex())
+            taken += 1
+        refused += read_in_python(kind, cfg, {k: b[:-1]}) is None
+    assert nl is not None and taken > 10 and refused > 0

@@ -119,6 +119,42 @@ def test_every_alert_fires_in_a_promtool_test_and_has_its_runbook() -> None:
         assert runbook.is_file(), f"{runbook.relative_to(REPO)} is missing"
 
 
+def _exprs() -> dict[str, str]:
+    return {str(r.get("record") or r["alert"]): str(r["expr"]) for r in _rules("expr")}
+
+
+def test_every_rule_keeps_the_deployment_labels_and_reads_only_the_workers() -> None:
+    """Issue 15.1: one Prometheus scraping two deployments never adds them together. Every
+    aggregation keeps the deployment labels of rules.toml, every vector match is on them, and
+    every raw series carries the worker selector (no hard-coded job name)."""
+    common = _generator().load_config()["common"]
+    labels = ", ".join(common["deployment_labels"])
+    selector = common["worker_selector"]
+    assert "job" in common["deployment_labels"] and selector
+    for name, expr in _exprs().items():
+        for agg in re.findall(r"\b(?:sum|count|avg|min|max)(?: by \(([^)]*)\))? ?\(", expr):
+            assert agg.startswith(labels), f"{name}: an aggregation drops {labels}: {expr}"
+        assert "on ()" not in expr and "ignoring" not in expr and "vector(" not in expr, name
+        for on in re.findall(r"\bon \(([^)]*)\)", expr):
+            assert on == labels, f"{name}: matches on ({on}), not on ({labels})"
+        raw = re.findall(r"(?<![\w:])((?:engagement_|up\b)[\w]*)(\{[^}]*\})?", expr)
+        for series, matchers in raw:
+            assert matchers.startswith("{" + selector), f"{name}: {series} without {selector}"
+        assert 'job="' not in expr, f"{name} hard-codes a job: {expr}"
+
+
+def test_promtool_tests_cover_two_deployments() -> None:
+    """Every promtool test file feeds the rules the series of two jobs, and each file's results
+    name the job: production (engagement-worker) and staging (engagement-worker-staging)."""
+    for path in RULE_TESTS:
+        text = path.read_text()
+        for job in ("engagement-worker", "engagement-worker-staging"):
+            assert f'job="{job}"' in text, f"{path.name}: no input series of job {job}"
+        assert "job: engagement-worker-staging" in text or (
+            '{job="engagement-worker-staging"' in text and "exp_samples" in text
+        ), f"{path.name}: no expected result names the staging job"
+
+
 def test_amtool_accepts_the_alertmanager_config() -> None:
     output = _run(_tool("amtool"), "check-config", str(ALERTMANAGER_CONFIG))
     assert "SUCCESS" in output

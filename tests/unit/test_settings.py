@@ -54,6 +54,8 @@ def test_flags_override_environment(tmp_path: Path) -> None:
         ({"ENGAGEMENT_COMMIT_INTERVAL_MS": "fast"}, "COMMIT_INTERVAL_MS.*integer"),
         ({"ENGAGEMENT_COMMIT_INTERVAL_MS": "5"}, "outside 10..60000"),
         ({"ENGAGEMENT_ENGINE": "rust"}, "ENGAGEMENT_ENGINE: engine must be auto, native or python"),
+        ({"ENGAGEMENT_ROCKSDB_BLOCK_CACHE_MB": "lots"}, "BLOCK_CACHE_MB: must be an integer"),
+        ({"ENGAGEMENT_ROCKSDB_WRITE_BUFFER_MB": "0"}, "WRITE_BUFFER_MB: 0 MiB is outside 1..4096"),
     ],
 )
 def test_errors(env: dict[str, str], message: str) -> None:
@@ -148,3 +150,16 @@ def test_cmd_worker_flags_reach_the_settings(tmp_path: Path) -> None:
     overrides = {k: getattr(args, k) for k in ("web_port", "config_file", "data_dir", "log_level")}
     s = Settings.load(env={"ENGAGEMENT_WEB_PORT": "7200"}, overrides=overrides)
     assert (s.web_port, s.data_dir, s.log_level) == (7300, "/tmp/w", "warning")
+
+
+def test_rocksdb_memory_is_bounded_by_the_settings() -> None:
+    mib = 1024 * 1024
+    d = Settings.load(env={}).rocksdb_options
+    assert d["block_cache_size"] == 8 * mib and d["write_buffer_size"] == 8 * mib
+    assert d["max_write_buffer_number"] == 2
+    s = Settings.load(
+        env={"ENGAGEMENT_ROCKSDB_BLOCK_CACHE_MB": "3", "ENGAGEMENT_ROCKSDB_WRITE_BUFFER_MB": "5"}
+    )
+    assert s.rocksdb_options["block_cache_size"] == 3 * mib
+    assert s.rocksdb_options["block_cache_compressed_size"] == 3 * mib
+    assert s.rocksdb_options["write_buffer_size"] == 5 * mib

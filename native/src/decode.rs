@@ -1,0 +1,461 @@
+//! The stored encoding read back (streams/codec.py `decode_user` / `decode_account`, then
+//! `Conv::user_from_py` / `account_from_py`), straight from the bytes into the core's state: a
+//! restarted worker loads its partitions without making a Python object per entity.
+//!
+//! It reads what codec.rs and streams/codec.py write (format version 1). Anything else it is not
+//! sure to read exactly as the Python path would (another version byte, a big int or a str with
+//! lone surrogates, a bool or float where an int belongs, a key given twice, an instant finer than
+//! attoseconds, bytes that are not such a value) makes it give up on the whole load: the caller
+//! then takes the Python path, which reads or refuses those bytes with its own errors.
+//! tests/unit/test_native_codec.py checks it against the Python path.
+
+use crate::codec::{EXT_BIG_INT, EXT_FRACTION, FORMAT_VERSION, TOPICS};
+use crate::state::{Account, Days, Key, Map, Ms, User, NONE};
+use crate::time::{I, UNIT};
+
+/// A value this reader is not sure to read as the Python path would.
+pub struct Unsure;
+
+type R<T> = Result<T, Unsure>;
+
+struct Rd<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Rd<'a> {
+    #[inline]
+    fn byte(&mut self) -> R<u8> {
+        let c = *self.b.get(self.i).ok_or(Unsure)?;
+        self.i += 1;
+        Ok(c)
+    }
+
+    #[inline]
+    fn peek(&self) -> R<u8> {
+        self.b.get(self.i).copied().ok_or(Unsure)
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+        let end = self.i.checked_add(n).ok_or(Unsure)?;
+        let s = self.b.get(self.i..end).ok_or(Unsure)?;
+        self.i = end;
+        Ok(s)
+    }
+
+    #[inline]
+    fn be(&mut self, n: usize) -> R<u64> {
+        let mut x = 0u64;
+        for &c in self.take(n)? {
+            x = (x << 8) | c as u64;
+        }
+        Ok(x)
+    }
+
+    /// A nil: consumed, true.
+    #[inline]
+    fn nil(&mut self) -> R<bool> {
+        if self.peek()? == 0xc0 {
+            self.i += 1;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// An int of msgpack's own forms (not a bool, a float or an extension type)
+    fn int(&mut self) -> R<i128> {
+        let c = self.byte()?;
+        Ok(match c {
+            0x00..=0x7f => c as i128,
+            0xe0..=0xff => c as i8 as i128,
+            0xcc => self.be(1)? as i128,
+            0xcd => self.be(2)? as i128,
+            0xce => self.be(4)? as i128,
+            0xcf => self.be(8)? as i128,
+            0xd0 => self.be(1)? as u8 as i8 as i128,
+            0xd1 => self.be(2)? as u16 as i16 as i128,
+            0xd2 => self.be(4)? as u32 as i32 as i128,
+            0xd3 => self.be(8)? as i64 as i128,
+            _ => return Err(Unsure),
+        })
+    }
+
+    fn i64(&mut self) -> R<i64> {
+        i64::try_from(self.int()?).map_err(|_| Unsure)
+    }
+
+    fn len(&mut self, fix: u8, fix_max: u8, m16: u8, m32: u8) -> R<usize> {
+        let c = self.byte()?;
+        if c & !fix_max == fix {
+            Ok((c & fix_max) as usize)
+        } else if c == m16 {
+            Ok(self.be(2)? as usize)
+        } else if c == m32 {
+            Ok(self.be(4)? as usize)
+        } else {
+            Err(Unsure)
+        }
+    }
+
+    #[inline]
+    fn array(&mut self) -> R<usize> {
+        self.len(0x90, 0x0f, 0xdc, 0xdd)
+    }
+
+    #[inline]
+    fn map(&mut self) -> R<usize> {
+        self.len(0x80, 0x0f, 0xde, 0xdf)
+    }
+
+    /// An array that is nil when empty on the Python side: its length, 0 for nil
+    #[inline]
+    fn array_or_nil(&mut self) -> R<usize> {
+        if self.nil()? {
+            Ok(0)
+        } else {
+            self.array()
+        }
+    }
+
+    #[inline]
+    fn map_or_nil(&mut self) -> R<usize> {
+        if self.nil()? {
+            Ok(0)
+        } else {
+            self.map()
+        }
+    }
+
+    fn str(&mut self) -> R<&'a str> {
+        let c = self.byte()?;
+        let n = match c {
+            0xa0..=0xbf => (c & 0x1f) as usize,
+            0xd9 => self.be(1)? as usize,
+            0xda => self.be(2)? as usize,
+            0xdb => self.be(4)? as usize,
+            _ => return Err(Unsure),
+        };
+        std::str::from_utf8(self.take(n)?).map_err(|_| Unsure)
+    }
+
+    fn float(&mut self) -> R<f64> {
+        match self.byte()? {
+            0xcb => Ok(f64::from_bits(self.be(8)?)),
+            0xca => Ok(f32::from_bits(self.be(4)? as u32) as f64),
+            _ => Err(Unsure),
+        }
+    }
+
+    /// An extension value's header: its type and payload, when the next value is one.
+    fn ext(&mut self) -> R<Option<(i8, &'a [u8])>> {
+        let n = match self.peek()? {
+            0xd4 => 1,
+            0xd5 => 2,
+            0xd6 => 4,
+            0xd7 => 8,
+            0xd8 => 16,
+            0xc7..=0xc9 => 0,
+            _ => return Ok(None),
+        };
+        let n = match self.byte()? {
+            0xc7 => self.be(1)? as usize,
+            0xc8 => self.be(2)? as usize,
+            0xc9 => self.be(4)? as usize,
+            _ => n,
+        };
+        let code = self.byte()? as i8;
+        Ok(Some((code, self.take(n)?)))
+    }
+
+    /// An int, of msgpack's forms or extension type 1 (beyond 64 bits: two's complement,
+    /// big-endian), when it fits in an i128.
+    fn big_int(&mut self) -> R<i128> {
+        match self.ext()? {
+            None => self.int(),
+            Some((EXT_BIG_INT, b)) if !b.is_empty() && b.len() <= 16 => {
+                let mut be = [if b[0] & 0x80 != 0 { 0xff } else { 0 }; 16];
+                be[16 - b.len()..].copy_from_slice(b);
+                Ok(i128::from_be_bytes(be))
+            }
+            Some(_) => Err(Unsure),
+        }
+    }
+
+    /// An instant in attoseconds: an int of ns (extension type 1 beyond 64 bits), or a
+    /// Fraction of them (extension type 2: the array [numerator, denominator])
+    fn t(&mut self) -> R<I> {
+        let start = self.i;
+        let payload = match self.ext()? {
+            Some((EXT_FRACTION, payload)) => payload,
+            Some(_) => {
+                self.i = start;
+                return self.big_int()?.checked_mul(UNIT).ok_or(Unsure);
+            }
+            None => return self.int()?.checked_mul(UNIT).ok_or(Unsure),
+        };
+        let mut p = Rd { b: payload, i: 0 };
+        if p.array()? != 2 {
+            return Err(Unsure);
+        }
+        let (num, den) = (p.big_int()?, p.big_int()?);
+        if p.i != p.b.len() || den <= 0 {
+            return Err(Unsure);
+        }
+        let a = num.checked_mul(UNIT).ok_or(Unsure)?;
+        if a % den != 0 {
+            return Err(Unsure);
+        }
+        Ok(a / den)
+    }
+
+    fn ot(&mut self) -> R<Option<I>> {
+        if self.nil()? {
+            Ok(None)
+        } else {
+            self.t().map(Some)
+        }
+    }
+
+    fn tlist(&mut self) -> R<Vec<I>> {
+        let n = self.array_or_nil()?;
+        (0..n).map(|_| self.t()).collect()
+    }
+
+    fn str_map(&mut self) -> R<Map<Key, I>> {
+        let n = self.map_or_nil()?;
+        let mut m = Map::default();
+        m.reserve(n);
+        for _ in 0..n {
+            let k = Key::from(self.str()?);
+            if m.insert(k, self.t()?).is_some() {
+                return Err(Unsure);
+            }
+        }
+        Ok(m)
+    }
+
+    fn days(&mut self) -> R<Days> {
+        let n = self.map_or_nil()?;
+        let mut d = Days::default();
+        d.0.reserve(n);
+        for _ in 0..n {
+            let day = self.i64()?;
+            if d.0.iter().any(|e| e.0 == day) {
+                return Err(Unsure);
+            }
+            d.0.push((day, self.t()?));
+        }
+        Ok(d)
+    }
+
+    fn pairs<N>(&mut self, n: impl Fn(&mut Self) -> R<N>) -> R<Vec<(I, N)>> {
+        let len = self.array_or_nil()?;
+        let mut v = Vec::with_capacity(len);
+        for _ in 0..len {
+            if self.array()? != 2 {
+                return Err(Unsure);
+            }
+            let x = self.t()?;
+            v.push((x, n(self)?));
+        }
+        Ok(v)
+    }
+
+    fn pair(&mut self) -> R<Option<(I, i64)>> {
+        if self.nil()? {
+            return Ok(None);
+        }
+        if self.array()? != 2 {
+            return Err(Unsure);
+        }
+        Ok(Some((self.t()?, self.i64()?)))
+    }
+
+    /// `_offs(flat, width)`: the sources (topic, partition[, user partition]) and offsets
+    fn offs(&mut self, width: usize) -> R<Vec<(&'a str, i64, i64, i64)>> {
+        let n = self.array_or_nil()?;
+        if n % (width + 1) != 0 {
+            return Err(Unsure);
+        }
+        let mut out: Vec<(&str, i64, i64, i64)> = Vec::with_capacity(n / (width + 1));
+        for _ in 0..n / (width + 1) {
+            let topic = match self.peek()? {
+                0xa0..=0xbf | 0xd9 | 0xda | 0xdb => self.str()?,
+                _ => *TOPICS
+                    .get(usize::try_from(self.int()?).map_err(|_| Unsure)?)
+                    .ok_or(Unsure)?,
+            };
+            let part = self.i64()?;
+            let via = if width == 3 { self.i64()? } else { 0 };
+            let off = self.i64()?;
+            if out
+                .iter()
+                .any(|e| e.0 == topic && e.1 == part && e.2 == via)
+            {
+                return Err(Unsure);
+            }
+            out.push((topic, part, via, off));
+        }
+        Ok(out)
+    }
+}
+
+/// The version byte and the slots' array: a reader at the first slot, and the slot count.
+fn open(b: &[u8], max: usize) -> R<(Rd<'_>, usize)> {
+    let mut r = Rd { b, i: 0 };
+    if r.byte()? != FORMAT_VERSION {
+        return Err(Unsure);
+    }
+    let n = r.array()?;
+    if n > max {
+        return Err(Unsure);
+    }
+    Ok((r, n))
+}
+
+/// `decode_user` then `Conv::user_from_py`; `src` interns a (topic, partition) source.
+pub fn user(b: &[u8], src: &mut dyn FnMut(&str, i64) -> u32) -> R<User> {
+    let (mut r, n) = open(b, 15)?;
+    if n < 2 {
+        return Err(Unsure);
+    }
+    let mut u = User::default();
+    for slot in 0..n {
+        match slot {
+            0 => {
+                for (topic, part, _, off) in r.offs(2)? {
+                    u.offs.push((src(topic, part), off));
+                }
+            }
+            1 => u.ids = r.str_map()?,
+            2 => u.days = r.days()?,
+            3 => u.last = r.ot()?,
+            4 => u.signup = r.ot()?,
+            5 => {
+                if !r.nil()? {
+                    u.ms_some = true;
+                    for _ in 0..r.map()? {
+                        let k = r.str()?;
+                        if u.ms.0.iter().any(|e| e.0.as_str() == k) {
+                            return Err(Unsure);
+                        }
+                        let m = match r.peek()? {
+                            0x90..=0x9f | 0xdc | 0xdd => Ms::List(r.tlist()?),
+                            _ => Ms::At(r.t()?),
+                        };
+                        u.ms.0.push((Key::from(k), m));
+                    }
+                }
+            }
+            6 => {
+                let len = r.map_or_nil()?;
+                u.features.reserve(len);
+                for _ in 0..len {
+                    let k = Key::from(r.str()?);
+                    if r.array()? != 2 {
+                        return Err(Unsure);
+                    }
+                    let f = (r.ot()?, r.tlist()?);
+                    if u.features.insert(k, f).is_some() {
+                        return Err(Unsure);
+                    }
+                }
+            }
+            7 => {
+                let len = r.array_or_nil()?;
+                u.answers.reserve(len);
+                for _ in 0..len {
+                    if r.array()? != 4 {
+                        return Err(Unsure);
+                    }
+                    let ts = r.t()?;
+                    let sv = u8::try_from(r.int()?).map_err(|_| Unsure)?;
+                    let score = r.i64()?;
+                    let tp = if r.nil()? {
+                        None
+                    } else {
+                        Some(Key::from(r.str()?))
+                    };
+                    u.answers.push((ts, sv, score, tp));
+                }
+            }
+            8 => {
+                let len = r.map_or_nil()?;
+                u.sessions.reserve(len);
+                for _ in 0..len {
+                    let k = Key::from(r.str()?);
+                    if r.array()? != 5 {
+                        return Err(Unsure);
+                    }
+                    let mut s = [NONE; 5];
+                    for e in s.iter_mut() {
+                        *e = r.ot()?.unwrap_or(NONE);
+                    }
+                    if u.sessions.insert(k, s).is_some() {
+                        return Err(Unsure);
+                    }
+                }
+            }
+            9 => u.orders = r.str_map()?,
+            10 => {
+                u.facts = r.pairs(|r| u8::try_from(r.int()?).map_err(|_| Unsure))?;
+            }
+            11 => u.resp = r.str_map()?,
+            12 => {
+                let len = r.map_or_nil()?;
+                u.tickets.reserve(len);
+                for _ in 0..len {
+                    let k = Key::from(r.str()?);
+                    if r.array()? != 2 {
+                        return Err(Unsure);
+                    }
+                    let t = [r.ot()?, r.ot()?];
+                    if u.tickets.insert(k, t).is_some() {
+                        return Err(Unsure);
+                    }
+                }
+            }
+            13 => u.returns = r.str_map()?,
+            _ => u.lastp = r.tlist()?,
+        }
+    }
+    if r.i != b.len() {
+        return Err(Unsure);
+    }
+    Ok(u)
+}
+
+/// `decode_account` then `Conv::account_from_py`; `src` interns a (topic, partition, user
+/// partition) source.
+pub fn account(b: &[u8], src: &mut dyn FnMut(&str, i64, i64) -> u32) -> R<Account> {
+    let (mut r, n) = open(b, 12)?;
+    if n < 1 {
+        return Err(Unsure);
+    }
+    let mut a = Account::new(r.t()?);
+    for slot in 1..n {
+        match slot {
+            1 => {
+                for (topic, part, via, off) in r.offs(3)? {
+                    a.offs.push((src(topic, part, via), off));
+                }
+            }
+            2 => a.days = r.days()?,
+            3 => a.last = r.ot()?,
+            4 => a.sub = r.pair()?,
+            5 => a.nps = r.pair()?,
+            6 => a.csat = r.pair()?,
+            7 => a.orders = r.pairs(|r| r.float())?,
+            8 => a.lastp = r.tlist()?,
+            9 => a.subp = r.pairs(|r| r.i64())?,
+            10 => a.npsp = r.pairs(|r| r.i64())?,
+            _ => a.csatp = r.pairs(|r| r.i64())?,
+        }
+    }
+    if r.i != b.len() {
+        return Err(Unsure);
+    }
+    Ok(a)
+}
