@@ -5,7 +5,8 @@ usage: python bench/peer_bare.py --prefix P --expect N   (prints one JSON line)
 
 It assigns every partition of `<P>product-events` and `<P>survey-answers` itself (no consumer
 group, no commits), reads from the beginning with `getmany`, and stops once it has seen N records.
-`first`/`last` are the wall-clock instants the first and the N-th record were decoded.
+`first`/`last` are the wall-clock instants the first and the N-th record were decoded;
+`cpu_first`/`cpu_last` the process's CPU seconds then.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ async def consume(bootstrap: str, prefix: str, expect: int, partitions: int) -> 
     await consumer.start()
     decode = msgspec.json.decode
     n = bad = 0
-    first = last = 0.0
+    first = last = cpu_first = cpu_last = 0.0
     try:
         tps = [TopicPartition(prefix + t, p) for t in TOPICS for p in range(partitions)]
         consumer.assign(tps)
@@ -42,17 +43,18 @@ async def consume(bootstrap: str, prefix: str, expect: int, partitions: int) -> 
             data = await consumer.getmany(timeout_ms=1000, max_records=20_000)
             for msgs in data.values():
                 if not first and msgs:
-                    first = time.time()
+                    first, cpu_first = time.time(), time.process_time()
                 for m in msgs:
                     try:
                         decode(m.value)
                     except (msgspec.DecodeError, TypeError, UnicodeDecodeError):
                         bad += 1
                 n += len(msgs)
-            last = time.time()
+            last, cpu_last = time.time(), time.process_time()
     finally:
         await consumer.stop()
     return {"records": n, "undecodable": bad, "first": first, "last": last,
+            "cpu_first": cpu_first, "cpu_last": cpu_last,
             "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}  # fmt: skip
 
 

@@ -4,8 +4,9 @@ the py-spy profile summary and the markdown table. No I/O; tests/unit/test_bench
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 def rate(records: int, seconds: float) -> float:
@@ -216,6 +217,48 @@ def verdict(value: float | None, target: float, higher_is_better: bool) -> str:
         return "n/a"
     ok = value >= target if higher_is_better else value <= target
     return "met" if ok else "missed"
+
+
+# The peers' goals (issue 14) are judged on a backlog of at least this many records: on fewer,
+# start-up and the last commit weigh too much in a peer's rate.
+PEER_GOAL_RECORDS = 1_500_000
+
+
+def cpu_per_record(res: Mapping[str, Any]) -> float | None:
+    """CPU seconds per record of a contender's timed span: (`cpu_last` - `cpu_first`) over the
+    records after the first (the span starts at the first record); None when not reported."""
+    try:
+        cpu = float(res["cpu_last"]) - float(res["cpu_first"])
+        records = int(res["records"]) - 1
+    except (KeyError, TypeError, ValueError):
+        return None
+    if records <= 0 or cpu < 0:
+        return None
+    return cpu / records
+
+
+def peer_goal(ours: float, peer: float, goal: float, records: int) -> tuple[str, str]:
+    """(verdict, note) for "ours >= goal x the peer": judged only when both ran on at least
+    PEER_GOAL_RECORDS records (`records`: the fewer of the two), `n/a` when either rate is 0."""
+    if ours <= 0 or peer <= 0:
+        return "n/a", "not measured"
+    note = f"ours = {ratio(ours, peer)} of it"
+    if records < PEER_GOAL_RECORDS:
+        return "", f"{note}; judged on >= {PEER_GOAL_RECORDS:,} records (`--records`)"
+    return verdict(ours / peer, goal, True), note
+
+
+def peer_totals(partitions: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """The per-partition figures of an expert peer added up over the partitions (users stay in
+    their key's partition, so the sums are the whole topic's): dau, mau, user_days,
+    csat_responses, csat_positive."""
+    keys = ("dau", "mau", "user_days", "csat_responses", "csat_positive")
+    return {k: sum(int(p.get(k, 0)) for p in partitions.values()) for k in keys}
+
+
+def plural(n: int, noun: str) -> str:
+    """`1 stream thread`, `2 stream threads`."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def fmt_int(x: float) -> str:

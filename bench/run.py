@@ -15,7 +15,12 @@ Phases (each contender reads the same backlog from the earliest offset, one at a
     to the input topics as fast as it can;
  2. ceiling: `bench/peer_bare.py`, a bare aiokafka consumer that fetches and decodes;
  3. framework floor: `bench/peer_faust.py`, a Faust agent that only counts;
- 4. peer: `bench/peer_quix.py`, DAU/MAU and live CSAT with Quix Streams' windowed state;
+ 4. peers, computing per-partition active days, DAU/MAU and live CSAT (bench/README.md, "The
+    expert peers"): `bench/peer_quix_state.py`, Quix Streams written as an expert would (State
+    API, per-partition counts in state, no repartition); `bench/kafka_streams/` (Java, built by
+    its build.sh from Maven Central), Kafka Streams with RocksDB stores and the record cache on;
+    and `bench/peer_quix.py`, the earlier Quix design (windows and a `group_by` to one global
+    key), on the first --window-records records only (it runs at a few thousand records/s);
  5. ours: one `engagement worker` process (the metric config of the demo: every metric on;
     /metrics scraped every 5 s as Prometheus would), timed from its first record to the
     /snapshot counting every record; py-spy samples it meanwhile (the profile);
@@ -28,7 +33,11 @@ Phases (each contender reads the same backlog from the earliest offset, one at a
  8. `bench/replay_bench.py` (`engagement replay` records/s) and `bench/state_size.py` (bytes of
     state per user, dedupe ids apart).
 A rate is records / seconds from the contender's first record to its last (start-up,
-group join and topic creation excluded).
+group join and topic creation excluded); CPU per record is the process's CPU seconds over the same
+span (every thread), per record.
+
+The peers' goals (ours >= 1.25x the expert Quix job, >= 0.5x Kafka Streams) are judged only on
+>= 1.5M records: `make bench BENCH_ARGS='--records 1500000'`.
 """
 
 from __future__ import annotations
@@ -55,7 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import report  # noqa: E402
+from bench import peer_kstreams, report  # noqa: E402
 from bench.loadgen import produce_backlog, produce_paced, sim_config  # noqa: E402
 from bench.replay_bench import CONFIG_TOML  # noqa: E402  (one metric config for every bench)
 
@@ -70,9 +79,11 @@ PYSPY = str(_NEXT_TO_PY) if _NEXT_TO_PY.exists() else shutil.which("py-spy")
 
 MODES: dict[str, dict[str, Any]] = {
     "quick": {"records": 120_000, "users": 12_000, "delay_s": 10, "settle_s": 10,
-              "replay": 100_000, "state": 50_000, "profile_s": 8, "timeout": 240},
+              "replay": 100_000, "state": 50_000, "profile_s": 8, "timeout": 240,
+              "window_records": 40_000},
     "full": {"records": 300_000, "users": 60_000, "delay_s": 30, "settle_s": 30,
-             "replay": 1_000_000, "state": 200_000, "profile_s": 20, "timeout": 900},
+             "replay": 1_000_000, "state": 200_000, "profile_s": 20, "timeout": 900,
+             "window_records": 300_000},
 }  # fmt: skip
 
 
@@ -137,6 +148,15 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) of a running process, from /proc; 0 if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def du(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
@@ -191,9 +211,26 @@ def run_faust(
 
 
 def run_quix(prefix: str, n: int, env: dict[str, str], tmp: Path, timeout: float) -> dict[str, Any]:
+    """The window design, on the first `n` records of the backlog."""
     qenv = {**env, "BENCH_PREFIX": prefix, "BENCH_EXPECT": str(n),
             "BENCH_STATE": str(tmp / "quix-state")}  # fmt: skip
     return run_json([PY, "bench/peer_quix.py"], qenv, timeout)
+
+
+def run_quix_state(
+    prefix: str, n: int, env: dict[str, str], tmp: Path, timeout: float
+) -> dict[str, Any]:
+    qenv = {**env, "BENCH_PREFIX": prefix, "BENCH_EXPECT": str(n),
+            "BENCH_STATE": str(tmp / "quix-state-expert")}  # fmt: skip
+    return run_json([PY, "bench/peer_quix_state.py"], qenv, timeout)
+
+
+def run_kstreams(
+    classpath: str, prefix: str, n: int, env: dict[str, str], tmp: Path, timeout: float
+) -> dict[str, Any]:
+    kenv = {**env, "BENCH_PREFIX": prefix, "BENCH_EXPECT": str(n),
+            "BENCH_STATE": str(tmp / "kstreams"), "BENCH_TIMEOUT": str(int(timeout))}  # fmt: skip
+    return run_json(peer_kstreams.command(classpath), kenv, timeout + 120)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -222,6 +259,7 @@ def snapshot_total(w: Any) -> tuple[int, dict[str, Any] | None]:
 def drain_ours(w: Any, n: int, timeout: float, profile_s: float, tmp: Path) -> dict[str, Any]:
     """Time the worker from its first record to /snapshot counting all n; py-spy it meanwhile."""
     t_first = n_first = None
+    cpu_first = cpu_last = 0.0
     baseline_rss = 0
     next_scrape = 0.0
     spy: subprocess.Popen[bytes] | None = None
@@ -249,6 +287,7 @@ def drain_ours(w: Any, n: int, timeout: float, profile_s: float, tmp: Path) -> d
                 # measured is never flattered
                 counted, _ = snapshot_total(w)
                 t_first, n_first = now, counted if counted >= 0 else min(done, n)
+                cpu_first = proc_cpu(w.proc.pid)
                 if profile_s > 0 and PYSPY:
                     spy = subprocess.Popen(
                         [PYSPY, "record", "--pid", str(w.proc.pid), "--duration",
@@ -263,6 +302,7 @@ def drain_ours(w: Any, n: int, timeout: float, profile_s: float, tmp: Path) -> d
             total, body = snapshot_total(w)
             if total >= n:
                 t_last = time.time()
+                cpu_last = proc_cpu(w.proc.pid)
                 break
         time.sleep(POLL)
     if spy is not None:
@@ -273,6 +313,8 @@ def drain_ours(w: Any, n: int, timeout: float, profile_s: float, tmp: Path) -> d
     assert n_first is not None and t_first is not None
     return {"records": n, "first": t_first, "last": t_last, "n_first": n_first,
             "rate": report.rate(n - n_first, t_last - t_first), "baseline_rss": baseline_rss,
+            "cpu_first": cpu_first, "cpu_last": cpu_last,
+            "cpu_per_record": (cpu_last - cpu_first) / max(1, n - n_first),
             "snapshot": body, "profile": spy_out if spy_out.exists() else None}  # fmt: skip
 
 
@@ -414,7 +456,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, help="backlog records (quick 120,000; full 300,000)")
     ap.add_argument("--users", type=int, help="users of the backlog (quick 12,000; full 60,000)")
     ap.add_argument(
-        "--skip", default="", help="comma-separated phases to skip: faust,quix,replay,profile"
+        "--window-records",
+        type=int,
+        help="records the window-design Quix job reads (quick 40,000; full 300,000; at most "
+        "--records): it runs at a few thousand records/s",
+    )
+    ap.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated phases to skip: faust,quix (the window design),quix_state,"
+        "kstreams,replay,profile",
     )
     ap.add_argument("--out", help="also write the report (markdown) here")
     args = ap.parse_args(argv)
@@ -424,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
         m["records"] = args.records
     if args.users:
         m["users"] = args.users
+    if args.window_records:
+        m["window_records"] = args.window_records
+    m["window_records"] = min(m["window_records"], m["records"])
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     info = machine()
     log(
@@ -442,6 +496,14 @@ def main(argv: list[str] | None = None) -> int:
     worker: Any = None
     try:
         asyncio.run(admin.ensure_topics(BOOT, topic_specs(TopicSettings(prefix=prefix))))
+        ks_classpath = None
+        if "kstreams" not in skip:  # built (or found built) before anything is timed
+            try:
+                ks_classpath = peer_kstreams.build()
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+                lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+                results["kstreams_error"] = lines[-1] if lines else type(exc).__name__
+                log(f"kafka streams peer not built: {exc}")
 
         # 1. load
         cfg = sim_config(m["records"], m["users"], 7, seed=1, partitions=PARTITIONS)
@@ -455,9 +517,15 @@ def main(argv: list[str] | None = None) -> int:
         if "faust" not in skip:
             results["faust"] = run_faust(prefix, n, env, tmp, m["timeout"])
             log(f"faust floor: {contender_rate(results['faust']):,.0f}/s")
+        if "quix_state" not in skip:
+            results["quix_state"] = run_quix_state(prefix, n, env, tmp, m["timeout"])
+            log(f"quix expert peer: {contender_rate(results['quix_state']):,.0f}/s")
+        if ks_classpath is not None:
+            results["kstreams"] = run_kstreams(ks_classpath, prefix, n, env, tmp, m["timeout"])
+            log(f"kafka streams peer: {contender_rate(results['kstreams']):,.0f}/s")
         if "quix" not in skip:
-            results["quix"] = run_quix(prefix, n, env, tmp, m["timeout"])
-            log(f"quix peer: {contender_rate(results['quix']):,.0f}/s")
+            results["quix"] = run_quix(prefix, m["window_records"], env, tmp, m["timeout"])
+            log(f"quix window peer: {contender_rate(results['quix']):,.0f}/s")
 
         # 5. ours
         config = tmp / "engagement.toml"
@@ -555,6 +623,11 @@ def _cleanup(prefix: str, token: str) -> None:
 # ---- the report ------------------------------------------------------------------------------
 
 
+def _cpu_note(res: dict[str, Any]) -> str:
+    cpu = report.cpu_per_record(res)
+    return "" if cpu is None else f"; {cpu * 1e6:,.1f} CPU-µs per record"
+
+
 def render(r: dict[str, Any]) -> str:
     mi, m = r["machine"], r["params"]
     n = r["load"]["records"]
@@ -562,6 +635,8 @@ def render(r: dict[str, Any]) -> str:
     bare = contender_rate(r["bare"]) if "bare" in r else 0.0
     faust = contender_rate(r["faust"]) if "faust" in r else 0.0
     quix = contender_rate(r["quix"]) if "quix" in r else 0.0
+    quix_state = contender_rate(r["quix_state"]) if "quix_state" in r else 0.0
+    kstreams = contender_rate(r["kstreams"]) if "kstreams" in r else 0.0
     d = r.get("delay", {})
     st = r.get("state", {})
     users = st.get("users", 0)
@@ -574,17 +649,34 @@ def render(r: dict[str, Any]) -> str:
     row("load generator, flat out", f"{report.rate(n, r['load']['seconds']):,.0f} records/s", "",
         "", f"{n:,} records, {m['users']:,} users, 8 partitions")  # fmt: skip
     row("**ours**: one worker, all metrics, sustained", f"{ours:,.0f} events/s", ">= 100,000",
-        report.verdict(ours, 100_000, True), "backlog drain: intake, users and accounts stages")  # fmt: skip
+        report.verdict(ours, 100_000, True), "backlog drain: intake, users and accounts stages"
+        + _cpu_note(r.get("ours", {})))  # fmt: skip
     row("(a) ceiling: bare aiokafka fetch + decode", f"{bare:,.0f} records/s",
         "ours >= 25% of it", report.verdict(ours / bare if bare else None, 0.25, True),
-        f"ours = {report.ratio(ours, bare)} of it")  # fmt: skip
+        f"ours = {report.ratio(ours, bare)} of it" + _cpu_note(r.get("bare", {})))  # fmt: skip
     if faust:
         row("(b) floor: Faust agent that only counts", f"{faust:,.0f} records/s", "", "",
             f"ours = {report.ratio(ours, faust)} of it")  # fmt: skip
+    if quix_state:
+        v, note = report.peer_goal(ours, quix_state, 1.25, n)
+        row("(c) peer: Quix Streams, expert (State API, per-partition counts, no repartition)",
+            f"{quix_state:,.0f} records/s", "ours >= 1.25x", v,
+            f"{note}; {n:,} records" + _cpu_note(r["quix_state"]))  # fmt: skip
+    if kstreams:
+        v, note = report.peer_goal(ours, kstreams, 0.5, n)
+        row(f"(d) peer: Kafka Streams (Java, RocksDB stores, record cache on, "
+            f"{report.plural(int(r['kstreams'].get('threads', 1)), 'stream thread')})",
+            f"{kstreams:,.0f} records/s", "ours >= 0.5x", v,
+            f"{note}; {n:,} records" + _cpu_note(r["kstreams"]))  # fmt: skip
+    elif "kstreams_error" in r:
+        row("(d) peer: Kafka Streams", "not run", "ours >= 0.5x", "n/a", r["kstreams_error"])
     if quix:
-        row("(c) peer: Quix Streams DAU/MAU + live CSAT", f"{quix:,.0f} records/s",
-            "ours >= 2x", report.verdict(ours / quix, 2.0, True),
-            f"ours = {report.ratio(ours, quix)} of it")  # fmt: skip
+        qn = int(r["quix"]["records"])
+        row("(c') peer: Quix Streams, window design (windows, group_by to one global key)",
+            f"{quix:,.0f} records/s", "", "",
+            f"ours = {report.ratio(ours, quix)} of it; on the first {qn:,} records of the backlog"
+            + (" (a slow design: `--window-records`)" if qn < n else "")
+            + _cpu_note(r["quix"]))  # fmt: skip
     sl = r.get("snapshot_latency")
     if sl:
         row(f"/snapshot as of now, {users:,} users held, p99", f"{sl['p99_ms']:,.0f} ms",
@@ -647,11 +739,20 @@ def render(r: dict[str, Any]) -> str:
     out.append(f"- {mi['python']}; Kafka {mi['kafka']} (KRaft, one local broker); {mi['libs']}")
     out.append(f"- backlog: {n:,} records of the simulate mix (1% bad, duplicates included), "
                f"{m['users']:,} users, 7 days of record time, 8 partitions")  # fmt: skip
+    snap = r.get("ours", {}).get("snapshot") or {}
+    if snap:
+        out.append(f"- sanity, at the end of the backlog: ours counted DAU {snap.get('dau')}, MAU "
+                   f"{snap.get('mau')}, CSAT {snap.get('csat_pct_24h')}% of "
+                   f"{snap.get('csat_responses_24h')} answers (24 h)")  # fmt: skip
+    for name, label in (("quix_state", "the expert Quix job"), ("kstreams", "Kafka Streams")):
+        if name in r:
+            t = report.peer_totals(r[name].get("partitions", {}))
+            out.append(f"  - {label}: DAU {t['dau']}, MAU {t['mau']}, CSAT {t['csat_positive']} "
+                       f"positive of {t['csat_responses']} (summed over the partitions, each as of "
+                       "its newest record; 24 one-hour buckets; misrouted records not counted)")  # fmt: skip
     if "quix" in r:
-        q = r["quix"].get("last_rows", {})
-        out.append(f"- sanity: ours counted DAU {r['ours']['snapshot'].get('dau')}, MAU "
-                   f"{r['ours']['snapshot'].get('mau')} at the end of the backlog; the Quix job's "
-                   f"last windows: {json.dumps(q)}")  # fmt: skip
+        out.append(f"  - the window Quix job's last windows (first {int(r['quix']['records']):,} "
+                   f"records): {json.dumps(r['quix'].get('last_rows', {}))}")  # fmt: skip
     out += ["", report.markdown_table(["figure", "value", "target", "", "how"], rows)]
     prof = r.get("profile")
     if prof is not None and prof.samples:

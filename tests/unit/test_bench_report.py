@@ -109,3 +109,41 @@ def test_profile_summary_of_collapsed_stacks() -> None:
     assert buckets["other"] == pytest.approx(1 / 12)
     assert sum(buckets.values()) == pytest.approx(1.0)
     assert report.summarize_collapsed([]).samples == 0
+
+
+def test_cpu_per_record_spans_the_records_after_the_first() -> None:
+    # 1,001 records, 2.5 CPU seconds from the first to the last: 2.5 ms per record
+    res = {"records": 1_001, "cpu_first": 1.5, "cpu_last": 4.0}
+    assert report.cpu_per_record(res) == pytest.approx(0.0025)
+    assert report.cpu_per_record({"records": 10, "first": 0, "last": 1}) is None
+    assert report.cpu_per_record({"records": 1, "cpu_first": 0, "cpu_last": 1}) is None
+    assert report.cpu_per_record({"records": 5, "cpu_first": 2, "cpu_last": 1}) is None
+
+
+def test_peer_goal_is_judged_only_on_enough_records() -> None:
+    # 150,000/s against 100,000/s: 1.5x; goal 1.25x
+    assert report.peer_goal(150_000, 100_000, 1.25, 1_500_000) == ("met", "ours = 1.50x of it")
+    assert report.peer_goal(100_000, 207_000, 0.5, 2_000_000) == ("missed", "ours = 0.48x of it")
+    verdict, note = report.peer_goal(150_000, 100_000, 1.25, 300_000)
+    assert verdict == ""
+    assert note == "ours = 1.50x of it; judged on >= 1,500,000 records (`--records`)"
+    assert report.peer_goal(0, 100_000, 1.25, 2_000_000) == ("n/a", "not measured")
+    assert report.peer_goal(1, 0, 1.25, 2_000_000) == ("n/a", "not measured")
+
+
+def test_peer_totals_add_the_partitions() -> None:
+    parts = {
+        "0": {"day": 9, "dau": 3, "mau": 10, "user_days": 25, "csat_responses": 4,
+              "csat_positive": 3},
+        "1": {"day": 9, "dau": 2, "mau": 7, "user_days": 11},  # no CSAT answer in it
+        "2": {},  # an empty partition
+    }  # fmt: skip
+    assert report.peer_totals(parts) == {
+        "dau": 5, "mau": 17, "user_days": 36, "csat_responses": 4, "csat_positive": 3,
+    }  # fmt: skip
+
+
+def test_plural() -> None:
+    assert report.plural(1, "stream thread") == "1 stream thread"
+    assert report.plural(2, "stream thread") == "2 stream threads"
+    assert report.plural(1500, "record") == "1,500 records"
