@@ -26,9 +26,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
-
-from streams.codec import decode_tombstones, encode_tombstones
+from streams.codec import decode_tombstones, encode_batch, encode_tombstones
+from streams.live import Batch
 
 # the `topic` of a forget control micro-batch; its records are (0, 0, user id, request id)
 FORGET_TOPIC = "\x00forget"
@@ -40,9 +39,9 @@ def user_hash(user_id: str) -> str:
 
 
 def forget_message(user_id: str, request_id: str) -> bytes:
-    """The control micro-batch (the encoding of agents.internal.encode_batch)."""
+    """The control micro-batch of `<app>-batches` that asks the users stage to forget a user."""
     rec = (0, 0, user_id.encode("utf-8", "surrogatepass"), request_id.encode())
-    return msgspec.msgpack.encode((FORGET_TOPIC, 0, [rec]))
+    return encode_batch(Batch(FORGET_TOPIC, 0, [rec]))
 
 
 def receipt_key(prefix: str, app_id: str, request_id: str) -> str:

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from agents import raw_fetch
-from agents.internal import encode_batch
+from streams.codec import encode_batch
 from streams.live import Batch
 
 if TYPE_CHECKING:

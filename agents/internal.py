@@ -1,15 +1,13 @@
-"""The worker's internal names and wire formats: internal topics, consumer groups, changelogs,
-Redis keys, and the micro-batch encoding. Every other module takes these names from here."""
+"""The worker's internal names: internal topics, consumer groups, changelogs, Redis keys.
+Every other module takes these names from here (the micro-batch encoding is
+streams/codec.py's)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
 
-import msgspec
-
 from agents.settings import Settings
-from streams.live import Batch
 from streams.topics import CHURN_SIGNALS, DEAD_LETTERS, TopicSpec
 
 INTERNAL_MAX_MESSAGE = 16 * 1024 * 1024
@@ -94,12 +92,3 @@ def internal_topic_specs(s: Settings) -> tuple[TopicSpec, ...]:
         TopicSpec("account-facts", n.account_facts, s.partitions, rf, cfg),
         *(TopicSpec(f"{t}-changelog", n.changelog(t), s.partitions, rf, compact) for t in TABLES),
     )
-
-
-def encode_batch(batch: Batch) -> bytes:
-    return msgspec.msgpack.encode((batch.topic, batch.partition, batch.records))
-
-
-def decode_batch(data: bytes) -> Batch:
-    topic, partition, records = msgspec.msgpack.decode(data)
-    return Batch(topic, partition, [tuple(r) for r in records])

@@ -21,10 +21,11 @@ from agents.forget import (
     drop_forgotten_records,
     user_hash,
 )
-from agents.internal import decode_batch, encode_batch
 from streams.codec import (
+    decode_batch,
     decode_meta,
     decode_user,
+    encode_batch,
     encode_facts,
     encode_forget,
     encode_meta,

@@ -41,13 +41,12 @@ from agents.internal import (
     INTERNAL_CONFIGS,
     INTERNAL_MAX_MESSAGE,
     Names,
-    encode_batch,
     internal_topic_specs,
 )
 from agents.membership import member_ids, remember
 from agents.settings import Settings
 from agents.users import UsersStage, load_user_partition
-from streams.codec import UnknownFormatVersion, encode_facts
+from streams.codec import UnknownFormatVersion, encode_batch, encode_facts
 from streams.errors import ConfigError
 from streams.live import Batch, LiveAccountPartition, LiveUserPartition, owner_of
 from streams.native_live import partition_classes

@@ -38,8 +38,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 
 from agents import admin  # noqa: E402
 from agents.intake import chunks  # noqa: E402
-from agents.internal import decode_batch, encode_batch  # noqa: E402
 from bench.loadgen import BOOT, produce_backlog, sim_config  # noqa: E402
+from streams.codec import decode_batch, encode_batch  # noqa: E402
 from streams.live import Batch  # noqa: E402
 from streams.topics import TopicSettings, TopicSpec, topic_specs  # noqa: E402
 

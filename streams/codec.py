@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from streams.errors import EngagementError
-from streams.live import AccountMeta, Fact, Meta
+from streams.live import AccountMeta, Batch, Fact, Meta
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
 from streams.state import AccountState, UserState
 
@@ -49,12 +49,14 @@ __all__ = [
     "UnknownFormatVersion",
     "decode_account",
     "decode_account_meta",
+    "decode_batch",
     "decode_facts_message",
     "decode_meta",
     "decode_tombstones",
     "decode_user",
     "encode_account",
     "encode_account_meta",
+    "encode_batch",
     "encode_facts",
     "encode_forget",
     "encode_meta",
@@ -546,6 +548,35 @@ def decode_facts_message(data: bytes) -> list[Fact] | ForgetRequest:
     if type(m.customer) is not str or type(m.request_id) is not str:
         raise CodecError("a forget message whose customer or request id is not a str")
     return ForgetRequest(m.customer, m.request_id)
+
+
+# ---- micro-batches of `<app>-batches` ----------------------------------------------------------
+
+_batch_decoder = msgspec.msgpack.Decoder()
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """A micro-batch of `<app>-batches` (the intake's records of one source partition, a
+    forward, a forget request, a gap nudge): the version byte, then the msgpack array
+    [topic, partition, [[offset, record ts ms, key, value], ...]]."""
+    return _PREFIX + msgspec.msgpack.encode((batch.topic, batch.partition, batch.records))
+
+
+def decode_batch(data: bytes) -> Batch:
+    """Also reads the micro-batches of releases before the version byte (the same array
+    without it: its first byte, 0x93, is no version), which may be in flight during an
+    upgrade."""
+    what = "a micro-batch of <app>-batches"
+    body: bytes | memoryview = data if data[:1] == b"\x93" else _body(data, what)
+    try:
+        topic, partition, records = _batch_decoder.decode(body)
+        if type(topic) is not str or type(partition) is not int:
+            raise TypeError("not [topic, partition, records]")
+        return Batch(topic, partition, [tuple(r) for r in records])
+    except CodecError:
+        raise
+    except Exception as exc:
+        raise CodecError(f"{what}: not a valid value ({type(exc).__name__}: {exc})") from None
 
 
 # ---- forget tombstones -------------------------------------------------------------------------

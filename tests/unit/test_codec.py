@@ -540,3 +540,26 @@ def test_day_keys_and_nested_extension_types() -> None:
     back = decode_user(encode_user(u))
     assert same_slots(back, u)
     assert all(type(k) is int for k in back.days or {})
+
+
+def test_micro_batches_carry_the_version_and_read_the_unversioned_ones() -> None:
+    from streams import codec
+    from streams.live import Batch
+
+    recs = [(0, 1_700_000_000_000, b"u-1", b'{"a": 1}'), (5, -1, None, None), (2**40, 0, b"", b"")]
+    data = codec.encode_batch(Batch("product-events", 3, recs))
+    assert data[0] == codec.FORMAT_VERSION
+    back = codec.decode_batch(data)
+    assert (back.topic, back.partition, back.records) == ("product-events", 3, recs)
+    # a micro-batch of the release before the version byte, in flight during an upgrade
+    legacy = msgspec.msgpack.encode(("survey-answers", 1, recs))
+    assert legacy[0] == 0x93
+    old = codec.decode_batch(legacy)
+    assert (old.topic, old.partition, old.records) == ("survey-answers", 1, recs)
+    with pytest.raises(codec.UnknownFormatVersion, match="micro-batch"):
+        codec.decode_batch(bytes([codec.FORMAT_VERSION + 1]) + data[1:])
+    with pytest.raises(codec.PickledState):
+        codec.decode_batch(b"\x80\x04garbage")
+    for bad in (data[:-3], data[:1] + b"\xc1", data[:1] + msgspec.msgpack.encode([1, 2, []])):
+        with pytest.raises(codec.CodecError):
+            codec.decode_batch(bad)

@@ -24,8 +24,9 @@ from typing import Any
 
 from agents.accounts import AccountsStage, load_account_partition
 from agents.epoch import EpochCommitter, Stored, read_partition
-from agents.internal import Names, encode_batch
+from agents.internal import Names
 from agents.users import UsersStage, load_user_partition
+from streams.codec import encode_batch
 from streams.config import Config
 from streams.engine import Partial, finalize
 from streams.live import LiveAccountPartition, LiveUserPartition, owner_of

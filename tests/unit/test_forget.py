@@ -13,7 +13,7 @@ from agents.forget import (
     forget_message,
     user_hash,
 )
-from agents.internal import decode_batch
+from streams.codec import decode_batch
 
 
 def _rec(offset: int, user: str) -> tuple[int, int, bytes, bytes]:
