@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from agents.runtime import Runtime
 
 
-def local_partials(w: Runtime, t: Instant) -> dict[str, Any]:
-    """This worker's contribution at T: a merged partial and what it covers.
+def local_partials(w: Runtime, t: Instant, wire: bool = True) -> dict[str, Any]:
+    """This worker's contribution at T: a merged partial and what it covers; the partial as
+    JSON (`partial_to_json`) for `/partials`, or (`wire=False`, the worker gathering it
+    itself) the `Partial` as it is, with no round trip through JSON.
 
     Only partitions whose state is loaded count: a partition still recovering after a
     rebalance is left out (the gathering worker then answers 503 naming it), and it is never
@@ -51,7 +53,7 @@ def local_partials(w: Runtime, t: Instant) -> dict[str, Any]:
         "account_partitions": sorted(accts),
         "fold": None if fold is None else int(fold),
         "coverage": coverage(w, users, accts),
-        "partial": partial_to_json(total),
+        "partial": partial_to_json(total) if wire else total,
     }
 
 
@@ -75,7 +77,7 @@ async def gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:
 
         async def fetch(url: str) -> None:
             if url == w.s.web_url:
-                parts.append(local_partials(w, t))
+                parts.append(local_partials(w, t, wire=False))
                 return
             try:
                 async with session.get(f"{url}/partials", params={"as_of": as_of}) as resp:
@@ -97,7 +99,8 @@ async def gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:
             seen_u[p] = seen_u.get(p, 0) + 1
         for p in body["account_partitions"]:
             seen_a[p] = seen_a.get(p, 0) + 1
-        total.merge(partial_from_json(body["partial"]))
+        got = body["partial"]
+        total.merge(got if isinstance(got, Partial) else partial_from_json(got))
         for k, v in body["coverage"].items():
             src = sources.setdefault(k, {})
             if "counted" in v:
