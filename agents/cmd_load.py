@@ -92,7 +92,7 @@ async def _load(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    stop = outage.SignalStop(osettings.stop_timeout_seconds)
+    stop = outage.SignalStop(osettings.stop_timeout_seconds, _say)
     stop.install(loop, task)
     status = asyncio.ensure_future(
         outage.status_lines(
@@ -175,7 +175,9 @@ async def _load_all(args: argparse.Namespace, producer: Any, stop: Any) -> int:
             if error is not None or stop.signum is not None:
                 break
     finally:
-        await producer.stop()  # flushes, waits for what is still pending
+        task = asyncio.current_task()
+        if task is None or not task.cancelling():  # cancelled: a stop's deadline, no flush
+            await producer.stop()  # flushes, waits for what is still pending
     sent = producer.sent
     error = error or producer.error
     if error is not None or producer.acked < sent:

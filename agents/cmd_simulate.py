@@ -22,7 +22,7 @@ up first, then paces): `--live --rate 200 --duration 1h` streams 200 records/s f
 
 SIGTERM or Ctrl-C stops it: what was made is flushed (sent, or written), then it exits 0 on
 SIGTERM and 130 on Ctrl-C; a second signal aborts without flushing (130). To Kafka, the flush
-waits at most ENGAGEMENT_STOP_TIMEOUT_SECONDS (15): then it exits 1, saying that records not
+waits at most ENGAGEMENT_STOP_TIMEOUT_SECONDS (12): then it exits 1, saying that records not
 yet acknowledged may be lost. While the broker is unreachable it retries every
 ENGAGEMENT_KAFKA_RETRY_SECONDS (5) at most, and says so in one line every 10 s.
 
@@ -521,18 +521,11 @@ async def _produce(
     assert task is not None
     wake = asyncio.Event()
     stop = _Stop()
-    expired = False
+    deadline = outage.Deadline(osettings.stop_timeout_seconds, _err)
 
     def first_signal() -> None:
         wake.set()
-
-        def expire() -> None:
-            nonlocal expired
-            if not task.done():
-                expired = True
-                task.cancel()
-
-        loop.call_later(osettings.stop_timeout_seconds, expire)
+        deadline.arm(loop, task)
 
     stop.install_async(loop, first_signal, task.cancel)
     status = asyncio.ensure_future(outage.status_lines(bootstrap, _err))
@@ -541,7 +534,7 @@ async def _produce(
     except asyncio.CancelledError:
         if not stop.requested:
             raise
-        if expired:
+        if deadline.expired:
             _err(
                 f"stopped by {stop.name}: Kafka at {bootstrap} did not acknowledge every record "
                 f"within {osettings.stop_timeout_seconds:g} s ({outage.ENV_STOP}); records not "

@@ -27,7 +27,7 @@ Every process of the project that talks to Kafka (the worker, `engagement load`,
   `ENGAGEMENT_START_TIMEOUT_SECONDS` (60 s), one line per attempt, then gives up with one line
   and exit 1.
 - **Stopping** (`StopGuard`): SIGTERM or SIGINT starts Faust's graceful stop and arms a
-  deadline, `ENGAGEMENT_STOP_TIMEOUT_SECONDS` (15 s): at the deadline, or as soon as Kafka is
+  deadline, `ENGAGEMENT_STOP_TIMEOUT_SECONDS` (12 s): at the deadline, or as soon as Kafka is
   unreachable with nothing left to commit, the worker exits: 0 when everything it applied was
   committed (persisted by its epochs), 1 with a line naming what was not (that input is read
   again by the next worker: nothing is lost). A second SIGINT or SIGTERM exits at once (130,
@@ -71,7 +71,7 @@ class OutageSettings:
 
     retry_seconds: float = 5.0  # the longest wait between two connection attempts
     start_timeout_seconds: float = 60.0  # a starting worker waits this long for Kafka
-    stop_timeout_seconds: float = 15.0  # SIGTERM/SIGINT: the longest graceful stop
+    stop_timeout_seconds: float = 12.0  # SIGTERM/SIGINT: the longest graceful stop
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OutageSettings:
@@ -550,54 +550,73 @@ class KafkaCollector:
         )
 
 
+class Deadline:
+    """A stop's deadline for a command's main task: `timeout` seconds after `arm`, the task is
+    cancelled, again every 0.2 s (a cancellation can be absorbed by a `finally` that awaits
+    a client's own stop), and should the process still run 5 s later it exits 1 at once."""
+
+    def __init__(self, timeout: float, say: Callable[[str], Any] | None = None) -> None:
+        self.timeout = timeout
+        self.say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.expired = False
+        self.armed = False
+
+    def arm(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        if self.armed:
+            return
+        self.armed = True
+        loop.call_later(self.timeout, self._expire, loop, task)
+        timer = threading.Timer(self.timeout + 5, self._backstop)
+        timer.daemon = True
+        timer.start()
+
+    def _expire(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        if not task.done():
+            self.expired = True
+            task.cancel()
+            loop.call_later(0.2, self._expire, loop, task)
+
+    def _backstop(self) -> None:
+        self.say(
+            f"still stopping {self.timeout + 5:g} s after the signal; records not yet "
+            "acknowledged by Kafka may be lost; exit 1"
+        )
+        os._exit(EXIT_FAILURE)
+
+
 class SignalStop:
-    """SIGTERM/SIGINT of a command (`engagement load`, `simulate`): the first sets `signum` (the
-    command stops at its next record and flushes) and arms a deadline, after which `task` is
-    cancelled (`expired`); a second one cancels it at once (`forced`)."""
+    """SIGTERM/SIGINT of a command (`engagement load`): the first sets `signum` (the command
+    stops at its next record and flushes) and arms a Deadline; a second one cancels the task
+    at once (`forced`)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
+    def __init__(self, timeout: float, say: Callable[[str], Any] | None = None) -> None:
+        self.deadline = Deadline(timeout, say)
         self.signum: int | None = None
-        self.expired = False
         self.forced = False
+
+    @property
+    def expired(self) -> bool:
+        return self.deadline.expired
 
     @property
     def name(self) -> str:
         name = signal.Signals(self.signum).name if self.signum else "?"
         return f"{name} (Ctrl-C)" if self.signum == signal.SIGINT else name
 
-    def install(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        task: asyncio.Task[Any],
-        wake: Callable[[], Any] | None = None,
-    ) -> None:
+    def install(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         for sig in self.SIGNALS:
-            loop.add_signal_handler(sig, self.on_signal, sig, loop, task, wake)
+            loop.add_signal_handler(sig, self.on_signal, sig, loop, task)
 
     def uninstall(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in self.SIGNALS:
             loop.remove_signal_handler(sig)
 
-    def on_signal(
-        self,
-        sig: int,
-        loop: asyncio.AbstractEventLoop,
-        task: asyncio.Task[Any],
-        wake: Callable[[], Any] | None = None,
-    ) -> None:
+    def on_signal(self, sig: int, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         if self.signum is None:
             self.signum = sig
-            if wake is not None:
-                wake()
-            loop.call_later(self.timeout, self._expire, task)
+            self.deadline.arm(loop, task)
         else:
             self.forced = True
-            task.cancel()
-
-    def _expire(self, task: asyncio.Task[Any]) -> None:
-        if not task.done():
-            self.expired = True
             task.cancel()
