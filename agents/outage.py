@@ -291,14 +291,14 @@ async def status_lines(
     while True:
         await asyncio.sleep(0.5)
         now = time.monotonic()
-        if not reach.reachable:
+        if not reach.reachable and reach.down_seconds() >= 1.0:  # not a single hiccup
             if down_at is None:
                 down_at = now - reach.down_seconds()
             if now - last >= every:
                 more = extra() if extra is not None else ""
                 say(status_line(bootstrap, reach) + (f"; {more}" if more else ""))
                 last = now
-        elif down_at is not None:
+        elif reach.reachable and down_at is not None:
             say(f"Kafka {bootstrap} reachable again after {now - down_at:.0f} s; resuming")
             down_at, last = None, 0.0
 

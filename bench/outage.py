@@ -42,11 +42,14 @@ def line_count(path: Path) -> int:
         return sum(1 for _ in fh)
 
 
+CODE = [REPO]
+
+
 class Proc:
     def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
         self.name, self.log = name, log
         with open(log, "ab") as fh:
-            self.p = subprocess.Popen(args, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
+            self.p = subprocess.Popen(args, cwd=CODE[0], env=env, stdout=fh, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL)  # fmt: skip
 
     def alive(self) -> bool:
@@ -94,7 +97,14 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=500.0, help="engagement load --rate (500)")
     ap.add_argument("--kill-after", type=float, default=60.0, help="SIGKILL after (60 s)")
     ap.add_argument("--out", default=str(REPO / ".run" / "bench-outage"), help="logs go here")
+    ap.add_argument(
+        "--code",
+        default=str(REPO),
+        help="run the processes from this checkout (e.g. `git archive main | tar -x -C DIR`: "
+        "the figures before a change); default this one",
+    )
     a = ap.parse_args()
+    CODE[0] = Path(a.code).resolve()
     kafka_port = int(os.environ.get("OUTAGE_KAFKA_PORT") or 30692)
     redis_port = int(os.environ.get("OUTAGE_REDIS_PORT") or 30679)
     drop = ("KAFKA_BOOTSTRAP", "SECURE", "STACK_SECURE", "STACK_SERVICES")
