@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"engagement worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    worker.registry.register(outage.KafkaCollector())  # engagement_kafka_reachable ...
     fw = outage.make_worker_class()(worker.app, loglevel=settings.log_level, quiet=True)
     # SIGTERM/SIGINT: a graceful stop within ENGAGEMENT_STOP_TIMEOUT_SECONDS; exit 0 only when
     # everything applied was committed (agents/outage.py StopGuard)

@@ -44,7 +44,7 @@ from agents.internal import (
     internal_topic_specs,
 )
 from agents.membership import member_ids, remember
-from agents.outage import REACH, KafkaCollector
+from agents.outage import REACH
 from agents.settings import Settings
 from agents.users import UsersStage, load_user_partition
 from streams.codec import UnknownFormatVersion, encode_facts
@@ -535,6 +535,5 @@ class Worker:
 
             reg = CollectorRegistry()
             reg.register(EngagementCollector(self))
-            reg.register(KafkaCollector())
             self._registry = reg
         return reg
