@@ -23,8 +23,16 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
 
-from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_INPUT, EXIT_OK, add_kafka_arguments
+from agents.cli import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    add_kafka_arguments,
+)
 
 # DELIVERY_TIMEOUT_MS: how long a record may wait for Kafka (retried every retry_backoff_ms)
 # before it is given up, long enough to ride out a broker restart (docs/operations.md).
@@ -59,16 +67,61 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _say(msg: str) -> None:
+    print(f"engagement load: {msg}", file=sys.stderr, flush=True)
+
+
 async def _load(args: argparse.Namespace) -> int:
-    from agents.producer import Producer, ProducerError
+    """The load, with what a broker outage and a signal need (agents/outage.py): reconnect
+    backoff, quiet client logs and a status line while Kafka is unreachable; SIGTERM/SIGINT
+    stop it at the next record, then what was sent is flushed within
+    ENGAGEMENT_STOP_TIMEOUT_SECONDS (130 when all of it was acknowledged, else 1)."""
+    from agents import outage
+    from agents.producer import Producer
 
     try:
+        osettings = outage.OutageSettings.from_env()
         producer = Producer(
             args.bootstrap, client_id="engagement-load", delivery_timeout_ms=DELIVERY_TIMEOUT_MS
         )
     except ConfigError as exc:  # bad security settings
         print(f"engagement load: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    outage.install_backoff(osettings.retry_seconds)
+    outage.quiet_handlers()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    stop = outage.SignalStop(osettings.stop_timeout_seconds, _say)
+    stop.install(loop, task)
+    status = asyncio.ensure_future(
+        outage.status_lines(
+            args.bootstrap,
+            _say,
+            extra=lambda: f"{producer.sent - producer.acked - producer.failed:,} records waiting",
+        )
+    )
+    try:
+        return await _load_all(args, producer, stop)
+    except asyncio.CancelledError:
+        if stop.signum is None:
+            raise
+        waiting = producer.sent - producer.acked - producer.failed
+        why = "a second signal" if stop.forced else f"{osettings.stop_timeout_seconds:g} s"
+        _say(
+            f"stopped by {stop.name}: {waiting:,} of {producer.sent:,} records sent were not "
+            f"acknowledged by Kafka at {args.bootstrap} within {why}; they may be missing "
+            "from Kafka (load them again: a record loaded twice is counted once); exit 1"
+        )
+        return EXIT_FAILURE
+    finally:
+        status.cancel()
+        stop.uninstall(loop)
+
+
+async def _load_all(args: argparse.Namespace, producer: Any, stop: Any) -> int:
+    from agents.producer import ProducerError
+
     try:
         await producer.start()
     except ProducerError as exc:
@@ -86,6 +139,8 @@ async def _load(args: argparse.Namespace) -> int:
                 return EXIT_INPUT
             with fh:
                 for n, raw in enumerate(fh, 1):
+                    if stop.signum is not None:
+                        break
                     try:
                         env = json.loads(raw)
                         topic = args.prefix + env["topic"]
@@ -117,10 +172,12 @@ async def _load(args: argparse.Namespace) -> int:
                     if producer.sent % 50_000 == 0:
                         rate = producer.sent / max(time.monotonic() - start, 1e-9)
                         print(f"load: {producer.sent:,} records, {rate:,.0f}/s", file=sys.stderr)
-            if error is not None:
+            if error is not None or stop.signum is not None:
                 break
     finally:
-        await producer.stop()  # flushes, waits for what is still pending
+        task = asyncio.current_task()
+        if task is None or not task.cancelling():  # cancelled: a stop's deadline, no flush
+            await producer.stop()  # flushes, waits for what is still pending
     sent = producer.sent
     error = error or producer.error
     if error is not None or producer.acked < sent:
@@ -130,6 +187,12 @@ async def _load(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILURE
+    if stop.signum is not None:
+        _say(
+            f"stopped by {stop.name} after {sent:,} records, every one acknowledged "
+            f"({skipped} lines skipped); exit {EXIT_INTERRUPTED}"
+        )
+        return EXIT_INTERRUPTED
     print(f"load: sent {sent:,} records ({skipped} lines skipped)", file=sys.stderr)
     return EXIT_OK
 

@@ -21,7 +21,10 @@ the wall clock reaches its timestamp and --start defaults to now (a --start in t
 up first, then paces): `--live --rate 200 --duration 1h` streams 200 records/s for an hour.
 
 SIGTERM or Ctrl-C stops it: what was made is flushed (sent, or written), then it exits 0 on
-SIGTERM and 130 on Ctrl-C; a second signal aborts without flushing (130).
+SIGTERM and 130 on Ctrl-C; a second signal aborts without flushing (130). To Kafka, the flush
+waits at most ENGAGEMENT_STOP_TIMEOUT_SECONDS (12): then it exits 1, saying that records not
+yet acknowledged may be lost. While the broker is unreachable it retries every
+ENGAGEMENT_KAFKA_RETRY_SECONDS (5) at most, and says so in one line every 10 s.
 
 examples:
   engagement simulate --out events.jsonl                       # 1,000 users, 1 day, 10 records/s
@@ -502,20 +505,46 @@ def _unreachable(bootstrap: str, why: object) -> None:
 async def _produce(
     sim: Simulator, bootstrap: str, prefix: str, live: bool, progress: _Progress
 ) -> int:
+    from agents import outage
+
+    # while the broker is gone: reconnect backoff, quiet client logs, a status line; a stop
+    # flushes within ENGAGEMENT_STOP_TIMEOUT_SECONDS (agents/outage.py)
+    try:
+        osettings = outage.OutageSettings.from_env()
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_CONFIG
+    outage.install_backoff(osettings.retry_seconds)
+    outage.quiet_handlers()
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
     wake = asyncio.Event()
     stop = _Stop()
-    stop.install_async(loop, wake.set, task.cancel)
+    deadline = outage.Deadline(osettings.stop_timeout_seconds, _err)
+
+    def first_signal() -> None:
+        wake.set()
+        deadline.arm(loop, task)
+
+    stop.install_async(loop, first_signal, task.cancel)
+    status = asyncio.ensure_future(outage.status_lines(bootstrap, _err))
     try:
         return await _produce_to(sim, bootstrap, prefix, live, progress, stop, wake)
     except asyncio.CancelledError:
         if not stop.requested:
             raise
+        if deadline.expired:
+            _err(
+                f"stopped by {stop.name}: Kafka at {bootstrap} did not acknowledge every record "
+                f"within {osettings.stop_timeout_seconds:g} s ({outage.ENV_STOP}); records not "
+                "yet acknowledged may be lost; exit 1"
+            )
+            return EXIT_FAILURE
         _err("aborted: records not yet acknowledged by Kafka may be lost")
         return EXIT_INTERRUPTED
     finally:
+        status.cancel()
         stop.uninstall_async(loop)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 from agents.cli import EXIT_CONFIG, EXIT_FAILURE
 from streams.errors import ConfigError
@@ -67,11 +68,30 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     import asyncio
 
-    import faust
-
+    from agents import outage
     from agents.admin import AdminError, ensure_topics
     from agents.worker import Worker, internal_topic_specs
     from streams.topics import topic_specs
+
+    def say(msg: str) -> None:
+        print(f"engagement worker: {msg}", file=sys.stderr, flush=True)
+
+    # while Kafka is unreachable: backoff, quiet logs, one line per start attempt (agents/outage.py)
+    try:
+        osettings = outage.OutageSettings.from_env()
+    except ConfigError as exc:
+        say(str(exc))
+        return EXIT_CONFIG
+    outage.install_backoff(osettings.retry_seconds)
+    outage.quiet_handlers()
+    try:
+        asyncio.run(_wait_for_kafka(settings, osettings, say))
+    except outage.KafkaUnreachable as exc:
+        say(f"{exc}; exit {EXIT_FAILURE}")
+        return EXIT_FAILURE
+    except asyncio.CancelledError:
+        say("stopped by a signal while waiting for Kafka (nothing was applied); exit 0")
+        return 0
 
     # Create every topic before Faust starts: Faust declares its internal topics lazily, and a
     # consumer that subscribed before they existed would never be assigned their partitions.
@@ -107,11 +127,43 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"engagement worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    fw = faust.Worker(worker.app, loglevel=settings.log_level, quiet=True)
+    worker.registry.register(outage.KafkaCollector())  # engagement_kafka_reachable ...
+    fw = outage.make_worker_class()(worker.app, loglevel=settings.log_level, quiet=True)
+    # SIGTERM/SIGINT: a graceful stop within ENGAGEMENT_STOP_TIMEOUT_SECONDS; exit 0 only when
+    # everything applied was committed (agents/outage.py StopGuard)
+    guard = outage.StopGuard(
+        lambda: (
+            outage.uncommitted((worker.users.epochs, worker.accounts.epochs)) + worker.unpersisted
+        ),
+        osettings.stop_timeout_seconds,
+    )
+    fw.guard, fw.bootstrap = guard, settings.bootstrap
     # The libraries' loggers at the chosen level themselves, not only the handlers: aiokafka logs
     # at debug on every send, and building records that a handler then drops costs CPU.
     level = logging.getLevelName(settings.log_level.upper())
     for name in ("aiokafka", "faust", "mode", "rocksdict"):
         logging.getLogger(name).setLevel(level if isinstance(level, int) else logging.INFO)
-    fw.execute_from_commandline()
-    return 0
+    try:
+        fw.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+    return guard.exit_code(code)
+
+
+async def _wait_for_kafka(settings: Any, osettings: Any, say: Any) -> None:
+    """Wait for Kafka (ENGAGEMENT_START_TIMEOUT_SECONDS), one line per attempt; a signal
+    cancels the wait."""
+    import asyncio
+
+    from agents import outage
+
+    task = asyncio.current_task()
+    assert task is not None
+    with outage.start_signals(asyncio.get_running_loop(), task):
+        await outage.wait_for_kafka(
+            settings.bootstrap,
+            settings.kafka_security.aiokafka_kwargs(),
+            osettings.start_timeout_seconds,
+            osettings.retry_seconds,
+            say,
+        )

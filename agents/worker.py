@@ -44,6 +44,7 @@ from agents.internal import (
     internal_topic_specs,
 )
 from agents.membership import member_ids, remember
+from agents.outage import REACH
 from agents.settings import Settings
 from agents.users import UsersStage, load_user_partition
 from streams.codec import UnknownFormatVersion, encode_batch, encode_facts
@@ -173,6 +174,7 @@ class Worker:
         self.health_pub: Any = None
         self._closer: asyncio.Future[None] | None = None
         self._closer_stop = False
+        self.unpersisted: list[str] = []  # epochs that failed while stopping (agents/outage.py)
         interval = s.commit_interval_ms / 1000
 
         def send_changelog(topic: str, p: int, writes: list[Write]) -> Awaitable[int]:
@@ -275,6 +277,7 @@ class Worker:
         (or another one) reads the epoch's input again, which the protocol makes exact."""
         if self.app.should_stop:  # the producer stopped under a commit: read again later
             log.warning("shutdown: an epoch was not persisted; its input is read again")
+            self.unpersisted.append(f"an epoch failed ({exc})")
             return
         log.critical("stopping: state could not be persisted (%s); restart the worker", exc)
         logging.shutdown()
@@ -532,7 +535,8 @@ class Worker:
         loaded = users <= set(self.user_parts) and accts <= set(self.acct_parts)
         return {
             "live": True,
-            "ready": bool(loaded and (users or accts)),
+            "ready": bool(loaded and (users or accts)) and REACH.reachable,
+            "kafka_reachable": REACH.reachable,
             "worker": self.s.worker_id,
             "user_partitions": sorted(users),
             "account_partitions": sorted(accts),

@@ -11,7 +11,8 @@
 #     stack-down` stops the rest).
 #
 #  4. A live generator (`engagement simulate --live`) in the background at DEMO_LIVE_RATE records/s
-#     (0: none), stopped with the worker.
+#     (0: none), stopped with the worker: SIGTERM or Ctrl-C to this script stops both (their
+#     process groups), killed RUN_STOP_TIMEOUT (25) seconds later if still running.
 #
 # The demo's history is 40 days (at least 38: D30 retention needs the cohorts that signed up 31-37
 # days ago, seen on their day +30), so every row of `engagement top` has a value.
@@ -78,28 +79,62 @@ if [[ -s "$demo_file" ]] && has_command load; then
     "$ENGAGEMENT" load --bootstrap "$KAFKA_BOOTSTRAP" "$demo_file" 2>"$LOG_DIR/demo-load.log" ||
         die "engagement load failed; see $(rel "$LOG_DIR/demo-load.log")"
 fi
-# A live demo generator: the same simulated mix, stamped now, at DEMO_LIVE_RATE records/s.
+# The generator and the worker each run in a process group of their own (setsid, as
+# lib.sh's spawn), so that stopping them reaches every process they started. SIGTERM or Ctrl-C
+# to this script (or to `make run`) is passed on to both (a worker stops within
+# ENGAGEMENT_STOP_TIMEOUT_SECONDS, 12 s, whatever the broker's state; docs/operations.md "When
+# the broker is gone"); a second Ctrl-C is passed on too (the worker then stops at once);
+# whatever still runs RUN_STOP_TIMEOUT seconds (25) after the first signal is killed.
 generator_pid=""
+worker_pid=""
+stopping=0
+stop_all() {
+    local sig="$1" pid deadline
+    stopping=1
+    for pid in $generator_pid $worker_pid; do kill "-$sig" -- "-$pid" 2>/dev/null || true; done
+    deadline=$((SECONDS + ${RUN_STOP_TIMEOUT:-25}))
+    for pid in $generator_pid $worker_pid; do
+        while kill -0 "$pid" 2>/dev/null; do
+            if ((SECONDS >= deadline)); then
+                log "pid $pid still running ${RUN_STOP_TIMEOUT:-25}s after SIG$sig: killing its process group"
+                kill -KILL -- "-$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.2
+        done
+    done
+}
+on_signal() {
+    local sig="$1" code="$2" pid
+    if ((stopping)); then # a second signal: passed on; the first call keeps waiting
+        for pid in $generator_pid $worker_pid; do kill "-$sig" -- "-$pid" 2>/dev/null || true; done
+        return 0
+    fi
+    log "SIG$sig: stopping the worker and the generator"
+    stop_all "$sig"
+    exit "$code"
+}
+on_exit() { ((stopping)) || stop_all TERM; }
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
+trap on_exit EXIT
+
+# A live demo generator: the same simulated mix, stamped now, at DEMO_LIVE_RATE records/s.
 if [[ "${DEMO_LIVE_RATE:-20}" != 0 ]]; then
     log "demo: live generator at ${DEMO_LIVE_RATE:-20} records/s (log: $(rel "$LOG_DIR/demo-live.log"))"
-    "$ENGAGEMENT" simulate --bootstrap "$KAFKA_BOOTSTRAP" --live --rate "${DEMO_LIVE_RATE:-20}" \
+    setsid "$ENGAGEMENT" simulate --bootstrap "$KAFKA_BOOTSTRAP" --live --rate "${DEMO_LIVE_RATE:-20}" \
         --duration 24h --users "${DEMO_USERS:-300}" --seed "$((${DEMO_SEED:-1} + 1))" \
-        --progress lines >"$LOG_DIR/demo-live.log" 2>&1 &
+        --progress lines >"$LOG_DIR/demo-live.log" 2>&1 </dev/null &
     generator_pid=$!
 fi
-worker_pid=""
-stop_all() {
-    trap - EXIT INT TERM
-    for pid in $generator_pid $worker_pid; do kill "$pid" 2>/dev/null || true; done
-    if [[ -n "$worker_pid" ]]; then wait "$worker_pid" 2>/dev/null || true; fi
-}
-trap stop_all EXIT INT TERM
 
 log "worker: starting in the foreground (Ctrl-C stops it and the generator; 'make stack-down' stops the stack)"
 log "watch it:  curl -s http://$STACK_HOST:$WORKER_PORT/snapshot | python3 -m json.tool"
 log "           curl -s http://$STACK_HOST:$WORKER_PORT/metrics | grep ^engagement_active_users"
 log "           curl -s http://$STACK_HOST:$WORKER_PORT/at-risk   or   .venv/bin/engagement at-risk"
-"$ENGAGEMENT" worker --bootstrap "$KAFKA_BOOTSTRAP" --redis-url "$REDIS_URL" \
-    --web-host "$STACK_HOST" --web-port "$WORKER_PORT" --data-dir "$RUN_DIR/worker" &
+setsid "$ENGAGEMENT" worker --bootstrap "$KAFKA_BOOTSTRAP" --redis-url "$REDIS_URL" \
+    --web-host "$STACK_HOST" --web-port "$WORKER_PORT" --data-dir "$RUN_DIR/worker" </dev/null &
 worker_pid=$!
-wait "$worker_pid"
+rc=0
+wait "$worker_pid" || rc=$?
+exit "$rc"

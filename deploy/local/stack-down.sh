@@ -23,6 +23,17 @@ if in_list redis "$services"; then
     stop_service redis "redis-server $STACK_HOST:$REDIS_PORT" 15
 fi
 if in_list kafka "$services"; then
+    # Clients of this Kafka that the stack did not start (a `make run` worker in another
+    # terminal, a generator, tests...) are not stopped, nor waited for: say which they are.
+    # They wait for the broker quietly and stop on SIGTERM/Ctrl-C (docs/operations.md, "When
+    # the broker is gone").
+    broker_pid="$(running_pid kafka "kafka.Kafka $RUN_DIR/kafka/server.properties" || true)"
+    while read -r pid; do
+        [[ -n "$pid" && "$pid" != "$broker_pid" && "$pid" != "$$" ]] || continue
+        cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120 || true)"
+        log "WARNING: pid $pid (${cmd:-?}) uses Kafka on port $KAFKA_PORT and was not started by the stack: it keeps running, waiting for the broker (stop it with Ctrl-C or kill $pid)"
+    done < <(ss -Htnp state established "dport = :$KAFKA_PORT" 2>/dev/null |
+        grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un)
     stop_service kafka "kafka.Kafka $RUN_DIR/kafka/server.properties" 60
 fi
 
