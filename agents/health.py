@@ -48,7 +48,8 @@ log = logging.getLogger("engagement.health")
 
 ENV_REFRESH = "ENGAGEMENT_HEALTH_REFRESH_SECONDS"
 DEFAULT_REFRESH_SECONDS = 60.0
-DRAIN_SECONDS = 1.0
+ENV_PUBLISH = "ENGAGEMENT_HEALTH_PUBLISH_SECONDS"
+DEFAULT_PUBLISH_SECONDS = 1.0
 CHUNK = 1000  # customers per Redis transaction (and per slice of event-loop time)
 AT_RISK_BELOW = 40
 DEFAULT_LIMIT = 100
@@ -65,16 +66,26 @@ def health_keys(prefix: str, app_id: str) -> tuple[str, str]:
 
 def refresh_seconds(env: Mapping[str, str] | None = None) -> float:
     """The full-refresh period from ENGAGEMENT_HEALTH_REFRESH_SECONDS (default 60)."""
+    return _seconds(ENV_REFRESH, DEFAULT_REFRESH_SECONDS, env)
+
+
+def publish_seconds(env: Mapping[str, str] | None = None) -> float:
+    """How often the customers whose state changed are published, from
+    ENGAGEMENT_HEALTH_PUBLISH_SECONDS (default 1)."""
+    return _seconds(ENV_PUBLISH, DEFAULT_PUBLISH_SECONDS, env)
+
+
+def _seconds(name: str, default: float, env: Mapping[str, str] | None) -> float:
     env = os.environ if env is None else env
-    raw = env.get(ENV_REFRESH, "").strip()
+    raw = env.get(name, "").strip()
     if not raw:
-        return DEFAULT_REFRESH_SECONDS
+        return default
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{ENV_REFRESH} must be a number of seconds > 0, got {raw!r}")
+        raise ConfigError(f"{name} must be a number of seconds > 0, got {raw!r}")
     return value
 
 
@@ -317,7 +328,7 @@ def register(worker: Runtime) -> HealthPublisher:
     """The publishing timers and GET /at-risk on the worker's app."""
     app = worker.app
     pub = HealthPublisher(worker)
-    app.timer(interval=DRAIN_SECONDS, name="health.tick")(pub.tick)
+    app.timer(interval=publish_seconds(), name="health.tick")(pub.tick)
     app.timer(interval=refresh_seconds(), name="health.refresh")(pub.refresh_tick)
 
     @app.page("/at-risk")
