@@ -467,6 +467,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated phases to skip: faust,quix (the window design),quix_state,"
         "kstreams,replay,profile",
     )
+    ap.add_argument(
+        "--delay-rate", type=float,
+        help="records/s of the delay phase (default: half of ours' measured drain rate); "
+        "e.g. 20000 for the issue's live row",
+    )  # fmt: skip
+    ap.add_argument("--delay-seconds", type=float, help="how long the delay phase sends (30 s)")
     ap.add_argument("--out", help="also write the report (markdown) here")
     args = ap.parse_args(argv)
     mode = "quick" if args.quick else "full"
@@ -475,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
         m["records"] = args.records
     if args.users:
         m["users"] = args.users
+    if args.delay_seconds:
+        m["delay_s"] = args.delay_seconds
+    m["delay_rate"] = args.delay_rate
     if args.window_records:
         m["window_records"] = args.window_records
     m["window_records"] = min(m["window_records"], m["records"])
@@ -546,8 +555,8 @@ def main(argv: list[str] | None = None) -> int:
         results["snapshot_latency"] = snapshot_latency(worker, 100)
         log(f"snapshot latency: {results['snapshot_latency']}")
 
-        # 6. delay at half of ours' rate
-        half = max(10.0, ours["rate"] / 2)
+        # 6. delay at half of ours' rate (or at --delay-rate)
+        half = m["delay_rate"] or max(10.0, ours["rate"] / 2)
         dl = measure_delay(worker, prefix, half, m["delay_s"], m["users"], m["settle_s"])
         got, total = dl.pop("delays"), dl.pop("total")
         dl["p50"] = report.percentile(got, 50) if got else float("nan")
