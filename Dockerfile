@@ -30,6 +30,7 @@ COPY pyproject.toml README.md ./
 COPY sdk ./sdk
 COPY streams ./streams
 COPY agents ./agents
+COPY engagement_cli ./engagement_cli
 COPY --from=core /wheels /wheels
 RUN pip install ./sdk . /wheels/engagement_native-*.whl \
     && rm -rf /wheels \

@@ -1,6 +1,6 @@
 """Erasing a user (GDPR): the control messages and the tombstones the worker keeps.
 
-`engagement forget USER` (agents/cmd_forget.py) writes a *forget* control micro-batch to the
+`engagement forget USER` (engagement_cli/cmd_forget.py) writes a *forget* control micro-batch to the
 partition of `<app>-batches` that owns the user, so the change happens where Faust allows table
 writes: inside the users agent's stream, in the owning partition. The users agent then
 (agents/worker.py):

@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.exits import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 from streams.errors import ConfigError
 
 log = logging.getLogger("engagement.outage")
@@ -56,9 +57,6 @@ log = logging.getLogger("engagement.outage")
 FIRST_BACKOFF_SECONDS = 0.2
 STATUS_EVERY_SECONDS = 10.0
 REPEAT_SECONDS = 30.0
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_INTERRUPTED = 130
 
 ENV_RETRY = "ENGAGEMENT_KAFKA_RETRY_SECONDS"
 ENV_START = "ENGAGEMENT_START_TIMEOUT_SECONDS"

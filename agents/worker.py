@@ -26,7 +26,6 @@ import faust
 from aiokafka import AIOKafkaConsumer
 
 from agents.accounts import AccountsStage, load_account_partition
-from agents.cli import EXIT_CONFIG, EXIT_FAILURE
 from agents.epoch import (
     EpochCommitter,
     Stored,
@@ -35,13 +34,13 @@ from agents.epoch import (
     send_as_batches,
     store_of,
 )
+from agents.exits import EXIT_CONFIG, EXIT_FAILURE
 from agents.forget import Tombstones
 from agents.intake import Intake
 from agents.internal import (
     INTERNAL_CONFIGS,
     INTERNAL_MAX_MESSAGE,
     Names,
-    internal_topic_specs,
 )
 from agents.membership import member_ids, remember
 from agents.outage import REACH
@@ -55,7 +54,7 @@ from streams.native_live import unavailable_reason as native_unavailable
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
 from streams.timeutil import Instant, format_instant, parse_as_of
 
-__all__ = ["Worker", "internal_topic_specs"]
+__all__ = ["Worker"]
 
 log = logging.getLogger("engagement.worker")
 

@@ -146,10 +146,10 @@ def measure(a: argparse.Namespace, bootstrap: str, redis_port: int) -> int:
     )  # fmt: skip
     py = sys.executable
     data = out / "data.jsonl"
-    subprocess.run([py, "-m", "agents.cli", "simulate", "--users", "3000", "--duration", "2d",
+    subprocess.run([py, "-m", "engagement_cli", "simulate", "--users", "3000", "--duration", "2d",
                     "--rate", "1", "--max-records", "200000", "--seed", "5", "--progress", "none",
                     "--out", str(data)], cwd=REPO, env=env, check=True, capture_output=True)  # fmt: skip
-    worker = Proc("worker", [py, "-m", "agents.cli", "worker"], env, out / "worker.log")
+    worker = Proc("worker", [py, "-m", "engagement_cli", "worker"], env, out / "worker.log")
     deadline = time.monotonic() + 120
     while not (h := health(port)) or not h.get("ready"):
         assert worker.alive() and time.monotonic() < deadline, (out / "worker.log").read_text()[
@@ -158,9 +158,9 @@ def measure(a: argparse.Namespace, bootstrap: str, redis_port: int) -> int:
         time.sleep(0.5)
     procs = [
         worker,
-        Proc("load", [py, "-m", "agents.cli", "load", "--rate", str(a.rate), str(data)], env,
+        Proc("load", [py, "-m", "engagement_cli", "load", "--rate", str(a.rate), str(data)], env,
              out / "load.log"),
-        Proc("simulate --live", [py, "-m", "agents.cli", "simulate", "--kafka", "--live",
+        Proc("simulate --live", [py, "-m", "engagement_cli", "simulate", "--kafka", "--live",
                                  "--rate", "50", "--duration", "1h", "--users", "300",
                                  "--progress", "none"], env, out / "simulate.log"),
     ]  # fmt: skip

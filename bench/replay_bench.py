@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"replay_bench: engagement replay --engine {engine}", file=sys.stderr)
                 config = tmpdir / "engagement.toml"
                 config.write_text(CONFIG_TOML)
-                cmd = [sys.executable, "-m", "agents.cli", "replay", "--config", str(config)]
+                cmd = [sys.executable, "-m", "engagement_cli", "replay", "--config", str(config)]
                 cmd += ["--as-of", gen["as_of"], "--partitions", str(args.partitions)]
                 cmd += ["--engine", engine, "--progress", "none", str(data)]
                 snap_path = tmpdir / f"snapshot-{engine}.json"

@@ -17,7 +17,7 @@
 #   client.env              the shared client settings (agents/security.py), no Kafka user
 #   USER.env                client.env plus one Kafka user: worker.env, producer.env (no Redis),
 #                           cli.env, admin.env: `set -a; . FILE; set +a`
-# Kafka authorizes with StandardAuthorizer: the ACLs of agents/acls.py (least privilege per
+# Kafka authorizes with StandardAuthorizer: the ACLs of engagement_cli/acls.py (least privilege per
 # component) are created after the topics, by admin. Passwords are random (openssl rand)
 # unless STACK_KAFKA_<USER>_PASSWORD (e.g. STACK_KAFKA_WORKER_PASSWORD) / STACK_REDIS_PASSWORD
 # are set at the first start; they never appear on a command line except the storage format's.
@@ -75,7 +75,7 @@ _secure_certs() {
 }
 
 # Credentials, certificates and the client settings; exports the client settings, so the
-# topic creation (agents.admin) of stack-up.sh connects the secure way.
+# topic creation (python -m engagement_cli topics) of stack-up.sh connects the secure way.
 secure_prepare() {
     command -v openssl >/dev/null || die "openssl not found (deploy/local/install-packages.sh)"
     mkdir -p "$STACK_SECURE_DIR"
@@ -102,7 +102,7 @@ REDIS_SSL_CAFILE=$d/ca.pem"
             "# in this file. Kafka's user: source worker.env, producer.env, cli.env or admin.env." \
             "$kafka" "$redis" >"$d/client.env"
         for user in $STACK_KAFKA_USERS; do
-            printf '%s\n' "# The $user's client settings (agents/security.py, agents/acls.py)." \
+            printf '%s\n' "# The $user's client settings (agents/security.py, engagement_cli/acls.py)." \
                 "$kafka" "KAFKA_SASL_USERNAME=$user" \
                 "KAFKA_SASL_PASSWORD_FILE=$d/kafka-$user.password" >"$d/$user.env"
             if [[ "$user" != producer ]]; then printf '%s\n' "$redis" >>"$d/$user.env"; fi
@@ -115,7 +115,7 @@ REDIS_SSL_CAFILE=$d/ca.pem"
     set +a
 }
 
-# The ACLs of each component (agents/acls.py), for the deployment of the environment
+# The ACLs of each component (engagement_cli/acls.py), for the deployment of the environment
 # (ENGAGEMENT_TOPIC_PREFIX, ENGAGEMENT_APP_ID); created by admin, idempotent.
 secure_kafka_acls() {
     local py="$REPO_ROOT/.venv/bin/python" out="$LOG_DIR/acls.log"
@@ -123,7 +123,7 @@ secure_kafka_acls() {
         log "acls: skipped (no .venv yet: run 'make install', then 'make stack-up' again)"
         return
     fi
-    if ! (cd "$REPO_ROOT" && "$py" -m agents.acls --apply --timeout "$STACK_TIMEOUT") \
+    if ! (cd "$REPO_ROOT" && "$py" -m engagement_cli.acls --apply --timeout "$STACK_TIMEOUT") \
         >"$out" 2>&1; then
         cat "$out" >&2
         die "creating the Kafka ACLs failed; see $(rel "$out")"
@@ -142,8 +142,9 @@ secure_kafka_properties() {
 listeners=SASL_SSL://$STACK_HOST:$KAFKA_PORT,CONTROLLER://$STACK_HOST:$KAFKA_CONTROLLER_PORT
 advertised.listeners=SASL_SSL://$STACK_HOST:$KAFKA_PORT
 inter.broker.listener.name=SASL_SSL
-# Authorization: ACLs in the KRaft metadata (agents/acls.py); the broker's SCRAM user and its
-# certificate's principal (the controller listener) are super users; no ACL means no access.
+# Authorization: ACLs in the KRaft metadata (engagement_cli/acls.py); the broker's SCRAM user
+# and its certificate's principal (the controller listener) are super users; no ACL means no
+# access.
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:admin;User:CN=localhost
 allow.everyone.if.no.acl.found=false

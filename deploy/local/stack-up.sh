@@ -231,7 +231,7 @@ create_topics() {
         return
     fi
     local out="$LOG_DIR/topics.log"
-    if ! (cd "$REPO_ROOT" && "$py" -m agents.admin --bootstrap "$KAFKA_BOOTSTRAP" \
+    if ! (cd "$REPO_ROOT" && "$py" -m engagement_cli topics --bootstrap "$KAFKA_BOOTSTRAP" \
         --timeout "$STACK_TIMEOUT") >"$out" 2>&1; then
         cat "$out" >&2
         die "creating the Kafka topics failed; see $(rel "$out")"

@@ -124,7 +124,7 @@ def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "agents.cli", *args], capture_output=True, timeout=timeout,
+        [sys.executable, "-m", "engagement_cli", *args], capture_output=True, timeout=timeout,
         env=env, cwd=REPO, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -145,7 +145,7 @@ class WorkerProc:
         env = {**self.env, "ENGAGEMENT_WEB_PORT": str(self.port), "ENGAGEMENT_WORKER_ID": self.name}
         with open(self.log, "ab") as fh:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agents.cli", "worker"], cwd=REPO, env=env,
+                [sys.executable, "-m", "engagement_cli", "worker"], cwd=REPO, env=env,
                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         return self

@@ -264,7 +264,7 @@ def _live(env: dict[str, str], rate: str, seed: str, log: Path) -> subprocess.Po
     """A live stream (records stamped now) into the deployment of `env`."""
     with open(log, "ab") as fh:
         return subprocess.Popen(
-            [sys.executable, "-m", "agents.cli", "simulate", "--kafka", "--live",
+            [sys.executable, "-m", "engagement_cli", "simulate", "--kafka", "--live",
              "--users", "300", "--accounts", "60", "--bad-fraction", "0.01", "--rate", rate,
              "--duration", "1h", "--seed", seed, "--progress", "none"],
             env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from agents import client
-from agents.cmd_top import Sample, parse_metrics, render
+from engagement_cli import client
+from engagement_cli.cmd_top import Sample, parse_metrics, render
 from tests.integration.conftest import Stack
 from tests.integration.live_harness import REPO, run_cli, wait_for_snapshot, wait_ready
 from tests.integration.ops_helpers import env_for, worker
@@ -98,7 +98,7 @@ def test_the_demo_fills_every_row_of_top(
         wait_for_snapshot([w], str(snap["as_of"]), lines, timeout=400)
         with open(tmp_path / "gen.log", "wb") as log:  # the child keeps its own copy
             gen = subprocess.Popen(
-                [sys.executable, "-m", "agents.cli", "simulate", "--kafka", "--live", "--rate",
+                [sys.executable, "-m", "engagement_cli", "simulate", "--kafka", "--live", "--rate",
                  "20", "--duration", "10m", "--users", "100", "--seed", "2", "--progress", "none"],
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
             )  # fmt: skip

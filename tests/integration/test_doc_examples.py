@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.cmd_emit import __doc__ as EMIT_HELP
+from engagement_cli.cmd_emit import __doc__ as EMIT_HELP
 from tests.integration.conftest import Stack
 from tests.integration.live_harness import REPO
 

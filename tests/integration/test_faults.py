@@ -179,7 +179,7 @@ class Run:
 
     def load(self, path: Path | None = None, rate: float = 0) -> subprocess.Popen[bytes]:
         """`engagement load --rate` in the background (the producer under test)."""
-        args = [sys.executable, "-m", "agents.cli", "load", str(path or self.data)]
+        args = [sys.executable, "-m", "engagement_cli", "load", str(path or self.data)]
         if rate:
             args += ["--rate", str(rate)]
         log = open(self.tmp / "load.log", "ab")  # noqa: SIM115 (the child keeps its copy)

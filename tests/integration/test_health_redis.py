@@ -229,7 +229,7 @@ def _cli(url: str, prefix: str, *extra: str) -> subprocess.CompletedProcess[str]
         [
             sys.executable,
             "-m",
-            "agents.cli",
+            "engagement_cli",
             "at-risk",
             "--redis-url",
             url,

@@ -83,7 +83,15 @@ def test_a_different_partition_count_is_reported_not_changed(
 def test_the_topics_command_creates_then_checks(stack: Stack, topic_prefix: str) -> None:
     def topics_cmd(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "agents.admin", "--bootstrap", stack.kafka_bootstrap, *args],
+            [
+                sys.executable,
+                "-m",
+                "engagement_cli",
+                "topics",
+                "--bootstrap",
+                stack.kafka_bootstrap,
+                *args,
+            ],
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -62,7 +62,7 @@ def generator(run: Run) -> tuple[subprocess.Popen[bytes], Path]:
     prefix = run.prefix + "gen."
     _create_topics(run.stack.bootstrap, prefix)
     log = run.tmp / "simulate.log"
-    args = [sys.executable, "-m", "agents.cli", "simulate", "--bootstrap", run.stack.bootstrap,
+    args = [sys.executable, "-m", "engagement_cli", "simulate", "--bootstrap", run.stack.bootstrap,
             "--prefix", prefix, "--live", "--rate", "50", "--duration", "1h", "--users", "300",
             "--progress", "none"]  # fmt: skip
     with open(log, "ab") as fh:

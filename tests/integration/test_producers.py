@@ -127,7 +127,7 @@ def test_emit_sends_nothing_when_the_engine_would_reject(
 
 SCRIPT = """
 import sys
-from agents.producer import SyncProducer
+from engagement_cli.producer import SyncProducer
 from streams import sdk
 t = int(sys.argv[3])
 p = SyncProducer(sys.argv[1], prefix=sys.argv[2])
@@ -176,7 +176,7 @@ def _records() -> list[sdk.Record]:
 def test_snapshot_command_prints_what_a_real_worker_serves(
     stack: Stack, topics: dict[str, str], topic_prefix: str, redis_db: int, tmp_path: Path
 ) -> None:
-    from agents.producer import SyncProducer
+    from engagement_cli.producer import SyncProducer
 
     env = _env(
         stack, topic_prefix,

@@ -24,6 +24,7 @@ LINKED = (
     ".venv",
     "deploy",
     "agents",
+    "engagement_cli",
     "streams",
     "schemas",
     "native",  # `make install` checks the compiled replay core is up to date

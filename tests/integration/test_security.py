@@ -2,7 +2,7 @@
 (SCRAM-SHA-512) and Redis over TLS with an ACL user, certificates and passwords generated at
 start-up. A worker runs end to end through it; a wrong password and plaintext are refused; the
 HTTP endpoints are read-only, bound to 127.0.0.1 and echo nothing; no password reaches a log.
-Kafka authorizes with ACLs (agents/acls.py): the worker, the producers and the CLI each run as
+Kafka authorizes with ACLs (engagement_cli/acls.py): the worker, the producers and the CLI each run as
 their own principal, and a producer can write the two input topics and nothing else.
 
 The secure stack has its own run directory and ports (SECURE_TEST_KAFKA_PORT=48092,
@@ -268,13 +268,13 @@ class SecureRun:
 
 def _provision(secure: SecureStack, **deployment: str) -> None:
     """What an administrator does for a deployment (a topic prefix and an app id): its topics,
-    and the ACLs of its worker, producers and CLI (agents/acls.py)."""
+    and the ACLs of its worker, producers and CLI (engagement_cli/acls.py)."""
     env = secure.env("admin", **deployment)
     r = run_cli("topics", env=env, timeout=120)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     for action in ("--apply", "--check"):
         a = subprocess.run(
-            [sys.executable, "-m", "agents.acls", action], env=env, cwd=REPO,
+            [sys.executable, "-m", "engagement_cli.acls", action], env=env, cwd=REPO,
             capture_output=True, timeout=120, check=False,
         )  # fmt: skip
         assert a.returncode == 0, a.stderr.decode()[-2000:]

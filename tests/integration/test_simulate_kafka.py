@@ -36,7 +36,7 @@ OPTIONS = (
 
 
 def _engagement(*args: str) -> list[str]:
-    return [sys.executable, "-m", "agents.cli", *args]
+    return [sys.executable, "-m", "engagement_cli", *args]
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ ANSI = re.compile(rb"\x1b\[[0-9;?]*[a-zA-Z]")
 
 def _spawn(url: str, env: dict[str, str]) -> pexpect.spawn:
     return pexpect.spawn(
-        sys.executable, ["-m", "agents.cli", "top", "--url", url, "--interval", "0.5"],
+        sys.executable, ["-m", "engagement_cli", "top", "--url", url, "--interval", "0.5"],
         env=env, cwd=str(REPO), dimensions=(40, 200), timeout=60,
     )  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""The Kafka ACLs per component (agents/acls.py): what each may do, matched the way Kafka's
+"""The Kafka ACLs per component (engagement_cli/acls.py): what each may do, matched the way Kafka's
 authorizer matches them, and the table of docs/operations.md kept in step with the code.
 tests/integration/test_security.py checks them against a real broker."""
 
@@ -8,9 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from agents.acls import COMPONENTS, bindings, grants, kafka_acls_commands, main, markdown_table
 from agents.internal import TABLES, Names, internal_topic_specs
 from agents.settings import Settings
+from engagement_cli.acls import (
+    COMPONENTS,
+    bindings,
+    grants,
+    kafka_acls_commands,
+    main,
+    markdown_table,
+)
 from streams.topics import INPUT_TOPICS, OUTPUT_TOPICS, TopicSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,7 +108,9 @@ def test_docs_list_the_acls_of_the_code() -> None:
     text = (REPO / "docs" / "operations.md").read_text()
     begin = text.index("<!-- acls:begin")
     block = text[text.index("\n", begin) + 1 : text.index("<!-- acls:end -->")]
-    assert block.strip() == markdown_table(), "run `python -m agents.acls --table` into docs"
+    assert block.strip() == markdown_table(), (
+        "run `python -m engagement_cli.acls --table` into docs"
+    )
 
 
 def test_cli(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from agents import client
-from agents.cli import COMMANDS, build_parser, main
-from agents.cmd_snapshot import SECTIONS, render_table
+from engagement_cli import client
+from engagement_cli.cli import COMMANDS, build_parser, main
+from engagement_cli.cmd_snapshot import SECTIONS, render_table
 
 
 def test_help_lists_every_command_on_one_line(

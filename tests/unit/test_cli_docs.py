@@ -8,7 +8,7 @@ import importlib
 import re
 from pathlib import Path
 
-from agents import cli
+from engagement_cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "cli.md"
@@ -46,7 +46,7 @@ def test_each_row_lists_the_exit_codes_its_command_returns() -> None:
     for name, (module_name, _help) in cli.COMMANDS.items():
         # usage errors (2) come from argparse for every command
         in_code = _codes(module_name) | {cli.EXIT_USAGE}
-        if module_name == "agents.cmd_worker":
+        if module_name == "engagement_cli.cmd_worker":
             in_code |= {cli.EXIT_OK}  # the worker exits 0 when stopped (SIGTERM)
         documented = rows[name] | {cli.EXIT_USAGE}
         if in_code != documented:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.cli import COMMANDS, EPILOG, build_parser, main
 from agents.settings import Settings
+from engagement_cli.cli import COMMANDS, EPILOG, build_parser, main
 from streams.errors import ConfigError
 from tests.unit.records_builder import ev
 
@@ -26,7 +26,7 @@ def run(
     full = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_")}
     full.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "agents.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "engagement_cli", *args], capture_output=True, text=True,
         timeout=60, env=full, input=None if stdin is None else stdin.decode(),
     )  # fmt: skip
 

@@ -14,7 +14,10 @@ T = "2026-11-20T12:00:00Z"
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "agents.cli", *args], input=stdin, capture_output=True, timeout=60
+        [sys.executable, "-m", "engagement_cli", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
     )
 
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from agents.cmd_dead_letters import (
+from engagement_cli.cmd_dead_letters import (
     counts,
     dedupe,
     from_record,

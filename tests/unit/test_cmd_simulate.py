@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
-from agents.cmd_simulate import parse_duration
+from agents.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from engagement_cli.cli import main
+from engagement_cli.cmd_simulate import parse_duration
 
 
 @pytest.mark.parametrize(

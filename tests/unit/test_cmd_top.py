@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from agents.cmd_top import Sample, parse_metrics, read, render
+from engagement_cli.cmd_top import Sample, parse_metrics, read, render
 
 METRICS = """\
 # TYPE engagement_records_processed counter
@@ -93,7 +93,7 @@ def test_once_shows_records_per_second_from_two_reads(capsys: pytest.CaptureFixt
     srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        from agents.cli import main
+        from engagement_cli.cli import main
 
         assert main(["top", "--once", "--interval", "0.5", "--url",
                      f"http://127.0.0.1:{srv.server_address[1]}"]) == 0  # fmt: skip

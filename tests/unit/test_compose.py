@@ -19,13 +19,13 @@ import jsonschema
 import pytest
 import yaml
 
-from agents.cli import COMMANDS
+from engagement_cli.cli import COMMANDS
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 SCHEMA_FILE = REPO / "tests" / "data" / "compose-spec.json"
 
-# Sub-commands that docker-compose.yml (or the Dockerfile) already runs but agents/cli.py does
+# Sub-commands that docker-compose.yml (or the Dockerfile) already runs but engagement_cli/cli.py does
 # not declare yet. Shrink this set as they land: test_planned_commands_are_still_planned fails
 # once one of them is declared, as a reminder.
 PLANNED_COMMANDS: frozenset[str] = frozenset()
@@ -150,7 +150,7 @@ def test_engagement_commands_are_declared_or_planned(compose: dict[str, Any]) ->
     assert used, "expected the worker and topics services to run `engagement` commands"
     for where, sub in used.items():
         assert sub in COMMANDS or sub in PLANNED_COMMANDS, (
-            f"{where} runs `engagement {sub}`, which agents/cli.py does not declare "
+            f"{where} runs `engagement {sub}`, which engagement_cli/cli.py does not declare "
             f"(declared: {sorted(COMMANDS)}; planned: {sorted(PLANNED_COMMANDS)})"
         )
 
@@ -158,7 +158,7 @@ def test_engagement_commands_are_declared_or_planned(compose: dict[str, Any]) ->
 def test_planned_commands_are_still_planned() -> None:
     landed = PLANNED_COMMANDS & COMMANDS.keys()
     assert not landed, (
-        f"{sorted(landed)} now declared in agents/cli.py: remove from PLANNED_COMMANDS "
+        f"{sorted(landed)} now declared in engagement_cli/cli.py: remove from PLANNED_COMMANDS "
         "in tests/unit/test_compose.py"
     )
 

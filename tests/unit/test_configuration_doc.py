@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.cli import COMMANDS, build_parser
 from agents.settings import TOML_KEYS
+from engagement_cli.cli import COMMANDS, build_parser
 from streams.config import METRICS_KEYS, Config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def test_every_flag_of_every_command_is_listed(name: str) -> None:
 
 def _env_in_python() -> dict[str, str]:
     found: dict[str, str] = {}
-    for top in ("agents", "streams"):
+    for top in ("agents", "engagement_cli", "streams"):
         for path in sorted((REPO / top).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
                 name = None

@@ -13,7 +13,18 @@ PAGES = sorted(
     [REPO / "README.md", REPO / "CHANGELOG.md", *(REPO / "docs").glob("*.md"),
      *(REPO / "docs").glob("*/*.md"), *(REPO / "bench").glob("*.md"), REPO / "sdk" / "README.md"]
 )  # fmt: skip
-TOP = ("agents", "streams", "native", "deploy", "tests", "bench", "schemas", "docs", "sdk")
+TOP = (
+    "agents",
+    "engagement_cli",
+    "streams",
+    "native",
+    "deploy",
+    "tests",
+    "bench",
+    "schemas",
+    "docs",
+    "sdk",
+)
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 MD_NAME = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w.-]+\.md)\b")
 REPO_PATH = re.compile(rf"(?<![\w/.-])((?:{'|'.join(TOP)})/[\w./-]*[\w])")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from agents import health as H
-from agents.cli import main
+from engagement_cli.cli import main
 from streams.config import Config
 from streams.engine import AccountPartition, customer_health, health_at_risk
 from streams.errors import ConfigError

@@ -1154,7 +1154,7 @@ def test_make_replayer_and_replay_lines() -> None:
 
 def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "agents.cli", "replay", *args], capture_output=True, timeout=120
+        [sys.executable, "-m", "engagement_cli", "replay", *args], capture_output=True, timeout=120
     )
 
 

@@ -1,12 +1,12 @@
-"""The producer client's settings (agents/producer.py) without a broker; its behaviour against
+"""The producer client's settings (engagement_cli/producer.py) without a broker; its behaviour against
 Kafka is tested in tests/integration/test_producers.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from agents.cli import main
-from agents.producer import DELIVERY_TIMEOUT_MS, Producer, producer_settings
+from engagement_cli.cli import main
+from engagement_cli.producer import DELIVERY_TIMEOUT_MS, Producer, producer_settings
 from streams.errors import ConfigError
 
 

@@ -106,7 +106,7 @@ def test_kafka_options_cannot_weaken_the_guarantees() -> None:
 
 
 def test_the_project_hints_name_its_flags_and_the_sdks_do_not() -> None:
-    from agents.producer import Producer, SyncProducer
+    from engagement_cli.producer import Producer, SyncProducer
 
     assert "--bootstrap" in Producer.unreachable_hint
     assert "--" not in sdk_producer.Producer.unreachable_hint

@@ -141,7 +141,7 @@ def test_toml_errors(tmp_path: Path, toml: str, message: str) -> None:
 
 def test_cmd_worker_flags_reach_the_settings(tmp_path: Path) -> None:
     """`engagement worker --web-port ...` parses into the overrides Settings.load uses."""
-    from agents.cli import build_parser
+    from engagement_cli.cli import build_parser
 
     cfg = _toml(tmp_path, "[worker]\nweb_port = 7100\nlog_level = 'warning'\n")
     args = build_parser("worker").parse_args(

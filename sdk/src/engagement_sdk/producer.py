@@ -27,7 +27,7 @@
         print(meta.topic, meta.partition, meta.offset)
 
 `engagement emit` and `engagement load` of the engagement-metrics project use this client too
-(agents/producer.py adds the KAFKA_* environment variables of its security settings).
+(engagement_cli/producer.py adds the KAFKA_* environment variables of its security settings).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import logging
 import sys
 from typing import Any
 
-from agents.cli import EXIT_CONFIG, EXIT_FAILURE
+from agents.exits import EXIT_CONFIG, EXIT_FAILURE
 from streams.errors import ConfigError
 
 
@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     from agents import outage
     from agents.admin import AdminError, ensure_topics
-    from agents.worker import Worker, internal_topic_specs
+    from agents.internal import internal_topic_specs
+    from agents.worker import Worker
     from streams.topics import topic_specs
 
     def say(msg: str) -> None:

@@ -1,7 +1,9 @@
 """The `engagement` command line.
 
-Every sub-command lives in its own module and registers itself here with a one-line help,
-examples and documented exit codes. Modules are imported lazily so `engagement --help` is fast.
+Every sub-command lives in its own module of this package (engagement_cli/cmd_*.py) and
+registers itself here with a one-line help, examples and documented exit codes. Modules are
+imported lazily so `engagement --help` is fast, and only `engagement worker` imports Faust (the
+worker's runtime, agents/), when it runs a worker.
 """
 
 from __future__ import annotations
@@ -12,15 +14,9 @@ import sys
 from collections.abc import Sequence
 
 from agents import __version__
+from agents.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
-# Exit codes shared by every command (documented in `engagement --help` and docs/cli.md).
-EXIT_OK = 0
-EXIT_FAILURE = 1  # the command ran and failed (e.g. a server did not answer)
-EXIT_USAGE = 2  # bad flags or arguments (argparse's own convention)
-EXIT_CONFIG = 3  # the configuration file is missing, unreadable or invalid
-EXIT_INPUT = 4  # an input file is missing or unreadable
-EXIT_INTERRUPTED = 130
-
+# The exit codes of every command and of the worker (agents/exits.py), as `--help` tells them.
 EPILOG = """\
 exit codes:
   0  success
@@ -40,21 +36,39 @@ SEE_ALSO = "`engagement --help` lists the commands; docs/configuration.md every 
 # name -> (module, one-line help). Each module has `add_arguments(parser)` and `run(args) -> int`
 # and a module docstring whose first paragraph is the command's description and examples.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "replay": ("agents.cmd_replay", "compute the metrics snapshot from kcat-style JSONL files"),
-    "simulate": ("agents.cmd_simulate", "generate a realistic record stream (to a file or Kafka)"),
-    "topics": ("agents.admin", "create (or check) the project's Kafka topics"),
-    "load": ("agents.cmd_load", "send a kcat-style JSONL file into Kafka (keys, timestamps)"),
-    "emit": ("agents.cmd_emit", "send one event or survey answer, validated client-side"),
-    "snapshot": ("agents.cmd_snapshot", "print the live snapshot of the workers (table or JSON)"),
-    "worker": ("agents.cmd_worker", "run a live worker (Faust): metrics, /snapshot, /metrics"),
-    "at-risk": ("agents.cmd_at_risk", "list customers at risk (health < 40), from Redis"),
-    "forget": ("agents.cmd_forget", "erase a user (GDPR) from the workers' tables and Redis"),
+    "replay": (
+        "engagement_cli.cmd_replay",
+        "compute the metrics snapshot from kcat-style JSONL files",
+    ),
+    "simulate": (
+        "engagement_cli.cmd_simulate",
+        "generate a realistic record stream (to a file or Kafka)",
+    ),
+    "topics": ("engagement_cli.cmd_topics", "create (or check) the project's Kafka topics"),
+    "load": (
+        "engagement_cli.cmd_load",
+        "send a kcat-style JSONL file into Kafka (keys, timestamps)",
+    ),
+    "emit": ("engagement_cli.cmd_emit", "send one event or survey answer, validated client-side"),
+    "snapshot": (
+        "engagement_cli.cmd_snapshot",
+        "print the live snapshot of the workers (table or JSON)",
+    ),
+    "worker": (
+        "engagement_cli.cmd_worker",
+        "run a live worker (Faust): metrics, /snapshot, /metrics",
+    ),
+    "at-risk": ("engagement_cli.cmd_at_risk", "list customers at risk (health < 40), from Redis"),
+    "forget": (
+        "engagement_cli.cmd_forget",
+        "erase a user (GDPR) from the workers' tables and Redis",
+    ),
     "dead-letters": (
-        "agents.cmd_dead_letters",
+        "engagement_cli.cmd_dead_letters",
         "list rejected records by reason; re-send chosen ones",
     ),
-    "top": ("agents.cmd_top", "a live terminal view of the KPIs (/snapshot, /metrics)"),
-    "rebuild": ("agents.cmd_rebuild", "reset the state; workers then reprocess the topics"),
+    "top": ("engagement_cli.cmd_top", "a live terminal view of the KPIs (/snapshot, /metrics)"),
+    "rebuild": ("engagement_cli.cmd_rebuild", "reset the state; workers then reprocess the topics"),
 }
 
 

@@ -3,7 +3,7 @@ idempotence, batching, retries, flush on exit) with the security settings of the
 KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_SSL_* environment variables (agents/security.py)
 and errors that name the command line's flags.
 
-    from agents.producer import SyncProducer
+    from engagement_cli.producer import SyncProducer
     from streams import sdk
 
     with SyncProducer("127.0.0.1:9092") as producer:

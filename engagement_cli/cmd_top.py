@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents import client
-from agents.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agents.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from engagement_cli import client
 
 CLEAR = "\x1b[H\x1b[2J"
 ALT_ON, ALT_OFF = "\x1b[?1049h\x1b[?25l", "\x1b[?25h\x1b[?1049l"

@@ -61,7 +61,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import IO, Any
 
-from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from agents.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from streams.config import Config
 from streams.errors import AsOfError, ConfigError
 from streams.simulate import (

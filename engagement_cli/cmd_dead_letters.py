@@ -35,7 +35,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from agents.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, EXIT_USAGE, add_kafka_arguments
+from agents.exits import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, EXIT_USAGE
+from engagement_cli.cli import add_kafka_arguments
 from streams.records import REJECT_REASONS
 from streams.topics import DEAD_LETTERS
 

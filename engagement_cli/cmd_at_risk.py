@@ -24,7 +24,7 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agents.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from agents.health import DEFAULT_LIMIT, MAX_LIMIT, health_keys, parse_limit, read_at_risk_sync
 from streams.errors import ConfigError
 from streams.topics import ENV_PREFIX, TopicSettingsError, validate_prefix

@@ -17,10 +17,10 @@ components authenticate as principals of their own and get only what they use:
 Creating the project topics (`engagement topics`) and `engagement rebuild` (which deletes and
 recreates the worker's topics and resets its groups) are an administrator's: a super user.
 
-    python -m agents.acls                 # the kafka-acls.sh commands of this deployment
-    python -m agents.acls --table         # the same as a Markdown table
-    python -m agents.acls --apply         # create them (as an administrator; idempotent)
-    python -m agents.acls --check         # exit 1 unless every one of them is in place
+    python -m engagement_cli.acls                 # the kafka-acls.sh commands of this deployment
+    python -m engagement_cli.acls --table         # the same as a Markdown table
+    python -m engagement_cli.acls --apply         # create them (as an administrator; idempotent)
+    python -m engagement_cli.acls --check         # exit 1 unless every one of them is in place
 
 The bootstrap and the administrator's credentials come from the environment (KAFKA_BOOTSTRAP,
 agents/security.py); the local secure stack applies them at start-up (deploy/local/secure.sh).
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agents.admin import default_bootstrap
 
     p = argparse.ArgumentParser(
-        prog="python -m agents.acls",
+        prog="python -m engagement_cli.acls",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -36,7 +36,7 @@ import json
 import sys
 from typing import Any
 
-from agents.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agents.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 EXIT_RETRY = 5
 
@@ -171,9 +171,9 @@ def _wait(url: str, args: argparse.Namespace, prog: str) -> dict[str, Any]:
 
     from aiokafka.errors import KafkaError
 
-    from agents import client
     from agents.admin import AdminError
     from agents.settings import Settings
+    from engagement_cli import client
     from streams.topics import INPUT_TOPICS
 
     def ends_of(names: list[str]) -> dict[str, int]:
@@ -209,7 +209,7 @@ def _wait(url: str, args: argparse.Namespace, prog: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents import client
+    from engagement_cli import client
     from streams.errors import AsOfError
     from streams.timeutil import parse_as_of
 

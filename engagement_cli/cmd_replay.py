@@ -23,7 +23,7 @@ import sys
 import time
 from typing import IO, Any
 
-from agents.cli import EXIT_CONFIG, EXIT_INPUT, EXIT_OK, EXIT_USAGE
+from agents.exits import EXIT_CONFIG, EXIT_INPUT, EXIT_OK, EXIT_USAGE
 from streams import native
 from streams.config import Config
 from streams.errors import AsOfError, ConfigError

@@ -40,7 +40,8 @@ import re
 import sys
 from typing import Any
 
-from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_kafka_arguments
+from agents.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from engagement_cli.cli import add_kafka_arguments
 
 SURVEY_TYPES = ("csat", "nps", "ces")
 EMIT_BACKFILL_HINT = "--record-ts sets the record timestamp: for a backfill, give one near --ts"
@@ -216,7 +217,7 @@ def build(args: argparse.Namespace) -> Any:
 
 
 async def _send(args: argparse.Namespace, record: Any) -> Any:
-    from agents.producer import Producer
+    from engagement_cli.producer import Producer
 
     async with Producer(
         args.bootstrap, prefix=args.prefix, client_id="engagement-emit", metadata_timeout_s=5.0
@@ -257,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
                 f"valid for {args.prefix}{record.topic} (key {record.user_id}); not sent (--dry-run)"
             )
         return EXIT_OK
-    from agents.producer import ProducerError
+    from engagement_cli.producer import ProducerError
 
     try:
         meta = asyncio.run(_send(args, record))

@@ -5,7 +5,7 @@ record value (its UTF-8 bytes), `key` the record key, `ts` the record timestamp.
 topic is the line's topic with the configured prefix. Records go to the partition Kafka's
 default partitioner picks for their key (so a user stays in one partition); `--keep-partitions`
 uses each line's `partition` instead. Lines that are not valid envelopes are reported and
-skipped. The producer (agents/producer.py, shared with `engagement emit`) is idempotent
+skipped. The producer (engagement_cli/producer.py, shared with `engagement emit`) is idempotent
 (acks=all) and flushed before exit; a record Kafka cannot take (e.g. a broker restarting) is
 retried for up to 2 minutes, and the command exits 1 if any record was not acknowledged. `--rate N` paces the sending to N records per second.
 
@@ -25,18 +25,12 @@ import sys
 import time
 from typing import Any
 
-from agents.cli import (
-    EXIT_CONFIG,
-    EXIT_FAILURE,
-    EXIT_INPUT,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    add_kafka_arguments,
-)
+from agents.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from engagement_cli.cli import add_kafka_arguments
 
 # DELIVERY_TIMEOUT_MS: how long a record may wait for Kafka (retried every retry_backoff_ms)
 # before it is given up, long enough to ride out a broker restart (docs/operations.md).
-from agents.producer import DELIVERY_TIMEOUT_MS
+from engagement_cli.producer import DELIVERY_TIMEOUT_MS
 from streams.errors import ConfigError
 
 
@@ -77,7 +71,7 @@ async def _load(args: argparse.Namespace) -> int:
     stop it at the next record, then what was sent is flushed within
     ENGAGEMENT_STOP_TIMEOUT_SECONDS (130 when all of it was acknowledged, else 1)."""
     from agents import outage
-    from agents.producer import Producer
+    from engagement_cli.producer import Producer
 
     try:
         osettings = outage.OutageSettings.from_env()
@@ -120,7 +114,7 @@ async def _load(args: argparse.Namespace) -> int:
 
 
 async def _load_all(args: argparse.Namespace, producer: Any, stop: Any) -> int:
-    from agents.producer import ProducerError
+    from engagement_cli.producer import ProducerError
 
     try:
         await producer.start()

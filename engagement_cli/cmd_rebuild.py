@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from agents.epoch import FORGOT_PREFIX
+from agents.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from agents.settings import Settings
 from streams.errors import ConfigError
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
@@ -195,7 +195,7 @@ async def _reset(s: Settings, existing: dict[str, int], tombs: dict[str, dict[in
     from aiokafka.structs import OffsetAndMetadata
 
     from agents.admin import connect, delete_topics, ensure_topics
-    from agents.worker import internal_topic_specs
+    from agents.internal import internal_topic_specs
 
     specs = internal_topic_specs(s)
     await delete_topics(s.bootstrap, list(existing))
@@ -286,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"engagement rebuild: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    from agents.worker import internal_topic_specs
+    from agents.internal import internal_topic_specs
 
     names = [spec.name for spec in internal_topic_specs(s)]
     dirs = [Path(d) for d in (args.data_dir or [s.data_dir])]

@@ -27,7 +27,7 @@ import sys
 import time
 import uuid
 
-from agents.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agents.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from agents.forget import forget_message, receipt_key
 from agents.settings import Settings
 from streams.errors import ConfigError
