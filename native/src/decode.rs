@@ -13,6 +13,10 @@ use crate::codec::{EXT_BIG_INT, EXT_FRACTION, FORMAT_VERSION, TOPICS};
 use crate::state::{Account, Days, Key, Map, Ms, User, NONE};
 use crate::time::{I, UNIT};
 
+/// The most entries of a map kept in a vector (days, milestones) read here: their duplicate
+/// check is quadratic, and real states hold a few (days are at most ~90, milestones a handful).
+const MAX_SCANNED: usize = 1024;
+
 /// A value this reader is not sure to read as the Python path would.
 pub struct Unsure;
 
@@ -86,17 +90,24 @@ impl<'a> Rd<'a> {
         i64::try_from(self.int()?).map_err(|_| Unsure)
     }
 
+    /// An array's or map's length; never more than the bytes left (each item takes at least
+    /// one), so that a length read from the bytes cannot make a reader reserve memory for
+    /// items that are not there.
     fn len(&mut self, fix: u8, fix_max: u8, m16: u8, m32: u8) -> R<usize> {
         let c = self.byte()?;
-        if c & !fix_max == fix {
-            Ok((c & fix_max) as usize)
+        let n = if c & !fix_max == fix {
+            (c & fix_max) as usize
         } else if c == m16 {
-            Ok(self.be(2)? as usize)
+            self.be(2)? as usize
         } else if c == m32 {
-            Ok(self.be(4)? as usize)
+            self.be(4)? as usize
         } else {
-            Err(Unsure)
+            return Err(Unsure);
+        };
+        if n > self.b.len() - self.i {
+            return Err(Unsure);
         }
+        Ok(n)
     }
 
     #[inline]
@@ -238,6 +249,9 @@ impl<'a> Rd<'a> {
 
     fn days(&mut self) -> R<Days> {
         let n = self.map_or_nil()?;
+        if n > MAX_SCANNED {
+            return Err(Unsure); // the duplicate check below is quadratic: Python's dict reads it
+        }
         let mut d = Days::default();
         d.0.reserve(n);
         for _ in 0..n {
@@ -276,7 +290,7 @@ impl<'a> Rd<'a> {
     /// `_offs(flat, width)`: the sources (topic, partition[, user partition]) and offsets
     fn offs(&mut self, width: usize) -> R<Vec<(&'a str, i64, i64, i64)>> {
         let n = self.array_or_nil()?;
-        if n % (width + 1) != 0 {
+        if n % (width + 1) != 0 || n > MAX_SCANNED {
             return Err(Unsure);
         }
         let mut out: Vec<(&str, i64, i64, i64)> = Vec::with_capacity(n / (width + 1));
@@ -336,7 +350,11 @@ pub fn user(b: &[u8], src: &mut dyn FnMut(&str, i64) -> u32) -> R<User> {
             5 => {
                 if !r.nil()? {
                     u.ms_some = true;
-                    for _ in 0..r.map()? {
+                    let n = r.map()?;
+                    if n > MAX_SCANNED {
+                        return Err(Unsure);
+                    }
+                    for _ in 0..n {
                         let k = r.str()?;
                         if u.ms.0.iter().any(|e| e.0.as_str() == k) {
                             return Err(Unsure);

@@ -28,6 +28,7 @@ LINKED = (
     "streams",
     "schemas",
     "native",  # `make install` checks the compiled replay core is up to date
+    "sdk",  # the producer SDK, installed by `make install` (`pip install -e ./sdk`)
 )
 
 

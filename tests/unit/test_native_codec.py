@@ -365,3 +365,23 @@ def test_the_core_reads_stored_bytes_as_python_does_or_leaves_them_to_it(kind: s
             taken += 1
         refused += read_in_python(kind, cfg, {k: b[:-1]}) is None
     assert nl is not None and taken > 10 and refused > 0
+
+
+def test_lengths_in_the_bytes_never_reserve_what_is_not_there() -> None:
+    """A stored value whose array or map header claims billions of items (a corrupt or hostile
+    changelog record) is left to Python at once, which refuses it, rather than making the core
+    reserve memory for them; so are maps kept as vectors beyond 1,024 entries."""
+    _native()
+    cfg = Config()
+    big_array = b"\x01\xdd\xff\xff\xff\xff"  # the slots: array32 of 2^32 - 1
+    big_ids = b"\x01\x92\xc0\xdf\x7f\xff\xff\xff"  # offs nil, ids: map32 of 2^31 - 1
+    for b in (big_array, big_ids):
+        assert read_back("users", cfg, {"u": b}) is None
+        assert read_in_python("users", cfg, {"u": b}) is None
+    u = UserState()
+    u.ids = {"e": START}
+    u.days = {d: START + d for d in range(1100)}  # more than the core scans for duplicates
+    b = codec.encode_user(u)
+    assert read_back("users", cfg, {"u": b}) is None
+    ref = read_in_python("users", cfg, {"u": b})
+    assert ref is not None and len(ref["u"].days) == 1100
