@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the local stack needs, if any is missing:
 #   redis-server (redis-cli), prometheus (promtool), prometheus-alertmanager (amtool),
-#   curl, iproute2 (ss), a Java 17+ runtime and Maven for Kafka, and openssl (the secure
+#   curl, iproute2 (ss), a Java 17+ runtime and Maven for Kafka, a JDK's javac for the benchmark's
+#   Kafka Streams peer (bench/kafka_streams, built by a test too), and openssl (the secure
 #   stack's certificates).
 # Non-interactive (works without stdin, as in CI). Runs apt-get only when something is missing.
 # The packages' own services are NOT started: the stack runs its own processes with its own
@@ -22,6 +23,7 @@ declare -A WANT=(
     [setsid]=util-linux
     [flock]=util-linux
     [java]=openjdk-17-jre-headless
+    [javac]=openjdk-17-jdk-headless
     [mvn]=maven
     [openssl]=openssl
 )
