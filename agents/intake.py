@@ -26,8 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engagement.worker")
 
-# How long the intake lets records accumulate in a fetch (ms), unless INTAKE_MIN_BYTES came.
-INTAKE_LINGER_MS = 200
+# A fetch returns once INTAKE_MIN_BYTES came or `Settings.intake_linger_ms` passed.
 INTAKE_MIN_BYTES = 1024 * 1024
 MAX_BATCH_RECORDS = 2000
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -82,9 +81,9 @@ class Intake:
             # Micro-batches: each costs the users stage a fixed amount (an event, the meta and
             # marker writes of its epoch), so a live trickle must not become one micro-batch
             # per record. The broker holds a fetch until it has INTAKE_MIN_BYTES or
-            # INTAKE_LINGER_MS passed: at most that much added delay.
+            # the linger (ENGAGEMENT_INTAKE_LINGER_MS) passed: at most that much added delay.
             fetch_min_bytes=INTAKE_MIN_BYTES,
-            fetch_max_wait_ms=INTAKE_LINGER_MS,
+            fetch_max_wait_ms=s.intake_linger_ms,
             **s.kafka_security.aiokafka_kwargs(),
         )
         await consumer.start()

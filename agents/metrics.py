@@ -223,6 +223,16 @@ class EngagementCollector(Collector):
             "records the intake stage of this process has read from the input topics",
             value=stats.get("intake_records", 0),
         )
+        delays = getattr(w, "delays", None)
+        if delays is not None:
+            yield HistogramMetricFamily(
+                "engagement_record_delay_seconds",
+                "seconds from a record's Kafka timestamp to its micro-batch applied by the users "
+                "stage of this process (when /snapshot counts it); each record once, in the "
+                "partition owning its user (agents/delays.py)",
+                buckets=[(le, float(n)) for le, n in delays.cumulative()],
+                sum_value=delays.sum_ms / 1000,
+            )
 
     def _pipeline(self, users: list[tuple[int, Any]]) -> Iterator[Metric]:
         acc = CounterMetricFamily(

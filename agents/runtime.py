@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
+from agents.delays import DelayHistogram
 from agents.forget import Tombstones
 from agents.internal import Names
 from agents.settings import Settings
@@ -28,6 +29,7 @@ class Runtime(Protocol):
     app: Any
     input_names: dict[str, str]
     stats: dict[str, Any]
+    delays: DelayHistogram  # record timestamp -> applied (agents/delays.py)
     user_parts: dict[int, LiveUserPartition]
     acct_parts: dict[int, LiveAccountPartition]
     user_tombs: dict[int, Tombstones]

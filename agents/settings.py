@@ -32,6 +32,7 @@ ENV = {
     "worker_id": "ENGAGEMENT_WORKER_ID",
     "log_level": "ENGAGEMENT_LOG_LEVEL",
     "commit_interval_ms": "ENGAGEMENT_COMMIT_INTERVAL_MS",
+    "intake_linger_ms": "ENGAGEMENT_INTAKE_LINGER_MS",
     "engine": "ENGAGEMENT_ENGINE",
     "rocksdb_block_cache_mb": "ENGAGEMENT_ROCKSDB_BLOCK_CACHE_MB",
     "rocksdb_write_buffer_mb": "ENGAGEMENT_ROCKSDB_WRITE_BUFFER_MB",
@@ -84,6 +85,10 @@ class Settings:
     # how long a partition's state changes collect before they are persisted together (an
     # epoch, agents/epoch.py): repeated writes to an entity within it collapse into one
     commit_interval_ms: int = 200
+    # how long the intake's fetch may wait for more records (up to 1 MiB) before it forwards
+    # what came as micro-batches: bigger micro-batches at low rates cost less per record, but
+    # each record may wait that long (bench/RESULTS.md, the live rows)
+    intake_linger_ms: int = 200
     # the engine of the live partitions: the compiled core when it is installed ("auto"),
     # or "native" / "python" (both give the same results; streams/native_live.py)
     engine: str = "auto"
@@ -168,6 +173,16 @@ class Settings:
                     ) from None
                 if not 10 <= ms <= 60_000:
                     raise ConfigError(f"{ENV[name]}: {ms} ms is outside 10..60000")
+                kw[name] = ms
+            elif name == "intake_linger_ms":
+                try:
+                    ms = int(str(value))
+                except ValueError:
+                    raise ConfigError(
+                        f"{ENV[name]}: the intake linger must be an integer (ms), got {value!r}"
+                    ) from None
+                if not 0 <= ms <= 5_000:
+                    raise ConfigError(f"{ENV[name]}: {ms} ms is outside 0..5000")
                 kw[name] = ms
             elif name in ("rocksdb_block_cache_mb", "rocksdb_write_buffer_mb"):
                 try:

@@ -141,6 +141,7 @@ class UsersStage:
         part.engine.fold_limit = w.now() - part.engine.margin
         part.wall = time.monotonic()  # which sources are idle (LiveUserPartition.sweep_fold)
         out = part.apply(batch, offset)  # expiry included: see streams/live.py _sweep_due
+        self.note_applied(batch, out.forwards)
         send = w.app.producer.send
         side = ep.side
         names = w.names
@@ -188,6 +189,16 @@ class UsersStage:
         w.stats["records"] += len(batch.records)
         if batch.partition == p:  # read by the intake from the input partition p (not a forward)
             self.window[1] += len(batch.records)
+
+    def note_applied(self, batch: Batch, forwards: dict[int, list[Batch]]) -> None:
+        """Count the delays of the records this micro-batch applied here (agents/delays.py):
+        all of them but those forwarded to the partition owning their user, counted there."""
+        now_ms = int(time.time() * 1000)
+        if not forwards:
+            self.w.delays.observe(now_ms, [r[1] for r in batch.records])
+            return
+        gone = {r[0] for bs in forwards.values() for b in bs for r in b.records}
+        self.w.delays.observe(now_ms, [r[1] for r in batch.records if r[0] not in gone])
 
     def note_forwarded(self, n: int) -> None:
         """Count forwarded records; say so, at most every 5 minutes, when most records of the

@@ -26,6 +26,7 @@ import faust
 from aiokafka import AIOKafkaConsumer
 
 from agents.accounts import AccountsStage, load_account_partition
+from agents.delays import DelayHistogram
 from agents.epoch import (
     EpochCommitter,
     Stored,
@@ -163,6 +164,7 @@ class Worker:
         self.stats = {
             "batches": 0, "records": 0, "intake_records": 0, "sweeps": 0, "started": time.time()
         }  # fmt: skip
+        self.delays = DelayHistogram()
         self.redis: Any = None
         # customers whose health must be re-published (agents/health.py drains it)
         self.health_pending: dict[int, set[str]] = {}

@@ -263,3 +263,46 @@ def plural(n: int, noun: str) -> str:
 
 def fmt_int(x: float) -> str:
     return f"{x:,.0f}"
+
+
+def histogram_buckets(metrics_text: str, name: str) -> list[tuple[str, float]]:
+    """The cumulative (le, count) buckets of histogram `name` in a /metrics text, summed over
+    its series (one per worker process here), +Inf last."""
+    by_le: dict[str, float] = {}
+    prefix = f"{name}_bucket{{"
+    for line in metrics_text.splitlines():
+        if not line.startswith(prefix):
+            continue
+        labels, _, value = line.rpartition(" ")
+        le = labels.split('le="', 1)[1].split('"', 1)[0]
+        by_le[le] = by_le.get(le, 0.0) + float(value)
+    return sorted(by_le.items(), key=lambda kv: math.inf if kv[0] == "+Inf" else float(kv[0]))
+
+
+def bucket_delta(
+    after: Sequence[tuple[str, float]], before: Sequence[tuple[str, float]]
+) -> list[tuple[str, float]]:
+    """The records a histogram counted between two scrapes, bucket by bucket."""
+    was = dict(before)
+    return [(le, n - was.get(le, 0.0)) for le, n in after]
+
+
+def within(buckets: Sequence[tuple[str, float]], seconds: float) -> float:
+    """The fraction of the records counted in buckets up to `seconds` (a bucket bound)."""
+    total = buckets[-1][1] if buckets else 0.0
+    for le, n in buckets:
+        if le != "+Inf" and float(le) == seconds:
+            return n / total if total else math.nan
+    raise ValueError(f"no bucket bound {seconds}")
+
+
+def quantile_le(buckets: Sequence[tuple[str, float]], q: float) -> float:
+    """The smallest bucket bound holding at least a fraction `q` of the records: the q-th
+    percentile is at most this (inf: only the +Inf bucket holds it; nan: no record)."""
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return math.nan
+    for le, n in buckets:
+        if n >= q * total:
+            return math.inf if le == "+Inf" else float(le)
+    return math.inf

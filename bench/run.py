@@ -353,6 +353,7 @@ def measure_delay(
 
     th = threading.Thread(target=poll, daemon=True)
     th.start()
+    hist_before = record_delays(w)
     sent = asyncio.run(produce_paced(prefix, rate, seconds, users, seed=7, partitions=PARTITIONS))
     # wait until every sent record is covered (or `settle` seconds)
     want: dict[str, int] = {}
@@ -366,6 +367,8 @@ def measure_delay(
         time.sleep(POLL)
     stop.set()
     th.join()
+    # the worker's own account: each record's timestamp -> applied (agents/delays.py)
+    applied = report.bucket_delta(record_delays(w), hist_before)
     marks = [(f"{prefix}{t}", p, o, ts) for t, p, o, ts in sent.marks]
     got, missed = report.delays(marks, polls)
     # did it keep up? the records covered per second over the sending time
@@ -379,7 +382,14 @@ def measure_delay(
     total, _ = snapshot_total(w)
     return {"delays": got, "missed": missed, "sent": sent.records, "seconds": sent.seconds,
             "total": total, "kept_up": (end_cov - start_cov) / sent.seconds,
-            "snapshot_s": sum(took) / len(took) if took else float("nan")}  # fmt: skip
+            "snapshot_s": sum(took) / len(took) if took else float("nan"),
+            "applied_buckets": applied}  # fmt: skip
+
+
+def record_delays(w: Any) -> list[tuple[str, float]]:
+    """The worker's histogram of record delays (engagement_record_delay_seconds) now."""
+    _status, text = w.get("/metrics", timeout=30)
+    return report.histogram_buckets(str(text), "engagement_record_delay_seconds")
 
 
 def recover(w_factory: Any, w: Any, expect: int, timeout: float) -> dict[str, float]:
@@ -700,6 +710,16 @@ def render(r: dict[str, Any]) -> str:
             f"applied {d['kept_up']:,.0f} records/s while {d['rate']:,.0f}/s were sent"
             + (f"; {d['missed']:,} not seen within {m['settle_s']} s of the end"
                if d["missed"] else ""))  # fmt: skip
+        hb = d.get("applied_buckets") or []
+        if hb and hb[-1][1] > 0:
+            p50, p99 = report.quantile_le(hb, 0.5), report.quantile_le(hb, 0.99)
+            row("delay record ts -> applied (the worker's histogram), p50",
+                f"<= {p50 * 1000:,.0f} ms", "<= 300 ms", report.verdict(p50, 0.3, False),
+                f"{report.within(hb, 0.3):.1%} within 300 ms; {hb[-1][1]:,.0f} records counted "
+                "by engagement_record_delay_seconds (a bucket's bound)")  # fmt: skip
+            row("delay record ts -> applied, p99", f"<= {p99 * 1000:,.0f} ms", "<= 1,000 ms",
+                report.verdict(p99, 1.0, False),
+                f"{report.within(hb, 1.0):.1%} within 1 s")  # fmt: skip
     if users:
         rss_user = (r["rss"] - r["ours"]["baseline_rss"]) / users
         row("resident memory per 1M tracked users", f"{rss_user * 1e6 / 2**30:,.2f} GiB", "", "",

@@ -91,6 +91,7 @@ RAW = {
     "processed": "engagement_records_processed_total",
     "intake": "engagement_intake_records_total",
     "forwarded": "engagement_records_forwarded_total",
+    "delay": "engagement_record_delay_seconds_bucket",
     "batches": "engagement_batches_processed_total",
     "duplicates": "engagement_records_duplicate_total",
     "partitions": "engagement_partitions_owned",
@@ -947,6 +948,24 @@ def pipeline(r: Rules) -> Board:
                         h=8,
                         decimals=1,
                         thresholds=[(None, "green"), (0.5, "red")],
+                    ),
+                    P(
+                        "timeseries",
+                        "Record delay: median and p99 (approx.)",
+                        [
+                            Q(
+                                f"histogram_quantile({q}, sum by (le) "
+                                f"(rate({RAW['delay']}[{win}])))",
+                                f"p{round(q * 100)}",
+                            )
+                            for q in (0.5, 0.99)
+                        ],
+                        "Seconds from a record's timestamp (its producer's clock) to its "
+                        "micro-batch applied, when /snapshot counts it "
+                        "(engagement_record_delay_seconds)." + HISTOGRAM_NOTE,
+                        unit="s",
+                        w=24,
+                        h=8,
                     ),
                 ],
             ),

@@ -23,6 +23,7 @@ import random
 from typing import Any
 
 from agents.accounts import AccountsStage, load_account_partition
+from agents.delays import DelayHistogram
 from agents.epoch import EpochCommitter, Stored, read_partition
 from agents.internal import Names
 from agents.users import UsersStage, load_user_partition
@@ -112,6 +113,7 @@ class Process:
         self.producer = self
         self.crash = crash
         self.stats = {"batches": 0, "records": 0, "sweeps": 0}
+        self.delays = DelayHistogram()
         self.user_parts: dict[int, LiveUserPartition] = {}
         self.acct_parts: dict[int, LiveAccountPartition] = {}
         self.user_tombs: dict[int, Any] = {}

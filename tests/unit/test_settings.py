@@ -23,6 +23,8 @@ def test_defaults() -> None:
     assert s.worker_id  # host-pid
     assert s.commit_interval_ms == 200 and s.engine == "auto"
     assert Settings.load(env={"ENGAGEMENT_COMMIT_INTERVAL_MS": "50"}).commit_interval_ms == 50
+    assert s.intake_linger_ms == 200
+    assert Settings.load(env={"ENGAGEMENT_INTAKE_LINGER_MS": "0"}).intake_linger_ms == 0
 
 
 def test_flags_override_environment(tmp_path: Path) -> None:
@@ -53,6 +55,8 @@ def test_flags_override_environment(tmp_path: Path) -> None:
         ({"ENGAGEMENT_TOPIC_PREFIX": "bad prefix!"}, "prefix"),
         ({"ENGAGEMENT_COMMIT_INTERVAL_MS": "fast"}, "COMMIT_INTERVAL_MS.*integer"),
         ({"ENGAGEMENT_COMMIT_INTERVAL_MS": "5"}, "outside 10..60000"),
+        ({"ENGAGEMENT_INTAKE_LINGER_MS": "soon"}, "INTAKE_LINGER_MS.*integer"),
+        ({"ENGAGEMENT_INTAKE_LINGER_MS": "-1"}, "outside 0..5000"),
         ({"ENGAGEMENT_ENGINE": "rust"}, "ENGAGEMENT_ENGINE: engine must be auto, native or python"),
         ({"ENGAGEMENT_ROCKSDB_BLOCK_CACHE_MB": "lots"}, "BLOCK_CACHE_MB: must be an integer"),
         ({"ENGAGEMENT_ROCKSDB_WRITE_BUFFER_MB": "0"}, "WRITE_BUFFER_MB: 0 MiB is outside 1..4096"),
