@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from agents.coverage import combine_coverage, coverage
 from streams.engine import Partial, finalize, partial_from_json, partial_to_json
 from streams.timeutil import Instant, format_instant
 
@@ -105,7 +106,7 @@ async def gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:
             src = sources.setdefault(k, {})
             if "counted" in v:
                 src["counted"] = v["counted"]
-            for part in ("forwarded", "applied"):
+            for part in ("forwarded", "applied", "pending"):
                 src.setdefault(part, {}).update(v.get(part, {}))
         f = body.get("fold")
         if f is not None and (fold is None or f > fold):
@@ -130,46 +131,3 @@ async def gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:
     snap["coverage"] = combine_coverage(sources)
     return 200, snap
 
-
-def coverage(w: Runtime, users: set[int], accts: set[int]) -> dict[str, Any]:
-    """What the partitions given know of how far each source partition is counted: per
-    source topic-partition `topic/sp`, the last offset its own user partition counted
-    (`counted`: every record up to it applied, rejected or forwarded), the last offset it
-    forwarded to each other partition (`forwarded`), and the last forwarded offset each
-    other partition applied (`applied`). `combine_coverage` joins every worker's: a source
-    partition is covered up to X when every record up to X is counted, forwarded ones
-    included."""
-    out: dict[str, Any] = {}
-    for p in sorted(users):
-        meta = w.user_parts[p].meta
-        for (topic, sp), off in meta.offs.items():
-            src = out.setdefault(f"{w.s.topic(topic)}/{sp}", {})
-            if sp == p:
-                src["counted"] = off
-            else:
-                src.setdefault("applied", {})[str(p)] = off
-        for (topic, q), off in (getattr(meta, "fwd", None) or {}).items():
-            src = out.setdefault(f"{w.s.topic(topic)}/{p}", {})
-            src.setdefault("forwarded", {})[str(q)] = off
-    for p in sorted(accts):
-        # the last account-facts message applied: `engagement snapshot --wait` compares it
-        # with the topic's end (facts are acknowledged before the records that made them)
-        out[f"{w.names.account_facts}/{p}"] = {"counted": w.acct_parts[p].meta.event_offset}
-    return out
-
-
-def combine_coverage(sources: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Per source topic-partition, the offset up to which every record is counted: what its
-    own user partition counted (applied, rejected or forwarded), but no further than what each
-    partition it forwarded records to has applied of them, while some are still on their way
-    (forwards arrive in order, so up to that point none is missing)."""
-    out: dict[str, int] = {}
-    for key, src in sources.items():
-        cov = src.get("counted", -1)
-        applied = src.get("applied", {})
-        for q, last in src.get("forwarded", {}).items():
-            got = applied.get(q, -1)
-            if got < last:
-                cov = min(cov, got)
-        out[key] = cov
-    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
+from agents.coverage import RecentForwards
 from agents.delays import DelayHistogram
 from agents.forget import Tombstones
 from agents.internal import Names
@@ -32,6 +33,8 @@ class Runtime(Protocol):
     delays: DelayHistogram  # record timestamp -> applied (agents/delays.py)
     user_parts: dict[int, LiveUserPartition]
     acct_parts: dict[int, LiveAccountPartition]
+    # user partition -> (the partition object, what it forwarded lately): agents/coverage.py
+    recent_forwards: dict[int, tuple[Any, RecentForwards]]
     user_tombs: dict[int, Tombstones]
     acct_tombs: dict[int, Tombstones]
     # customers whose health must be re-published (agents/health.py drains it)

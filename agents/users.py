@@ -14,6 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from agents.coverage import recent_forwards
 from agents.epoch import EpochCommitter, Stored
 from agents.forget import (
     FORGET_TOPIC,
@@ -141,7 +142,7 @@ class UsersStage:
         part.engine.fold_limit = w.now() - part.engine.margin
         part.wall = time.monotonic()  # which sources are idle (LiveUserPartition.sweep_fold)
         out = part.apply(batch, offset)  # expiry included: see streams/live.py _sweep_due
-        self.note_applied(batch, out.forwards)
+        self.note_applied(p, batch, out.forwards)
         send = w.app.producer.send
         side = ep.side
         names = w.names
@@ -190,13 +191,17 @@ class UsersStage:
         if batch.partition == p:  # read by the intake from the input partition p (not a forward)
             self.window[1] += len(batch.records)
 
-    def note_applied(self, batch: Batch, forwards: dict[int, list[Batch]]) -> None:
+    def note_applied(self, p: int, batch: Batch, forwards: dict[int, list[Batch]]) -> None:
         """Count the delays of the records this micro-batch applied here (agents/delays.py):
-        all of them but those forwarded to the partition owning their user, counted there."""
+        all of them but those forwarded to the partition owning their user, counted there;
+        note the forwards' offsets (agents/coverage.py)."""
         now_ms = int(time.time() * 1000)
         if not forwards:
             self.w.delays.observe(now_ms, [r[1] for r in batch.records])
             return
+        log = recent_forwards(self.w, p)
+        for q, bs in forwards.items():
+            log.note(batch.topic, q, [r[0] for b in bs for r in b.records])
         gone = {r[0] for bs in forwards.values() for b in bs for r in b.records}
         self.w.delays.observe(now_ms, [r[1] for r in batch.records if r[0] not in gone])
 

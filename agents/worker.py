@@ -26,6 +26,7 @@ import faust
 from aiokafka import AIOKafkaConsumer
 
 from agents.accounts import AccountsStage, load_account_partition
+from agents.coverage import RecentForwards
 from agents.delays import DelayHistogram
 from agents.epoch import (
     EpochCommitter,
@@ -171,6 +172,7 @@ class Worker:
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
         # forgotten users and customers per partition (agents/forget.py)
         self.user_tombs: dict[int, Tombstones] = {}
+        self.recent_forwards: dict[int, tuple[Any, RecentForwards]] = {}
         self.acct_tombs: dict[int, Tombstones] = {}
         self.health_pub: Any = None
         self._closer: asyncio.Future[None] | None = None

@@ -4,13 +4,9 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 from agents.delays import DelayHistogram
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import report  # noqa: E402
+from bench import report
 
 
 def test_each_delay_lands_in_the_first_bucket_at_or_above_it() -> None:

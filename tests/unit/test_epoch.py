@@ -117,6 +117,7 @@ class Process:
         self.user_parts: dict[int, LiveUserPartition] = {}
         self.acct_parts: dict[int, LiveAccountPartition] = {}
         self.user_tombs: dict[int, Any] = {}
+        self.recent_forwards: dict[int, Any] = {}
         self.acct_tombs: dict[int, Any] = {}
         self.health_pending: dict[int, set[str]] = {}
         self.health_pub = None
