@@ -299,6 +299,7 @@ class Worker:
         # committed); what is left are epochs without input (dormant marks): persist them too
         await self.flush()
         self.user_parts.clear()
+        self.recent_forwards.clear()  # it holds the partition objects: let them go
         self.acct_parts.clear()
         for stage in (self.users, self.accounts):
             stage.epochs.open.clear()
