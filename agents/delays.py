@@ -36,15 +36,19 @@ class DelayHistogram:
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum_ms = 0
 
-    def observe(self, now_ms: int, timestamps_ms: Iterable[int]) -> None:
+    def observe(self, now_ms: int, timestamps_ms: list[int]) -> None:
         """Count records whose timestamps (ms) are `timestamps_ms`, applied at `now_ms`."""
+        if not timestamps_ms:
+            return
         bounds, counts = self._bounds_ms, self.counts
-        total = 0
+        n = len(timestamps_ms)
+        self.sum_ms += now_ms * n - sum(timestamps_ms)
+        first = bisect.bisect_left(bounds, now_ms - max(timestamps_ms))
+        if first == bisect.bisect_left(bounds, now_ms - min(timestamps_ms)):
+            counts[first] += n  # the usual case: the whole micro-batch in one bucket
+            return
         for ts in timestamps_ms:
-            d = now_ms - ts
-            counts[bisect.bisect_left(bounds, d)] += 1
-            total += d
-        self.sum_ms += total
+            counts[bisect.bisect_left(bounds, now_ms - ts)] += 1
 
     @property
     def count(self) -> int:

@@ -130,4 +130,3 @@ async def gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:
     snap = finalize(total, t, w.s.config)
     snap["coverage"] = combine_coverage(sources)
     return 200, snap
-
