@@ -39,6 +39,13 @@ ENV = {
 }
 # bounds of the RocksDB memory settings (MiB per table partition)
 ROCKSDB_MB_RANGE = (1, 4096)
+# the integer settings with bounds: (what the error says, unit, lowest, highest)
+INT_SETTINGS = {
+    "commit_interval_ms": ("the commit interval must be an integer (ms)", "ms", 10, 60_000),
+    "intake_linger_ms": ("the intake linger must be an integer (ms)", "ms", 0, 5_000),
+    "rocksdb_block_cache_mb": ("must be an integer (MiB)", "MiB", *ROCKSDB_MB_RANGE),
+    "rocksdb_write_buffer_mb": ("must be an integer (MiB)", "MiB", *ROCKSDB_MB_RANGE),
+}
 # [worker] keys of the TOML file: the settings above (but the file itself), and the topic
 # settings, read as if they were these environment variables.
 TOML_TOPIC_KEYS = {
@@ -166,37 +173,8 @@ class Settings:
                 if not 0 <= port <= 65535:
                     raise ConfigError(f"web port {port} is out of range")
                 kw[name] = port
-            elif name == "commit_interval_ms":
-                try:
-                    ms = int(str(value))
-                except ValueError:
-                    raise ConfigError(
-                        f"{ENV[name]}: the commit interval must be an integer (ms), got {value!r}"
-                    ) from None
-                if not 10 <= ms <= 60_000:
-                    raise ConfigError(f"{ENV[name]}: {ms} ms is outside 10..60000")
-                kw[name] = ms
-            elif name == "intake_linger_ms":
-                try:
-                    ms = int(str(value))
-                except ValueError:
-                    raise ConfigError(
-                        f"{ENV[name]}: the intake linger must be an integer (ms), got {value!r}"
-                    ) from None
-                if not 0 <= ms <= 5_000:
-                    raise ConfigError(f"{ENV[name]}: {ms} ms is outside 0..5000")
-                kw[name] = ms
-            elif name in ("rocksdb_block_cache_mb", "rocksdb_write_buffer_mb"):
-                try:
-                    mb = int(str(value))
-                except ValueError:
-                    raise ConfigError(
-                        f"{ENV[name]}: must be an integer (MiB), got {value!r}"
-                    ) from None
-                lo, hi = ROCKSDB_MB_RANGE
-                if not lo <= mb <= hi:
-                    raise ConfigError(f"{ENV[name]}: {mb} MiB is outside {lo}..{hi}")
-                kw[name] = mb
+            elif name in INT_SETTINGS:
+                kw[name] = _bounded_int(name, value)
             elif name == "engine":
                 engine = str(value).strip().lower()
                 if engine not in ("auto", "native", "python"):
@@ -217,3 +195,15 @@ class Settings:
         if not kw.get("worker_id"):
             kw["worker_id"] = f"{socket.gethostname()}-{os.getpid()}"
         return cls(**kw)  # type: ignore[arg-type]
+
+
+def _bounded_int(name: str, value: object) -> int:
+    """An integer setting of INT_SETTINGS, or a ConfigError naming its variable."""
+    what, unit, lo, hi = INT_SETTINGS[name]
+    try:
+        n = int(str(value))
+    except ValueError:
+        raise ConfigError(f"{ENV[name]}: {what}, got {value!r}") from None
+    if not lo <= n <= hi:
+        raise ConfigError(f"{ENV[name]}: {n} {unit} is outside {lo}..{hi}")
+    return n
