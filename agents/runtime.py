@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from agents.coverage import RecentForwards
 from agents.delays import DelayHistogram
 from agents.forget import Tombstones
 from agents.internal import Names
@@ -33,8 +32,9 @@ class Runtime(Protocol):
     delays: DelayHistogram  # record timestamp -> applied (agents/delays.py)
     user_parts: dict[int, LiveUserPartition]
     acct_parts: dict[int, LiveAccountPartition]
-    # user partition -> (the partition object, what it forwarded lately): agents/coverage.py
-    recent_forwards: dict[int, tuple[Any, RecentForwards]]
+    # user partition -> (the partition object, what it forwarded lately: agents/coverage.py
+    # RecentForwards, which reads this Protocol)
+    recent_forwards: dict[int, tuple[Any, Any]]
     user_tombs: dict[int, Tombstones]
     acct_tombs: dict[int, Tombstones]
     # customers whose health must be re-published (agents/health.py drains it)
