@@ -112,6 +112,13 @@ def entry_of(
             h = _BELOW_40
         elif not at_risk and h < AT_RISK_BELOW:
             h = float(AT_RISK_BELOW)
+    if math.isfinite(h + recency + frequency + sentiment):
+        # what json.dumps(sort_keys, compact) writes (it writes floats by repr), without
+        # building a dict: one of these per changed customer every second
+        return h, (
+            f'{{"as_of":{json.dumps(as_of)},"frequency":{frequency!r},"health":{h!r},'
+            f'"recency":{recency!r},"sentiment":{sentiment!r}}}'
+        )
     parts = {
         "as_of": as_of,
         "frequency": frequency,

@@ -378,3 +378,32 @@ def test_the_cores_health_entries_are_health_entry() -> None:
         assert "exact40" in got and ("late" in got) == (t >= ns("2026-11-20T12:30:00Z"))
     rows = core.health_entries(["exact40"], ns(T))
     assert rows is not None and rows[0][1:] == (40.0, 0.4375, 0.25, 0.5, False)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (55.5, 0.125, 0.35, 0.5),
+        (100.0, 1.0, 1.0, 1.0),
+        (0.0, 0.0, 0.0, 0.0),
+        (39.99999999999999, 3.3e-05, 0.05, 0.1),
+        (12.345678901234567, 1e-300, 2.5e-07, 0.7),
+        (40, 1, 0, 0.5),  # ints, as a caller may pass them
+    ],
+)
+def test_the_parts_json_is_what_json_dumps_writes(values: tuple[float, ...]) -> None:
+    h, recency, frequency, sentiment = values
+    for as_of in ("2026-12-05T20:00:00.123456789Z", 'odd "as of" \\ text'):
+        _score, got = H.entry_of(h, recency, frequency, sentiment, h < 40, as_of)
+        want = json.dumps(
+            {
+                "as_of": as_of,
+                "frequency": frequency,
+                "health": _score,
+                "recency": recency,
+                "sentiment": sentiment,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        assert got == want
