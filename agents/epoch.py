@@ -1,7 +1,7 @@
 """The persistence protocol of the live worker: state is written per *epoch*, not per message.
 
 A stage (users, accounts) applies the messages of a partition to the state it holds in memory
-as they arrive. The changes of one commit interval (`Settings.commit_interval_ms`, 1 s by
+as they arrive. The changes of one commit interval (`Settings.commit_interval_ms`, 200 ms by
 default) form an epoch: each entity changed in it is written once, however often it changed.
 When an epoch closes, its writes are serialized at once (the state in memory moves on), and
 its commit runs in the background, epochs of a partition strictly in order, in these steps:

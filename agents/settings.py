@@ -91,9 +91,9 @@ class Settings:
     log_level: str = "info"
     # how long a partition's state changes collect before they are persisted together (an
     # epoch, agents/epoch.py): repeated writes to an entity within it collapse into one.
-    # 1 s measured 2.3x the backlog drain of 200 ms and fewer live delays over 1 s
-    # (bench/RESULTS.md, 2026-12-05 20:3x); Kafka Streams commits every 30 s, Quix every 5 s
-    commit_interval_ms: int = 1000
+    # Longer ones were measured (bench/RESULTS.md, 2026-12-05 20:32-21:18): 1 s drained a
+    # little faster with 60,000 users; 500 ms and 1 s a quarter slower with 1.5M users
+    commit_interval_ms: int = 200
     # how long the intake's fetch may wait for more records (up to 1 MiB) before it forwards
     # what came as micro-batches: bigger micro-batches at low rates cost less per record, but
     # each record may wait that long (bench/RESULTS.md, the live rows)

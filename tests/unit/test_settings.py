@@ -21,7 +21,7 @@ def test_defaults() -> None:
     )
     assert s.clock is None and s.partitions == 8 and s.topic("product-events") == "product-events"
     assert s.worker_id  # host-pid
-    assert s.commit_interval_ms == 1000 and s.engine == "auto"
+    assert s.commit_interval_ms == 200 and s.engine == "auto"
     assert Settings.load(env={"ENGAGEMENT_COMMIT_INTERVAL_MS": "50"}).commit_interval_ms == 50
     assert s.intake_linger_ms == 200
     assert Settings.load(env={"ENGAGEMENT_INTAKE_LINGER_MS": "0"}).intake_linger_ms == 0
