@@ -4,7 +4,8 @@ applied it, so that /snapshot counts it (its "end-to-end delay").
 Kafka Streams reports the same figure (`record-e2e-latency`, KIP-613: the wall clock minus the
 record's timestamp when a node processes it). Here every record the users stage applies is
 counted once, in the partition that owns its user: a record forwarded from the partition its
-producer chose is counted when its owner applies it, not when it is forwarded. Rejected records
+producer chose is counted when its owner applies it, not when it is forwarded; a micro-batch
+delivered again after a crash or a rebalance is not counted again. Rejected records
 count too (/snapshot counts them as rejected). The timestamp is the producer's (CreateTime), so
 the delay includes the producer's own buffering and any clock difference between the producer's
 host and the worker's; a backlog read long after it was written shows its age.

@@ -128,7 +128,8 @@ class UsersStage:
         batch = decode_batch(value)
         ep = self.epochs.epoch(p)
         ep.touched = True
-        if offset > part.meta.event_offset:
+        fresh = offset > part.meta.event_offset  # not a redelivered micro-batch
+        if fresh:
             part.meta.event_offset = offset
         ep.marker = part.meta.event_offset
         if batch.topic == FORGET_TOPIC:
@@ -142,7 +143,7 @@ class UsersStage:
         part.engine.fold_limit = w.now() - part.engine.margin
         part.wall = time.monotonic()  # which sources are idle (LiveUserPartition.sweep_fold)
         out = part.apply(batch, offset)  # expiry included: see streams/live.py _sweep_due
-        self.note_applied(p, batch, out.forwards)
+        self.note_applied(p, batch, out.forwards, fresh)
         send = w.app.producer.send
         side = ep.side
         names = w.names
@@ -191,19 +192,23 @@ class UsersStage:
         if batch.partition == p:  # read by the intake from the input partition p (not a forward)
             self.window[1] += len(batch.records)
 
-    def note_applied(self, p: int, batch: Batch, forwards: dict[int, list[Batch]]) -> None:
-        """Count the delays of the records this micro-batch applied here (agents/delays.py):
-        all of them but those forwarded to the partition owning their user, counted there;
-        note the forwards' offsets (agents/coverage.py)."""
+    def note_applied(
+        self, p: int, batch: Batch, forwards: dict[int, list[Batch]], fresh: bool
+    ) -> None:
+        """Note the forwards' offsets (agents/coverage.py); count the delays of the records a
+        micro-batch seen for the first time applied here (agents/delays.py): all of them but
+        those forwarded to the partition owning their user, counted there."""
         now_ms = int(time.time() * 1000)
         if not forwards:
-            self.w.delays.observe(now_ms, [r[1] for r in batch.records])
+            if fresh:
+                self.w.delays.observe(now_ms, [r[1] for r in batch.records])
             return
         log = recent_forwards(self.w, p)
         for q, bs in forwards.items():
             log.note(batch.topic, q, [r[0] for b in bs for r in b.records])
-        gone = {r[0] for bs in forwards.values() for b in bs for r in b.records}
-        self.w.delays.observe(now_ms, [r[1] for r in batch.records if r[0] not in gone])
+        if fresh:
+            gone = {r[0] for bs in forwards.values() for b in bs for r in b.records}
+            self.w.delays.observe(now_ms, [r[1] for r in batch.records if r[0] not in gone])
 
     def note_forwarded(self, n: int) -> None:
         """Count forwarded records; say so, at most every 5 minutes, when most records of the

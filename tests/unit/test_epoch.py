@@ -68,6 +68,7 @@ class Kafka:
         self.store: dict[tuple[str, int], dict[bytes, bytes]] = {}
         self.committed: dict[tuple[str, int], int] = {}
         self.acked: dict[tuple[str, int], set[int]] = {}
+        self.processes: list[Any] = []  # the worker processes run on it, in order (not state)
         for kind in ("users", "accounts"):
             for p in range(n):
                 key = (kind, p)
@@ -283,6 +284,7 @@ async def run_world(
     crashes = 0
     while True:
         proc = Process(kafka, cfg, n, plan, parts)
+        kafka.processes.append(proc)
         pos = dict(kafka.committed)
         while not proc.dead:
             ready = [k for k in pos if pos[k] < len(kafka.logs[k])]
@@ -360,6 +362,9 @@ def test_a_crash_at_every_step_of_the_epoch_protocol_changes_nothing(parts: Part
     ((per_message, _),) = run_worlds(envs, as_of, n, ((0.0, 1, 0.0),))
     clean_kafka, _, clean_crashes = asyncio.run(run_world(envs, n, seed=1, rate=0.0, parts=parts))
     assert clean_crashes == 0
+    # each input record's delay counted once (agents/delays.py), forwarded ones where applied
+    batches = _batches(envs, n)
+    assert clean_kafka.processes[0].delays.count == sum(len(b.records) for b in batches) > 1000
     clean = snapshot(clean_kafka, n, as_of)
     assert clean == per_message
     assert clean["accepted"] > 1000 and clean["duplicates"] > 0
