@@ -204,10 +204,12 @@ class UsersStage:
                 self.w.delays.observe(now_ms, [r[1] for r in batch.records])
             return
         log = recent_forwards(self.w, p)
+        gone: set[int] = set()
         for q, bs in forwards.items():
-            log.note(batch.topic, q, [r[0] for b in bs for r in b.records])
+            offsets = [r[0] for b in bs for r in b.records]
+            log.note(batch.topic, q, offsets)
+            gone.update(offsets)
         if fresh:
-            gone = {r[0] for bs in forwards.values() for b in bs for r in b.records}
             self.w.delays.observe(now_ms, [r[1] for r in batch.records if r[0] not in gone])
 
     def note_forwarded(self, n: int) -> None:

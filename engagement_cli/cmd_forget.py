@@ -29,6 +29,7 @@ import uuid
 
 from agents.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from agents.forget import forget_message, receipt_key
+from agents.internal import Names
 from agents.settings import Settings
 from streams.errors import ConfigError
 from streams.live import owner_of
@@ -55,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 async def _send(s: Settings, user: str, request_id: str) -> int:
     from aiokafka import AIOKafkaProducer
 
-    topic = s.topic(f"{s.app_id}-batches")
+    topic = Names.of(s).batches
     producer = AIOKafkaProducer(
         bootstrap_servers=s.bootstrap,
         acks="all",

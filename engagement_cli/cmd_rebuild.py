@@ -42,6 +42,7 @@ from typing import Any
 
 from agents.epoch import FORGOT_PREFIX
 from agents.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agents.internal import Names
 from agents.settings import Settings
 from streams.errors import ConfigError
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
@@ -77,8 +78,8 @@ async def _kafka_state(s: Settings, names: list[str]) -> tuple[dict[str, int], i
     inputs = [s.topic(PRODUCT_EVENTS), s.topic(SURVEY_ANSWERS)]
     internal = [n for n in names if not n.endswith("-changelog") and n in existing]
     busy = [
-        *await _busy(s, s.topic(f"{s.app_id}-intake"), inputs),
-        *await _busy(s, s.topic(s.app_id), internal),
+        *await _busy(s, Names.of(s).intake_group, inputs),
+        *await _busy(s, Names.of(s).app_group, internal),
     ]
     return existing, await _input_records(s), busy
 
@@ -236,8 +237,9 @@ async def _reset(s: Settings, existing: dict[str, int], tombs: dict[str, dict[in
     # the groups start over: the intake at the start of the inputs, Faust at the start of the
     # (new, empty) internal topics
     inputs = [s.topic(PRODUCT_EVENTS), s.topic(SURVEY_ANSWERS)]
-    internal = [s.topic(f"{s.app_id}-batches"), s.topic(f"{s.app_id}-account-facts")]
-    for group, topics in ((s.topic(f"{s.app_id}-intake"), inputs), (s.topic(s.app_id), internal)):
+    n = Names.of(s)
+    internal = [n.batches, n.account_facts]
+    for group, topics in ((n.intake_group, inputs), (n.app_group, internal)):
         c = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap,
             group_id=group,
@@ -263,17 +265,14 @@ def _redis_workers(s: Settings) -> tuple[Any, list[str]]:
         socket_connect_timeout=5,
         **s.redis_security.client_kwargs(s.redis_url),
     )
-    base = f"{s.topics.prefix}{s.app_id}"
-    keys = sorted(k.decode() for k in r.scan_iter(match=f"{base}:worker:*"))
+    keys = sorted(k.decode() for k in r.scan_iter(match=Names.of(s).registry_key("*")))
     return r, keys
 
 
 def _clear_redis(r: Any, s: Settings) -> int:
-    from agents.health import health_keys
-
-    base = f"{s.topics.prefix}{s.app_id}"
-    keys = [k for k in r.scan_iter(match=f"{base}:worker:*")]
-    keys += list(health_keys(s.topics.prefix, s.app_id))
+    n = Names.of(s)
+    keys = [k for k in r.scan_iter(match=n.registry_key("*"))]
+    keys += list(n.health_keys())
     return int(r.delete(*keys)) if keys else 0
 
 

@@ -37,6 +37,7 @@ import sys
 from typing import Any
 
 from agents.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agents.internal import Names
 
 EXIT_RETRY = 5
 
@@ -188,7 +189,7 @@ def _wait(url: str, args: argparse.Namespace, prog: str) -> dict[str, Any]:
     deadline = time.monotonic() + args.wait
     # Two steps: the input records the user partitions have applied, then the account facts
     # they made (acknowledged in Kafka before the records count as applied).
-    for names in ([s.topic(t) for t in INPUT_TOPICS], [s.topic(f"{s.app_id}-account-facts")]):
+    for names in ([s.topic(t) for t in INPUT_TOPICS], [Names.of(s).account_facts]):
         ends = ends_of(names)
         last = "no answer yet"
         while True:
