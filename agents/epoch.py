@@ -9,7 +9,8 @@ its commit runs in the background, epochs of a partition strictly in order, in t
 1. the epoch's side outputs (dead letters, forwards, account facts, churn signals) are
    acknowledged by Kafka;
 2. the partition meta (counters, the last source offsets counted, sweep decisions), then the
-   tombstones of forgotten entities, then each changed entity, then the deletions, then the
+   tombstones of forgotten entities, then the event ids added and dropped (users only, one key
+   each, in the order they changed), then each changed entity, then the deletions, then the
    applied marker (the last message of the epoch) are sent to the table's changelog partition,
    in that order, and acknowledged;
 3. the same writes go to the local store (RocksDB) as one WriteBatch, with Faust's
@@ -26,9 +27,12 @@ the changelog). The input offsets were not committed, so the epoch's messages ar
 The meta comes first, so a redelivered record is never counted twice; an entity is written with
 the source offsets it has applied, so a record applied to a surviving entity changes nothing,
 and one whose entity write was lost is applied again to the state it was applied to the first
-time (streams/live.py). Side outputs precede every state write that records them, so none is
-lost (their consumers dedupe on the source offset). tests/unit/test_epoch.py crashes between
-every two steps.
+time (streams/live.py). An event id is stored with the record that brought it and precedes its
+user: loading keeps an id only when its user has applied that record (`attach_ids`), so an id
+whose user's write was lost is added again by the redelivered record, never found first; a
+dropped id whose deletion was lost is dropped again by the redelivered sweep or forget. Side
+outputs precede every state write that records them, so none is lost (their consumers dedupe on
+the source offset). tests/unit/test_epoch.py crashes between every two steps.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from streams.codec import ID_PREFIX, decode_id, decode_id_key, encode_id_changes
+from streams.live import IdChange
 
 log = logging.getLogger("engagement.epoch")
 
@@ -78,6 +85,7 @@ class Stored:
     """What a partition's table holds (encoded): its entities, meta, marker and tombstones."""
 
     entities: dict[str, bytes] = field(default_factory=dict)
+    ids: list[tuple[bytes, bytes]] = field(default_factory=list)  # users' event ids (id_key)
     meta: bytes | None = None
     applied: int = -1  # the last message whose epoch is durable (-1: none)
     tombstones: bytes | None = None
@@ -92,6 +100,8 @@ def read_partition(items: Iterable[tuple[bytes, bytes]], partition: int) -> Stor
         eid = entity_id(k)
         if eid is not None:
             out.entities[eid] = v
+        elif k[:1] == ID_PREFIX:
+            out.ids.append((k, v))
         elif k == mk:
             out.meta = v
         elif k == ak:
@@ -119,6 +129,37 @@ def encode_entities(
         if e is not None:
             out[k] = encode(e)
     return out
+
+
+def id_writes(part: Any) -> list[Write]:
+    """The writes of the event ids a user partition added and dropped since the last call
+    (`take_id_changes`, streams/live.py), in order; the compiled core's partitions write them
+    in one call (`take_id_writes`)."""
+    take = getattr(part, "take_id_writes", None)
+    if take is not None:
+        return take()
+    return encode_id_changes(part.take_id_changes())
+
+
+def attach_ids(
+    users: Any, items: Iterable[tuple[bytes, bytes]], source: Callable[[int], Any]
+) -> list[IdChange]:
+    """Put stored event ids (`Stored.ids`) back into their users ({user: UserState}); the
+    deletions (user, id, None) of those that stay out. An id stays out when its user is gone or has not applied
+    the record that brought it (`source(partition)` is the key of that partition's product
+    events in a user's `offs`): its user's write was lost in a crash, and the redelivered
+    record adds it again, or it was dropped and its deletion was lost."""
+    gone: list[IdChange] = []
+    for k, v in items:
+        uid, eid = decode_id_key(k)
+        ts, part, off = decode_id(v)
+        u = users.get(uid)
+        offs = u.offs if u is not None else None
+        if offs is None or offs.get(source(part), -1) < off:
+            gone.append((uid, eid, None))
+            continue
+        u.ids[eid] = ts
+    return gone
 
 
 class Store(Protocol):
@@ -202,6 +243,7 @@ class Epoch:
     events: list[Any] = field(default_factory=list)  # Faust events, acknowledged at the end
     side: list[Awaitable[Any]] = field(default_factory=list)  # side outputs' acknowledgements
     keys: set[str] = field(default_factory=set)  # entities changed (or removed)
+    ids: list[Write] = field(default_factory=list)  # event ids added and dropped, in order
     marker: int = -1  # the last message applied (offset in the stage's input topic)
     touched: bool = False  # anything at all to persist (the meta, at least)
     after: list[Callable[[], Any]] = field(default_factory=list)  # run once committed
@@ -267,11 +309,12 @@ class EpochCommitter:
         its `meta` and its `tombstones` (None: unchanged), and commit them after the
         partition's earlier epochs (in the background)."""
         ep = self.open.pop(partition, None)
-        if ep is None or not (ep.touched or ep.events or ep.keys):
+        if ep is None or not (ep.touched or ep.events or ep.keys or ep.ids):
             return
         writes: list[Write] = [(meta_key(partition), meta)]
         if tombstones is not None:
             writes.append((forgot_key(partition), tombstones))
+        writes += ep.ids
         encoded = encode_entities(entities, ep.keys, encode)
         deletions: list[Write] = []
         for eid in sorted(ep.keys):

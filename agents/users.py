@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from agents.coverage import recent_forwards
-from agents.epoch import EpochCommitter, Stored
+from agents.epoch import EpochCommitter, Stored, attach_ids, id_writes
 from agents.forget import (
     FORGET_TOPIC,
     Tombstones,
@@ -30,10 +30,12 @@ from streams.codec import (
     encode_facts,
     encode_forget,
     encode_meta,
-    encode_user,
+    encode_stored_user,
+    id_key,
 )
 from streams.config import Config
 from streams.live import Batch, LiveUserPartition, missing, owner_of
+from streams.records import PRODUCT_EVENTS
 from streams.timeutil import Instant, format_instant
 
 if TYPE_CHECKING:
@@ -55,24 +57,31 @@ def load_user_partition(
     """A user partition as its table holds it, and its tombstones; `cls` is the partition
     class of the engine (streams/native_live.py `partition_classes`). The compiled core reads
     the stored bytes itself (`from_encoded`) when it can be sure to read them as
-    `decode_user` does; otherwise they are decoded here."""
+    `decode_user` does; otherwise they are decoded here. The users' event ids, stored under
+    keys of their own, go back into them (agents/epoch.py `attach_ids`); the deletions of
+    those that stay out are the partition's first id writes."""
     meta = decode_meta(stored.meta) if stored.meta is not None else None
     from_encoded = getattr(cls, "from_encoded", None)
     part = None
     if from_encoded is not None:
-        part = from_encoded(config, p, partitions, partitions, stored.entities, meta, fold_limit)
+        part = from_encoded(
+            config, p, partitions, partitions, stored.entities, meta, fold_limit, stored.ids
+        )
     if part is None:
         if stored.meta is not None:  # the attempt may have set fields of it: start again
             meta = decode_meta(stored.meta)
+        users = {uid: decode_user(v) for uid, v in stored.entities.items()}
+        gone = attach_ids(users, stored.ids, lambda sp: (PRODUCT_EVENTS, sp))
         part = cls(
             config,
             p,
             partitions,
             partitions,
-            users={uid: decode_user(v) for uid, v in stored.entities.items()},
+            users=users,
             meta=meta,
             fold_limit=fold_limit,
         )
+        part.log_id_changes(gone)
     part.meta.event_offset = stored.applied
     tombs = Tombstones.loads(stored.tombstones) if stored.tombstones is not None else None
     return part, tombs
@@ -118,7 +127,7 @@ class UsersStage:
         self.epochs.close(
             p,
             part.users,
-            encode_user,
+            encode_stored_user,
             encode_meta(part.meta),
             tombs.dumps() if tombs is not None else None,
         )
@@ -178,6 +187,7 @@ class UsersStage:
                     None,
                 )
             )
+        ep.ids += id_writes(part)
         ep.keys |= out.dirty
         ep.keys |= out.deleted
         if out.forwards:
@@ -238,12 +248,15 @@ class UsersStage:
         tombstone of what it had counted, and pass the request on to the customer's partition."""
         w = self.w
         ep = self.epochs.epoch(p)
+        ep.ids += id_writes(part)
         tombs = w.user_tombs.setdefault(p, Tombstones())
         for _off, _rts, key, val in batch.records:
             if not key:
                 continue
             uid = key.decode("utf-8", "surrogatepass")
             u = part.users.pop(uid, None)
+            if u is not None and u.ids:  # its event ids go before it (agents/epoch.py)
+                ep.ids += [(id_key(uid, eid), None) for eid in u.ids]
             offs = dict(part.meta.offs)
             for tp, o in ((u.offs or {}) if u is not None else {}).items():
                 offs[tp] = max(o, offs.get(tp, -1))

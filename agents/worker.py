@@ -48,7 +48,7 @@ from agents.membership import member_ids, remember
 from agents.outage import REACH
 from agents.settings import Settings
 from agents.users import UsersStage, load_user_partition
-from streams.codec import UnknownFormatVersion, encode_batch, encode_facts
+from streams.codec import UnknownFormatVersion, decode_id_key, encode_batch, encode_facts
 from streams.errors import ConfigError
 from streams.live import Batch, LiveAccountPartition, LiveUserPartition, owner_of
 from streams.native_live import partition_classes
@@ -371,6 +371,7 @@ class Worker:
         # the memory store holds every partition in one dict: keep this one's entities
         stored = read_partition(store.data.items(), p)
         stored.entities = {k: v for k, v in stored.entities.items() if owner_of(k, self.P) == p}
+        stored.ids = [(k, v) for k, v in stored.ids if owner_of(decode_id_key(k)[0], self.P) == p]
         return stored
 
     def user_part(self, p: int) -> LiveUserPartition:

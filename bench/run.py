@@ -425,11 +425,12 @@ def recover(w_factory: Any, w: Any, expect: int, timeout: float) -> dict[str, fl
 
 
 def load_time(datadir: Path) -> tuple[int, int, float, int]:
-    """(users, serialized bytes, seconds to read and decode them all, dedupe ids) from the
-    worker's RocksDB `users` tables (read-only; the worker is stopped)."""
+    """(users, stored bytes (keys and values of users and their event ids), seconds to read and
+    decode them all, dedupe ids) from the worker's RocksDB `users` tables (read-only; the
+    worker is stopped)."""
     from rocksdict import AccessType, Options, Rdict
 
-    from streams.codec import CodecError, decode_user
+    from streams.codec import ID_PREFIX, CodecError, decode_user
 
     users = nbytes = ids = 0
     seconds = 0.0
@@ -438,14 +439,18 @@ def load_time(datadir: Path) -> tuple[int, int, float, int]:
         try:
             t = time.perf_counter()
             for k, v in db.items():
-                if bytes(k).startswith(b"\x00"):  # a partition's meta, marker or tombstones
+                lead = bytes(k)[:1]
+                if lead == b"\x00":  # a partition's meta, marker or tombstones
+                    continue
+                nbytes += len(k) + len(v)
+                if lead == ID_PREFIX:  # one event id (streams/codec.py id_key)
+                    ids += 1
                     continue
                 try:
                     state = decode_user(v)
                 except CodecError:
                     continue
                 users += 1
-                nbytes += len(v)
                 ids += len(getattr(state, "ids", None) or ()) + len(
                     getattr(state, "resp", None) or ()
                 )

@@ -7,7 +7,13 @@ Every encoded value is one format-version byte (`FORMAT_VERSION`) followed by on
 - a user state (`encode_user`): a positional array, in this order, trailing `None`s left out:
   offs, ids, days, last, signup, ms, features, answers, sessions, orders, facts, resp, tickets,
   returns, lastp (the slots of streams/state.py `UserState`). `offs` is written flat,
-  `[topic, partition, offset, ...]`, with the two input topics as 0 and 1;
+  `[topic, partition, offset, ...]`, with the two input topics as 0 and 1. The worker's table
+  stores a user without its event ids (`encode_stored_user`: the ids slot is an empty map);
+- each event id a user has seen, under a key of its own (`id_key`: 0x02, the user id's UTF-8
+  length as 4 bytes big-endian, the user id, the event id), valued `[ts, partition, offset]`
+  (`encode_id`): the event's instant and the product-events record that brought it. A live
+  record then writes one small key instead of its user's whole id set (docs/architecture.md,
+  "Event ids under their own keys");
 - a customer state (`encode_account`): first, offs (flat: topic, partition, user partition,
   offset), days, last, sub, nps, csat, orders, lastp, subp, npsp, csatp;
 - a partition's meta (`encode_meta`, `encode_account_meta`): a positional array of its slots;
@@ -37,12 +43,13 @@ from typing import Any, NamedTuple
 import msgspec
 
 from streams.errors import EngagementError
-from streams.live import AccountMeta, Batch, Fact, Meta
+from streams.live import AccountMeta, Batch, Fact, IdChange, Meta
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
 from streams.state import AccountState, UserState
 
 __all__ = [
     "FORMAT_VERSION",
+    "ID_PREFIX",
     "CodecError",
     "ForgetRequest",
     "PickledState",
@@ -51,6 +58,8 @@ __all__ = [
     "decode_account_meta",
     "decode_batch",
     "decode_facts_message",
+    "decode_id",
+    "decode_id_key",
     "decode_meta",
     "decode_tombstones",
     "decode_user",
@@ -59,12 +68,17 @@ __all__ = [
     "encode_batch",
     "encode_facts",
     "encode_forget",
+    "encode_id",
+    "encode_id_changes",
     "encode_meta",
+    "encode_stored_user",
     "encode_tombstones",
     "encode_user",
+    "id_key",
 ]
 
-FORMAT_VERSION = 1
+# 2: event ids under keys of their own (1: inside their user's value)
+FORMAT_VERSION = 2
 _PREFIX = bytes([FORMAT_VERSION])
 
 MIGRATION = (
@@ -90,6 +104,11 @@ class UnknownFormatVersion(CodecError):
             why = (
                 f"{what} was written in format version {found} (a newer release); this release "
                 f"reads format version {FORMAT_VERSION}. Run the release that wrote it, or "
+            )
+        elif 1 <= found < FORMAT_VERSION:
+            why = (
+                f"{what} was written in format version {found} (an older release); this "
+                f"release reads format version {FORMAT_VERSION}. To upgrade, "
             )
         else:
             why = (
@@ -342,12 +361,13 @@ def _trimmed(values: list[Any], keep: int) -> list[Any]:
     return values
 
 
-def encode_user(u: UserState) -> bytes:
+def encode_user(u: UserState, ids: bool = True) -> bytes:
+    """A user state; `ids=False`: with an empty ids slot (`encode_stored_user`)."""
     return _PREFIX + _pack(
         _trimmed(
             [
                 _flat_offs(u.offs),
-                u.ids,
+                u.ids if ids else {},
                 u.days,
                 u.last,
                 u.signup,
@@ -365,6 +385,12 @@ def encode_user(u: UserState) -> bytes:
             2,
         )
     )
+
+
+def encode_stored_user(u: UserState) -> bytes:
+    """A user as the worker's table stores it: without its event ids, each stored under a key
+    of its own (`id_key`)."""
+    return encode_user(u, False)
 
 
 def decode_user(data: bytes) -> UserState:
@@ -386,6 +412,63 @@ def decode_user(data: bytes) -> UserState:
     u.returns = w.returns
     u.lastp = w.lastp
     return u
+
+
+# ---- event ids, one key each -------------------------------------------------------------------
+
+ID_PREFIX = b"\x02"
+
+
+def id_key(user_id: str, event_id: str) -> bytes:
+    """The table key of one event id of a user: 0x02, the user id's UTF-8 length (4 bytes,
+    big-endian), the user id, the event id (both may hold any character)."""
+    u = user_id.encode("utf-8", "surrogatepass")
+    return ID_PREFIX + len(u).to_bytes(4, "big") + u + event_id.encode("utf-8", "surrogatepass")
+
+
+def decode_id_key(key: bytes) -> tuple[str, str]:
+    """(user id, event id) of an `id_key`."""
+    if key[:1] != ID_PREFIX or len(key) < 5:
+        raise CodecError("not an event id's key")
+    n = int.from_bytes(key[1:5], "big")
+    if len(key) < 5 + n:
+        raise CodecError("an event id's key shorter than its user id")
+    try:
+        return (
+            key[5 : 5 + n].decode("utf-8", "surrogatepass"),
+            key[5 + n :].decode("utf-8", "surrogatepass"),
+        )
+    except UnicodeDecodeError:
+        raise CodecError("an event id's key that is not UTF-8") from None
+
+
+def encode_id(ts: Any, partition: int, offset: int) -> bytes:
+    """The value of an `id_key`: the event's instant and the product-events record (partition,
+    offset) that brought it."""
+    return _PREFIX + _pack([ts, partition, offset])
+
+
+def encode_id_changes(changes: list[IdChange]) -> list[tuple[bytes, bytes | None]]:
+    """The table writes of id changes (streams/live.py `IdChange`): a deletion for a dropped
+    id."""
+    return [(id_key(u, e), None if v is None else encode_id(*v)) for u, e, v in changes]
+
+
+class _IdV1(msgspec.Struct, array_like=True):
+    ts: Any
+    partition: int
+    offset: int
+
+
+_id_decoder = msgspec.msgpack.Decoder(_IdV1, ext_hook=_ext_hook)
+
+
+def decode_id(data: bytes) -> tuple[Any, int, int]:
+    """(ts, partition, offset) of an `encode_id` value."""
+    w: _IdV1 = _decode(_id_decoder, data, "an event id")
+    if type(w.ts) not in (int, Fraction):
+        raise CodecError("an event id whose instant is not a number")
+    return w.ts, w.partition, w.offset
 
 
 def encode_account(a: AccountState) -> bytes:
@@ -590,11 +673,13 @@ def encode_tombstones(entries: dict[str, dict[tuple[Any, ...], int]]) -> bytes:
 
 
 def decode_tombstones(data: bytes) -> dict[str, dict[tuple[Any, ...], int]]:
-    """Also reads the unversioned msgpack of releases before format versions (the same map
-    without the version byte), which `engagement rebuild` copies over as it is."""
+    """Also reads format version 1 and the unversioned msgpack of releases before format
+    versions (the same map), which `engagement rebuild` copies over as they are."""
     what = "forget tombstones"
     if isinstance(data, bytes) and data and data[0] in _MAP_MARKERS and not _is_pickle(data):
         data = _PREFIX + data
+    elif isinstance(data, bytes) and data[:1] == b"\x01":
+        data = _PREFIX + data[1:]
     raw = _decode(_any_decoder, data, what)
     try:
         return {h: {tuple(k): o for k, o in e} for h, e in raw.items()}

@@ -160,6 +160,9 @@ class Meta:
         self.fwd: dict[tuple[str, int], int] = {}
 
 
+# An event id added to a user, (user, event id, (ts, product-events partition, offset)), or
+# dropped from it, (user, event id, None)
+IdChange = tuple[str, str, "tuple[Instant, int, int] | None"]
 # (reason, detail, topic, partition, offset, key, record ts, value)
 DeadLetter = tuple[str, str, str, int, int, "bytes | None", int, "bytes | None"]
 # (signal, customer, instant ns, topic, partition, offset)
@@ -221,6 +224,20 @@ class LiveUserPartition:
         # runtime; None: no source is ever idle (the tests' simulated Kafka)
         self.wall: float | None = None
         self._heard: dict[tuple[str, int], float] = {}  # source -> wall time of its last batch
+        # the event ids added and dropped since the last `take_id_changes`, in order
+        self.id_changes: list[IdChange] = []
+
+    def log_id_changes(self, changes: list[IdChange]) -> None:
+        """Add id changes made outside `apply` (those of loading) to the log."""
+        self.id_changes += changes
+
+    def take_id_changes(self) -> list[IdChange]:
+        """The event ids added (user, id, (ts, partition, offset)) and dropped (user, id,
+        None) since the last call, in the order they happened: the runtime stores each id under
+        a key of its own (streams/codec.py `id_key`), so a record writes one small key instead
+        of its user's whole id set."""
+        out, self.id_changes = self.id_changes, []
+        return out
 
     @property
     def users(self) -> MutableMapping[str, UserState]:
@@ -307,6 +324,7 @@ class LiveUserPartition:
             out.applied += 1
             if outcome == ACCEPTED:
                 if topic == PRODUCT_EVENTS:
+                    self.id_changes.append((uid, ev.event_id, (inst, part, offset)))
                     if ev.type == "subscription_cancelled":
                         out.signals.append(
                             ("cancellation", ev.account_id or uid, inst, topic, part, offset)
@@ -347,8 +365,13 @@ class LiveUserPartition:
         at = _sweep_due(meta, offset, self.sweep_fold(), eng.watermark is not None)
         if at is not None:
             dead = []
+            gone = self.id_changes
             for uid, u in eng.users.items():
+                ids = u.ids
                 changed, empty = eng.expire_user_changes(u, at)
+                if u.ids is not ids and len(u.ids) != len(ids):
+                    kept = u.ids
+                    gone.extend((uid, eid, None) for eid in ids if eid not in kept)
                 if empty:
                     dead.append(uid)
                 elif changed:

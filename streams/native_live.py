@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from fractions import Fraction
 from typing import Any
 
+from streams.codec import encode_id_changes
 from streams.config import Config
 from streams.engine import SIGNALS, AccountPartition, Partial, SurveyCounts, UserPartition
 from streams.live import (
@@ -34,6 +35,7 @@ from streams.live import (
     AccountMeta,
     Batch,
     Fact,
+    IdChange,
     LiveAccountPartition,
     LiveUserPartition,
     Meta,
@@ -298,6 +300,8 @@ class NativeLiveUserPartition:
         # LiveUserPartition.wall
         self.wall: float | None = None
         self._py: LiveUserPartition | None = None
+        # id writes before the core's log: of loading, of the core before a hand-over
+        self._id_writes: list[tuple[bytes, bytes | None]] = []
         settings = engine_settings(config, self.daycalc)
         settings["idle_source_seconds"] = IDLE_SOURCE_SECONDS
         self._core: Any = native.LiveUsers(
@@ -335,18 +339,38 @@ class NativeLiveUserPartition:
         encoded: dict[str, bytes],
         meta: Meta | None = None,
         fold_limit: Instant | None = None,
+        ids: list[tuple[bytes, bytes]] | None = None,
     ) -> NativeLiveUserPartition | None:
-        """The partition from its stored bytes ({uid: `encode_user` bytes}), read by the core
-        without a Python object per user; None when the core cannot be sure to read them as
-        `decode_user` does (or cannot hold them): then decode them and use the constructor."""
+        """The partition from its stored bytes ({uid: `encode_user` bytes}, and the users'
+        event ids: agents/epoch.py `Stored.ids`), read by the core without a Python object per
+        user; None when the core cannot be sure to read them as `decode_user` does (or cannot
+        hold them): then decode them and use the constructor. The ids are put back as
+        agents/epoch.py `attach_ids` does, the deletions of the others logged."""
         part = cls(config, partition, partitions, account_partitions, None, meta, None, fold_limit)
         if part._py is not None:
             return None
         try:
             loaded = part._core.load(encoded, part.meta, fold_limit, True)
+            if loaded and ids:
+                loaded = part._core.load_ids(ids)
         except _require().NotRepresentable:
             return None
         return part if loaded else None
+
+    def log_id_changes(self, changes: list[IdChange]) -> None:
+        """`LiveUserPartition.log_id_changes`."""
+        if self._py is not None:
+            self._py.log_id_changes(changes)
+        else:
+            self._id_writes += encode_id_changes(changes)
+
+    def take_id_writes(self) -> list[tuple[bytes, bytes | None]]:
+        """The table writes of `LiveUserPartition.take_id_changes`, written by the core."""
+        out, self._id_writes = self._id_writes, []
+        if self._py is not None:
+            return out + encode_id_changes(self._py.take_id_changes())
+        got: list[tuple[bytes, bytes | None]] = self._core.take_id_writes()
+        return out + got if out else got
 
     @property
     def handed_over(self) -> bool:
@@ -395,6 +419,7 @@ class NativeLiveUserPartition:
         py.sweeps = int(self._core.sweeps)
         py._heard = dict(self._core.heard())
         py.wall = self.wall
+        self._id_writes += self._core.take_id_writes()
         self._py = py
         self.engine = py.engine
         self._core = None

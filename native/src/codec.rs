@@ -15,7 +15,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 /// streams/codec.py FORMAT_VERSION
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
+/// streams/codec.py ID_PREFIX: the first byte of an event id's key
+pub const ID_PREFIX: u8 = 2;
 /// streams/codec.py _TOPICS: the input topics written as their index in `offs`
 pub const TOPICS: [&str; 2] = [PRODUCT, SURVEY];
 /// streams/codec.py EXT_BIG_INT, EXT_FRACTION
@@ -355,11 +357,12 @@ impl Slots {
     }
 }
 
-/// `encode_user(Conv::user_to_py(u, with_ids=True))`
+/// `encode_stored_user(Conv::user_to_py(u, with_ids=True))`: the ids slot an empty map (each id
+/// is stored under its own key: `id_write`)
 fn user(u: &User, srcs: &[(Box<str>, i64)]) -> Result<Vec<u8>, Unsure> {
     let mut s = Slots::new(2);
     s.slot(|o| o.offs(&u.offs, srcs, |s| (&*s.0, s.1, None)))?
-        .slot(|o| o.str_dict(&u.ids))?
+        .slot(|o| o.map(0))?
         .slot(|o| o.days(&u.days))?
         .slot(|o| {
             o.ot(u.last);
@@ -488,6 +491,27 @@ fn account(a: &Account, srcs: &[(Box<str>, (i64, i64))]) -> Result<Vec<u8>, Unsu
     .slot(|o| o.pairs(&a.npsp, int))?
     .slot(|o| o.pairs(&a.csatp, int))?;
     Ok(s.finish())
+}
+
+/// streams/codec.py `id_key(uid, eid)`
+pub fn id_key(uid: &str, eid: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5 + uid.len() + eid.len());
+    k.push(ID_PREFIX);
+    k.extend_from_slice(&(uid.len() as u32).to_be_bytes());
+    k.extend_from_slice(uid.as_bytes());
+    k.extend_from_slice(eid.as_bytes());
+    k
+}
+
+/// streams/codec.py `encode_id(ts, partition, offset)` (with `Conv::t`'s instant)
+pub fn id_value(ts: I, partition: i64, offset: i64) -> Vec<u8> {
+    let mut o = Out(Vec::with_capacity(24));
+    o.0.push(FORMAT_VERSION);
+    o.0.push(0x93);
+    o.t(ts);
+    o.int(partition as i128);
+    o.int(offset as i128);
+    o.0
 }
 
 /// {key: bytes | None} of the given keys present in `m` (every entity when `keys` is None);

@@ -2,7 +2,7 @@
 //! `Conv::user_from_py` / `account_from_py`), straight from the bytes into the core's state: a
 //! restarted worker loads its partitions without making a Python object per entity.
 //!
-//! It reads what codec.rs and streams/codec.py write (format version 1). Anything else it is not
+//! It reads what codec.rs and streams/codec.py write (format version 2). Anything else it is not
 //! sure to read exactly as the Python path would (another version byte, a big int or a str with
 //! lone surrogates, a bool or float where an int belongs, a key given twice, an instant finer than
 //! attoseconds, bytes that are not such a value) makes it give up on the whole load: the caller
@@ -327,6 +327,35 @@ fn open(b: &[u8], max: usize) -> R<(Rd<'_>, usize)> {
         return Err(Unsure);
     }
     Ok((r, n))
+}
+
+/// streams/codec.py `decode_id_key`: (user id, event id)
+pub fn id_key(k: &[u8]) -> R<(&str, &str)> {
+    if k.len() < 5 || k[0] != crate::codec::ID_PREFIX {
+        return Err(Unsure);
+    }
+    let n = u32::from_be_bytes([k[1], k[2], k[3], k[4]]) as usize;
+    let rest = &k[5..];
+    if rest.len() < n {
+        return Err(Unsure);
+    }
+    let uid = std::str::from_utf8(&rest[..n]).map_err(|_| Unsure)?;
+    let eid = std::str::from_utf8(&rest[n..]).map_err(|_| Unsure)?;
+    Ok((uid, eid))
+}
+
+/// streams/codec.py `decode_id`: (ts, partition, offset)
+pub fn id_value(b: &[u8]) -> R<(I, i64, i64)> {
+    let (mut r, n) = open(b, 3)?;
+    if n != 3 {
+        return Err(Unsure);
+    }
+    let ts = r.t()?;
+    let (part, off) = (r.i64()?, r.i64()?);
+    if r.i != b.len() {
+        return Err(Unsure);
+    }
+    Ok((ts, part, off))
 }
 
 /// `decode_user` then `Conv::user_from_py`; `src` interns a (topic, partition) source.

@@ -65,6 +65,7 @@ fn add_contract(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CODEC_TOPICS", PyTuple::new(m.py(), codec::TOPICS)?)?;
     m.add("CODEC_EXT_BIG_INT", codec::EXT_BIG_INT)?;
     m.add("CODEC_EXT_FRACTION", codec::EXT_FRACTION)?;
+    m.add("CODEC_ID_PREFIX", codec::ID_PREFIX)?;
     Ok(())
 }
 

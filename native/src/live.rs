@@ -19,7 +19,8 @@ use crate::partial::{accounts_partial, users_partial, At, PartialCfg};
 use crate::state::{push_tight, Account, Key, Map, User, REASONS, SV_CSAT, SV_NPS};
 use crate::time::{Clock, DayCalc, END_INSTANT, I, MIN_INSTANT, MS, SWEEP_EVERY, UNIT};
 use crate::user::{
-    apply_product, apply_survey, expire_user, setting, Ans, Ev, Fact, Kind, Rules, TInfo, UserPart,
+    apply_product, apply_survey, expire_user, ids_cut, setting, Ans, Ev, Fact, Kind, Rules, TInfo,
+    UserPart,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
@@ -145,6 +146,13 @@ fn borrow_ans(o: &OwnedAns) -> Ans<'_> {
     }
 }
 
+/// An event id added to a user (user, id, ts, product-events partition, offset) or dropped from
+/// it (streams/live.py `IdChange`)
+enum IdChange {
+    Put(Key, Key, I, i64, i64),
+    Drop(Key, Key),
+}
+
 #[pyclass(unsendable)]
 pub struct LiveUsers {
     dec: Decoder,
@@ -166,6 +174,8 @@ pub struct LiveUsers {
     sm: SweepMeta,
     #[pyo3(get)]
     sweeps: u64,
+    /// the event ids added and dropped since the last `take_id_writes`, in order
+    id_log: Vec<IdChange>,
 }
 
 impl LiveUsers {
@@ -215,9 +225,15 @@ impl LiveUsers {
         let mut swept = false;
         if let Some(at) = at {
             let f = at.min(self.up.clock.fold);
-            let (rules, dc) = (&self.dec.rules, &mut self.dc);
+            let (rules, dc, log) = (&self.dec.rules, &mut self.dc, &mut self.id_log);
+            let cut = ids_cut(rules, f);
             let mut err = None;
             self.up.users.retain(|uid, u| {
+                for (eid, &ts) in u.ids.iter() {
+                    if ts < cut {
+                        log.push(IdChange::Drop(uid.clone(), eid.clone()));
+                    }
+                }
                 let mut changed = false;
                 match expire_user(py, rules, dc, u, f, &mut changed) {
                     Ok(true) => {
@@ -385,6 +401,7 @@ impl LiveUsers {
                 msg_offset: -1,
             },
             sweeps: 0,
+            id_log: Vec::new(),
         })
     }
 
@@ -492,6 +509,7 @@ impl LiveUsers {
         self.srcw = srcw;
         self.heard = heard;
         self.sm = sm;
+        self.id_log.clear();
         Ok(true)
     }
 
@@ -672,6 +690,15 @@ impl LiveUsers {
                         )?;
                         let sig = (f.is_some() && info.kind == Kind::SubCancelled)
                             .then(|| ("cancellation", ev.acct.unwrap_or(ev.uid), ev.inst));
+                        if f.is_some() {
+                            self.id_log.push(IdChange::Put(
+                                Key::from(ev.uid),
+                                Key::from(ev.eid),
+                                ev.inst,
+                                part,
+                                offset,
+                            ));
+                        }
                         (f, sig)
                     }
                     Dec::Survey(ans) => {
@@ -916,6 +943,67 @@ impl LiveUsers {
         keys: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         crate::codec::users_encoded(py, &self.up.users, &self.srcs, keys)
+    }
+
+    /// The table writes [(key, value or None)] of the event ids added and dropped since the
+    /// last call, in order (streams/codec.py `encode_id_changes` of
+    /// `LiveUserPartition.take_id_changes`).
+    fn take_id_writes<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for c in self.id_log.drain(..) {
+            match c {
+                IdChange::Put(u, e, ts, p, o) => out.append((
+                    PyBytes::new(py, &crate::codec::id_key(u.as_str(), e.as_str())),
+                    PyBytes::new(py, &crate::codec::id_value(ts, p, o)),
+                ))?,
+                IdChange::Drop(u, e) => out.append((
+                    PyBytes::new(py, &crate::codec::id_key(u.as_str(), e.as_str())),
+                    py.None(),
+                ))?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Put stored event ids [(key, value)] back into their users (agents/epoch.py
+    /// `attach_ids`), logging the deletions of those that stay out; false, with some maybe put
+    /// back, when one is not surely read here as the Python path reads it.
+    fn load_ids(&mut self, items: &Bound<'_, PyAny>) -> PyResult<bool> {
+        for item in items.try_iter()? {
+            let item = item?;
+            let k = item.get_item(0)?;
+            let v = item.get_item(1)?;
+            let (Ok(k), Ok(v)) = (k.cast::<PyBytes>(), v.cast::<PyBytes>()) else {
+                return Ok(false);
+            };
+            let (Ok((uid, eid)), Ok((ts, part, off))) = (
+                crate::decode::id_key(k.as_bytes()),
+                crate::decode::id_value(v.as_bytes()),
+            ) else {
+                return Ok(false);
+            };
+            let src = self
+                .srcs
+                .iter()
+                .position(|s| &*s.0 == PRODUCT && s.1 == part);
+            let kept = match (self.up.users.get_mut(uid), src) {
+                (Some(u), Some(src)) => {
+                    let src = src as u32;
+                    if u.offs.iter().any(|&(s, o)| s == src && o >= off) {
+                        u.ids.insert(Key::from(eid), ts);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                _ => false,
+            };
+            if !kept {
+                self.id_log
+                    .push(IdChange::Drop(Key::from(uid), Key::from(eid)));
+            }
+        }
+        Ok(true)
     }
 
     /// Dormant signals with instants in (since, until] (`LiveUserPartition.dormant_signals`

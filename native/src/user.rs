@@ -400,6 +400,11 @@ macro_rules! retain_changed {
     }};
 }
 
+/// The instant before which a sweep as of F drops event and response ids.
+pub fn ids_cut(cfg: &Rules, f: I) -> I {
+    f - cfg.lateness - HOUR
+}
+
 /// `UserPartition.expire_user` as of F: true when nothing is left. `changed` is set when the
 /// state changed (the live sweep writes such users).
 pub fn expire_user(
@@ -410,7 +415,7 @@ pub fn expire_user(
     f: I,
     changed: &mut bool,
 ) -> PyResult<bool> {
-    let ids_cut = f - cfg.lateness - HOUR;
+    let ids_cut = ids_cut(cfg, f);
     retain_changed!(u.ids, changed, |_, v| *v >= ids_cut);
     retain_changed!(u.resp, changed, |_, v| *v >= ids_cut);
     retain_changed!(u.facts, changed, |x| x.0 > f - H24);

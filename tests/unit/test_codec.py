@@ -27,6 +27,8 @@ from streams.codec import (
     decode_account,
     decode_account_meta,
     decode_facts_message,
+    decode_id,
+    decode_id_key,
     decode_meta,
     decode_tombstones,
     decode_user,
@@ -34,9 +36,12 @@ from streams.codec import (
     encode_account_meta,
     encode_facts,
     encode_forget,
+    encode_id,
     encode_meta,
+    encode_stored_user,
     encode_tombstones,
     encode_user,
+    id_key,
 )
 from streams.config import Config
 from streams.engine import AccountPartition, UserPartition
@@ -398,6 +403,7 @@ def test_expire_account_says_exactly_whether_it_changed_the_state(data: Any, at:
 # ---- what is refused -----------------------------------------------------------------------------
 
 DECODERS = (
+    decode_id,
     decode_user,
     decode_account,
     decode_meta,
@@ -412,6 +418,7 @@ def _samples() -> list[bytes]:
     u.days = {1: 2}
     a = AccountState(5)
     return [
+        encode_id(7, 0, 3),
         encode_user(u),
         encode_account(a),
         encode_meta(Meta()),
@@ -432,6 +439,65 @@ def test_another_format_version_is_refused_saying_which_and_what_to_do(version: 
         assert f"reads format version {FORMAT_VERSION}" in msg
         if version > FORMAT_VERSION:
             assert f"format version {version}" in msg
+
+
+def test_state_of_the_release_before_is_refused_naming_the_rebuild() -> None:
+    """Format version 1 held a user's event ids inside its value; this release stores each
+    under a key of its own and refuses version 1, naming the documented rebuild."""
+    for decode, data in zip(DECODERS, _samples(), strict=True):
+        if decode is decode_tombstones:  # the same layout: `engagement rebuild` keeps them
+            assert decode(b"\x01" + data[1:]) == decode(data)
+            continue
+        with pytest.raises(UnknownFormatVersion) as exc:
+            decode(b"\x01" + data[1:])
+        msg = str(exc.value)
+        assert "format version 1 (an older release)" in msg and "engagement rebuild" in msg
+
+
+@pytest.mark.parametrize(
+    ("user", "event"),
+    [("u1", "e1"), ("", ""), ("u\x00", "\x00e"), ("ü-\ud800", "é\udfff"), ("u" * 300, "e" * 70)],
+)
+def test_an_event_ids_key_holds_any_user_and_event_id(user: str, event: str) -> None:
+    k = id_key(user, event)
+    assert k[:1] == b"\x02" and decode_id_key(k) == (user, event)
+    # a user's ids sort together, apart from a user whose id starts with the first's
+    assert id_key(user, "z") < id_key(user + "\x00", "") or len(user.encode()) > 255
+
+
+def test_an_event_ids_value_round_trips_exact_instants() -> None:
+    for ts in (
+        0,
+        -1,
+        1_790_000_000_000_000_000,
+        2**70,
+        -(2**70),
+        Fraction(1, 3),
+        Fraction(-7, 10**12),
+    ):
+        assert decode_id(encode_id(ts, 3, 2**40)) == (ts, 3, 2**40)
+        assert type(decode_id(encode_id(ts, 0, 0))[0]) is type(ts)
+    for bad in (
+        b"",
+        b"\x02",
+        encode_id(1, 2, 3)[:-1],
+        bytes([FORMAT_VERSION]) + b"\x93\xa1x\x00\x00",
+    ):
+        with pytest.raises(CodecError):
+            decode_id(bad)
+    for key in (b"", b"\x01abc", b"\x02\x00\x00\x00\x05ab", b"\x02\x00\x00\x00\x01\xff"):
+        with pytest.raises(CodecError):
+            decode_id_key(key)
+
+
+def test_a_stored_user_holds_no_event_ids() -> None:
+    u = UserState()
+    u.offs = {(PRODUCT_EVENTS, 0): 4}
+    u.ids = {"e1": 5, "e2": Fraction(11, 2)}
+    u.days = {1: 5}
+    back = decode_user(encode_stored_user(u))
+    assert back.ids == {} and back.offs == u.offs and back.days == u.days
+    assert len(encode_stored_user(u)) < len(encode_user(u))
 
 
 RAN: list[str] = []

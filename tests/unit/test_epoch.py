@@ -19,19 +19,22 @@ crash point must have been hit.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from typing import Any
 
 from agents.accounts import AccountsStage, load_account_partition
 from agents.delays import DelayHistogram
-from agents.epoch import EpochCommitter, Stored, read_partition
+from agents.epoch import EpochCommitter, Stored, attach_ids, read_partition
+from agents.forget import forget_message
 from agents.internal import Names
 from agents.users import UsersStage, load_user_partition
-from streams.codec import encode_batch
+from streams.codec import decode_id, decode_id_key, decode_user, encode_batch
 from streams.config import Config
 from streams.engine import Partial, finalize
-from streams.live import LiveAccountPartition, LiveUserPartition, owner_of
-from streams.timeutil import parse_as_of
+from streams.live import Batch, LiveAccountPartition, LiveUserPartition, owner_of
+from streams.records import PRODUCT_EVENTS
+from streams.timeutil import MS, format_instant, parse_as_of
 from tests.unit.test_live import PYTHON_PARTS, Parts, feed, make_input, parts, run_worlds
 
 __all__ = ["parts"]  # the fixture: every test taking `parts` runs on both engines
@@ -354,6 +357,20 @@ def _stored(kafka: Kafka, kind: str, p: int) -> Stored:
     return read_partition(((k, v) for k, v in kafka.store[(kind, p)].items() if k != OFFSET_KEY), p)
 
 
+def stored_ids(kafka: Kafka, n: int) -> dict[int, list[tuple[bytes, bytes]]]:
+    """Each user partition's stored event ids, after checking that the users' stored values
+    hold none and that every stored id belongs to a stored user that applied its record."""
+    kafka.recover()
+    out = {}
+    for p in range(n):
+        stored = _stored(kafka, "users", p)
+        users = {k: decode_user(v) for k, v in stored.entities.items()}
+        assert all(u.ids == {} for u in users.values())
+        assert attach_ids(users, stored.ids, lambda sp: (PRODUCT_EVENTS, sp)) == []
+        out[p] = sorted(stored.ids)
+    return out
+
+
 def test_a_crash_at_every_step_of_the_epoch_protocol_changes_nothing(parts: Parts) -> None:
     """With the Python partitions and with the compiled core's (whose epochs export the
     entities' stored bytes from the core)."""
@@ -368,11 +385,61 @@ def test_a_crash_at_every_step_of_the_epoch_protocol_changes_nothing(parts: Part
     clean = snapshot(clean_kafka, n, as_of)
     assert clean == per_message
     assert clean["accepted"] > 1000 and clean["duplicates"] > 0
+    # the event ids: under their own keys, and the sweeps deleted those they dropped
+    clean_ids = stored_ids(clean_kafka, n)
+    assert 100 < sum(map(len, clean_ids.values())) < clean["accepted"] / 2
     kafka, plan, crashes = asyncio.run(run_world(envs, n, seed=2, rate=0.25, parts=parts))
     assert crashes > 20
     for label in ("side", "first write", "later write", "ack"):
         assert plan.hit.get(label, 0) >= 3, plan.hit
     assert snapshot(kafka, n, as_of) == clean
+    assert stored_ids(kafka, n) == clean_ids
+
+
+def _event(offset: int, user: str, eid: str, ts_ms: int) -> tuple[int, int, bytes, bytes]:
+    body = {"event_id": eid, "type": "login", "user_id": user, "ts": format_instant(ts_ms * MS)}
+    return (offset, ts_ms, user.encode(), json.dumps(body).encode())
+
+
+def test_event_ids_are_stored_apart_and_a_restart_and_a_forget_honour_them(parts: Parts) -> None:
+    """A record writes its event id under a key of its own (the user's value holds none); a
+    restarted worker dedupes against the stored ids; a forget deletes the user's ids with it."""
+    n = 1
+    kafka = Kafka(n)
+    t0 = 1_790_000_000_000
+    users = ["u-a", "u\x00b"]  # any character in an id, a NUL included
+    kafka.logs[("users", 0)].append(
+        encode_batch(
+            Batch(PRODUCT_EVENTS, 0, [_event(i, users[i % 2], f"e{i}", t0 + i) for i in range(6)])
+        )
+    )
+
+    async def run(proc: Process) -> None:
+        log = kafka.logs[("users", 0)]
+        for off in range(kafka.committed[("users", 0)], len(log)):
+            await proc.users.message(0, off, log[off], Event(kafka, ("users", 0), off))
+        proc.users.close(0)
+        await proc.users.epochs.wait()
+        kafka.committed[("users", 0)] = len(log)
+
+    plan = CrashPlan(random.Random(0), 0.0)
+    asyncio.run(run(Process(kafka, Config(), n, plan, parts)))
+    ids = stored_ids(kafka, n)[0]
+    assert [decode_id_key(k) for k, _ in ids] == sorted((users[i % 2], f"e{i}") for i in range(6))
+    assert sorted(decode_id(v) for _, v in ids) == [((t0 + i) * 10**6, 0, i) for i in range(6)]
+    # a new process: the same events again (a producer's retry) are duplicates, one is new
+    again = [_event(6 + i, users[i % 2], f"e{i}", t0 + i) for i in range(6)]
+    again.append(_event(12, "u-a", "e-new", t0 + 20))
+    kafka.logs[("users", 0)].append(encode_batch(Batch(PRODUCT_EVENTS, 0, again)))
+    proc = Process(kafka, Config(), n, plan, parts)
+    asyncio.run(run(proc))
+    assert (proc.user_parts[0].meta.accepted, proc.user_parts[0].meta.duplicates) == (7, 6)
+    assert len(stored_ids(kafka, n)[0]) == 7
+    # a forget: the user's ids go with it, the other user's stay
+    kafka.logs[("users", 0)].append(forget_message("u-a", "req-1"))
+    asyncio.run(run(Process(kafka, Config(), n, plan, parts)))
+    left = [decode_id_key(k) for k, _ in stored_ids(kafka, n)[0]]
+    assert left == [("u\x00b", "e1"), ("u\x00b", "e3"), ("u\x00b", "e5")]
 
 
 def test_owner_of_is_the_partition_of_every_stored_user() -> None:

@@ -155,7 +155,8 @@ def flood(k: int, n: int) -> dict[str, Any]:
 
 def test_a_flood_of_new_users_keeps_state_and_labels_bounded() -> None:
     sizes = [RECORDS // PROCESSES] * PROCESSES
-    ctx = multiprocessing.get_context("fork")
+    # a fresh interpreter each: a forked child would count the pytest process's pages as its own
+    ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(PROCESSES, mp_context=ctx) as pool:
         results = list(pool.map(flood, range(PROCESSES), sizes))
     for res in results:

@@ -1,7 +1,8 @@
 """The core's stored encoding (`LiveUsers.export_encoded` / `LiveAccounts.export_encoded`,
 native/src/codec.rs) against streams/codec.py, its reference: for every entity, the bytes
-written by the core are those of `codec.encode_user(export)` / `codec.encode_account(export)`,
-byte for byte, and decode back to the exported slots.
+written by the core are those of `codec.encode_stored_user(export)` (a user without its event
+ids, stored under keys of their own) / `codec.encode_account(export)`, byte for byte, and decode
+back to the exported slots.
 
 - States built by the compiled live partitions from the simulate mix (bad records, misrouted
   keys, duplicates, redeliveries, over-precise timestamps up to 18 fractional digits: Fractions,
@@ -36,6 +37,9 @@ def _slots(s: Any, names: tuple[str, ...]) -> list[Any]:
     return [norm(getattr(s, n)) for n in names]
 
 
+_STORED_SLOTS = tuple(n for n in _USER_SLOTS if n != "ids")
+
+
 def check_users(part: Any) -> int:
     """Every user of a native partition: core bytes == Python bytes, and they round-trip."""
     view = part.users
@@ -45,19 +49,20 @@ def check_users(part: Any) -> int:
     some = list(exported)[: max(1, len(exported) // 3)]
     assert view.export_encoded(some) == {k: got[k] for k in some}
     for uid, u in exported.items():
-        want = codec.encode_user(u)
+        want = codec.encode_stored_user(u)
         assert got[uid] is not None, uid
         assert got[uid] == want, (uid, got[uid].hex(), want.hex())
         back = codec.decode_user(got[uid])
-        assert _slots(back, _USER_SLOTS) == _slots(u, _USER_SLOTS), uid
+        assert _slots(back, _STORED_SLOTS) == _slots(u, _STORED_SLOTS), uid
+        assert back.ids == {}, uid
     # and the core reads its bytes back (a restart's load) into the same states, unless the
     # core cannot hold them when loaded from Python either
     read = read_back("users", part.config, dict(got))
     if read is None:
         assert hands_over("users", part.config, dict(got))
     else:
-        assert {k: _slots(v, _USER_SLOTS) for k, v in read.items()} == {
-            k: _slots(v, _USER_SLOTS) for k, v in exported.items()
+        assert {k: _slots(v, _STORED_SLOTS) for k, v in read.items()} == {
+            k: _slots(v, _STORED_SLOTS) for k, v in exported.items()
         }
     return len(exported)
 
@@ -224,7 +229,10 @@ def test_edge_values_of_loaded_states() -> None:
     assert not part.handed_over
     assert check_users(part) == len(users)
     assert len(part.users.export_encoded(["u1", "nobody", "sparse", "u1"])) == 2
-    assert part.users.export_encoded(["sparse"])["sparse"] == b"\x01\x92\xc0\x80"
+    assert (
+        part.users.export_encoded(["sparse"])["sparse"]
+        == bytes([codec.FORMAT_VERSION]) + b"\x92\xc0\x80"
+    )
 
     accounts: dict[str, AccountState] = {}
     for i in (0, 1, 16):
@@ -241,7 +249,9 @@ def test_edge_values_of_loaded_states() -> None:
     apart = nl.NativeLiveAccountPartition(cfg, 0, accounts)
     assert not apart.handed_over
     assert check_accounts(apart) == len(accounts)
-    assert apart.accounts.export_encoded(["bare"])["bare"] == b"\x01\x91" + codec._pack(START)
+    assert apart.accounts.export_encoded(["bare"])["bare"] == bytes(
+        [codec.FORMAT_VERSION]
+    ) + b"\x91" + codec._pack(START)
     # nan: the same bits through both paths (equal slots cannot be asserted: nan != nan)
     nan = AccountState(START)
     nan.orders = [(START, float("nan"))]
@@ -253,8 +263,8 @@ def test_fill_encodes_the_gaps_in_python(monkeypatch: pytest.MonkeyPatch) -> Non
     nl = _native()
     part = nl.NativeLiveUserPartition(Config(), 0, 1, 1, {"a": _edge_user(2), "b": UserState()})
     view = part.users
-    want = {k: codec.encode_user(u) for k, u in view.export().items()}
-    assert view.export_encoded(fill=codec.encode_user) == want
+    want = {k: codec.encode_stored_user(u) for k, u in view.export().items()}
+    assert view.export_encoded(fill=codec.encode_stored_user) == want
 
     class Core:  # a core that leaves "a" to Python
         def __init__(self, core: Any) -> None:
@@ -270,7 +280,7 @@ def test_fill_encodes_the_gaps_in_python(monkeypatch: pytest.MonkeyPatch) -> Non
 
     gappy = nl._View(Core(view._core))
     assert gappy.export_encoded()["a"] is None
-    assert gappy.export_encoded(fill=codec.encode_user) == want
+    assert gappy.export_encoded(fill=codec.encode_stored_user) == want
 
 
 def test_the_core_states_the_codec_format_version() -> None:
@@ -289,7 +299,9 @@ def test_the_core_states_the_codec_format_version() -> None:
             setattr(fake, name, getattr(native._native, name))
     fake.CODEC_FORMAT_VERSION = codec.FORMAT_VERSION + 1  # type: ignore[attr-defined]
     problems = native.contract_problems(fake)
-    assert len(problems) == 1 and problems[0].startswith("CODEC_FORMAT_VERSION: 2")
+    assert len(problems) == 1 and problems[0].startswith(
+        f"CODEC_FORMAT_VERSION: {codec.FORMAT_VERSION + 1}"
+    )
 
 
 def test_every_day_key_stays_an_int() -> None:
@@ -373,8 +385,9 @@ def test_lengths_in_the_bytes_never_reserve_what_is_not_there() -> None:
     reserve memory for them; so are maps kept as vectors beyond 1,024 entries."""
     _native()
     cfg = Config()
-    big_array = b"\x01\xdd\xff\xff\xff\xff"  # the slots: array32 of 2^32 - 1
-    big_ids = b"\x01\x92\xc0\xdf\x7f\xff\xff\xff"  # offs nil, ids: map32 of 2^31 - 1
+    v = bytes([codec.FORMAT_VERSION])
+    big_array = v + b"\xdd\xff\xff\xff\xff"  # the slots: array32 of 2^32 - 1
+    big_ids = v + b"\x92\xc0\xdf\x7f\xff\xff\xff"  # offs nil, ids: map32 of 2^31 - 1
     for b in (big_array, big_ids):
         assert read_back("users", cfg, {"u": b}) is None
         assert read_in_python("users", cfg, {"u": b}) is None

@@ -12,6 +12,10 @@ ones (`streams.live`), their reference.
   debugging over its records, as tests/unit/native_cases.py does) and printed.
 - The cases of tests/unit/test_live_expiry.py run on the native twin.
 - murmur2 / kafka_partition against streams.partitioner.
+- The event ids each apply adds and drops (`take_id_writes` against the Python side's
+  `take_id_changes`, encoded) are equal, and the restarts load both sides from the stored form
+  the worker writes (users without ids, each id under its own key: agents/users.py
+  `load_user_partition`).
 
 The compiled module must be importable in CI (CI=1): there the tests fail without it; elsewhere
 they are skipped with the reason.
@@ -28,6 +32,8 @@ from typing import Any
 
 import pytest
 
+from agents.epoch import Stored
+from agents.users import load_user_partition
 from streams import codec
 from streams.config import Config
 from streams.engine import partial_to_json
@@ -246,10 +252,31 @@ def run_side_by_side(
     amsg = [0] * n
     wall = 0.0
     seen = {"batches": 0, "sweeps": 0, "forwards": 0, "dead": 0, "signals": 0, "deleted": 0}
-    seen.update(redelivered=0, skipped=0, facts=0, handed_over=0, restarts=0)
+    seen.update(redelivered=0, skipped=0, facts=0, handed_over=0, restarts=0, ids=0, ids_dropped=0)
     margin = py_u[0].engine.margin
     steps = 0
     history: dict[int, list[tuple[Batch, int]]] = {p: [] for p in range(n)}
+
+    # each user partition's stored event ids ({id_key: value}), kept from the id writes
+    id_store: dict[int, dict[bytes, bytes]] = {p: {} for p in range(n)}
+
+    def id_step(p: int, what: str) -> None:
+        w1 = codec.encode_id_changes(py_u[p].take_id_changes())
+        w2 = na_u[p].take_id_writes()
+        # puts in the order of the records; the drops (a sweep's, a load's) in any order
+        check(f"{what}: ids added", [w for w in w1 if w[1]], [w for w in w2 if w[1]])
+        check(
+            f"{what}: ids dropped",
+            sorted(w for w in w1 if not w[1]),
+            sorted(w for w in w2 if not w[1]),
+        )
+        for k, v in w1:
+            if v is None:
+                id_store[p].pop(k, None)
+            else:
+                id_store[p][k] = v
+        seen["ids"] += len(w1)
+        seen["ids_dropped"] += sum(1 for w in w1 if w[1] is None)
 
     def user_step(p: int, b: Batch, off: int) -> Output:
         o1 = py_u[p].apply(b, off)
@@ -257,6 +284,7 @@ def run_side_by_side(
         for name, x, y in zip(_FIELDS, output_of(o1), output_of(o2), strict=True):
             check(f"partition {p} message {off}: Output.{name}", x, y)
         check(f"partition {p} message {off}: meta", meta_of(py_u[p].meta), meta_of(na_u[p].meta))
+        id_step(p, f"partition {p} message {off}")
         return o1
 
     while any(queues.values()) or any(facts_q.values()):
@@ -309,19 +337,15 @@ def run_side_by_side(
             seen["facts"] += len(fs)
         if rng.random() < 0.03:  # a restart: both reload the Python side's durable state
             q = rng.randrange(n)
-            # (through the codec, as the worker stores them)
-            users = {k: codec.encode_user(v) for k, v in py_u[q].users.items()}
-            meta = codec.encode_meta(py_u[q].meta)
-
-            def load_users(users: dict[str, bytes] = users) -> dict[str, Any]:
-                return {k: codec.decode_user(v) for k, v in users.items()}
-
-            py_u[q] = LiveUserPartition(
-                cfg, q, n, n, users=load_users(), meta=codec.decode_meta(meta)
+            # (through the codec, as the worker stores them: users without ids, ids apart)
+            stored = Stored(
+                entities={k: codec.encode_stored_user(v) for k, v in py_u[q].users.items()},
+                ids=sorted(id_store[q].items()),
+                meta=codec.encode_meta(py_u[q].meta),
             )
-            na_u[q] = nl.NativeLiveUserPartition(
-                cfg, q, n, n, load_users(), codec.decode_meta(meta)
-            )
+            py_u[q], _ = load_user_partition(cfg, q, n, stored, None)
+            na_u[q], _ = load_user_partition(cfg, q, n, stored, None, nl.NativeLiveUserPartition)
+            id_step(q, f"partition {q} loaded")
             accounts = {k: codec.encode_account(v) for k, v in py_a[q].accounts.items()}
             ameta = codec.encode_account_meta(py_a[q].meta)
 
@@ -425,11 +449,11 @@ def test_random_micro_batches_side_by_side(
     recs = sim_records(seed, n, users=60, days=days, partitions=partitions, hostile=n // 20)
     seen = assert_same(recs, cfg, partitions, seed)
     assert seen["batches"] > 50 and seen["dead"] > 0 and seen["facts"] > 0
-    assert seen["redelivered"] > 0 and seen["skipped"] > 0
+    assert seen["redelivered"] > 0 and seen["skipped"] > 0 and seen["ids"] > seen["batches"]
     if partitions > 1:
         assert seen["forwards"] > 0
     if days >= 5:
-        assert seen["sweeps"] > 0
+        assert seen["sweeps"] > 0 and seen["ids_dropped"] > 0
     assert seen["handed_over"] == 0  # 18 fractional digits at most: the core held them all
 
 
