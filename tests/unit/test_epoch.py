@@ -388,7 +388,9 @@ def test_a_crash_at_every_step_of_the_epoch_protocol_changes_nothing(parts: Part
     # the event ids: under their own keys, and the sweeps deleted those they dropped
     clean_ids = stored_ids(clean_kafka, n)
     assert 100 < sum(map(len, clean_ids.values())) < clean["accepted"] / 2
-    kafka, plan, crashes = asyncio.run(run_world(envs, n, seed=2, rate=0.25, parts=parts))
+    # a crash in one commit of ten (each epoch also writes its event ids: with more writes per
+    # commit, a higher rate crashed most commits and the run took minutes)
+    kafka, plan, crashes = asyncio.run(run_world(envs, n, seed=2, rate=0.1, parts=parts))
     assert crashes > 20
     for label in ("side", "first write", "later write", "ack"):
         assert plan.hit.get(label, 0) >= 3, plan.hit
