@@ -495,6 +495,10 @@ class UserPartition(_Clock):
         value_event = cfg.value_event
         for u in self.users.values():
             self._user_partial(p, u, t, d0, dc, steps, act_keys, value_event)
+        # sorted (stable: equal values keep their order): `finalize` takes the median of every
+        # partition's list joined, and sorting a few sorted runs is several times faster than
+        # sorting a million values in no order (the /snapshot of a worker with 1M users)
+        p.ttfv.sort()
         return p
 
     def _user_partial(

@@ -675,6 +675,8 @@ pub fn users_partial<'py>(
         by_tp.set_item(k.as_str(), cn.to_py(py)?)?;
     }
     d.set_item("by_tp", by_tp)?;
+    // sorted by value, stably (UserPartition.partial's `p.ttfv.sort()`)
+    p.ttfv.sort_by_key(|a| a.0);
     d.set_item("ttfv", durs_py(py, conv, &p.ttfv)?)?;
     let funnel = PyDict::new(py);
     for &(step, n) in &p.funnel {
