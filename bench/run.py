@@ -354,7 +354,9 @@ def measure_delay(
     th = threading.Thread(target=poll, daemon=True)
     th.start()
     hist_before = record_delays(w)
+    cpu_before = proc_cpu(w.proc.pid)
     sent = asyncio.run(produce_paced(prefix, rate, seconds, users, seed=7, partitions=PARTITIONS))
+    cpu_sending = proc_cpu(w.proc.pid) - cpu_before  # the worker's CPU while the records came
     # wait until every sent record is covered (or `settle` seconds)
     want: dict[str, int] = {}
     for topic, part, off, _ts in sent.marks:
@@ -383,7 +385,7 @@ def measure_delay(
     return {"delays": got, "missed": missed, "sent": sent.records, "seconds": sent.seconds,
             "total": total, "kept_up": (end_cov - start_cov) / sent.seconds,
             "snapshot_s": sum(took) / len(took) if took else float("nan"),
-            "applied_buckets": applied}  # fmt: skip
+            "applied_buckets": applied, "cpu_sending": cpu_sending}  # fmt: skip
 
 
 def record_delays(w: Any) -> list[tuple[str, float]]:
@@ -725,6 +727,10 @@ def render(r: dict[str, Any]) -> str:
             row("delay record ts -> applied, p99", f"<= {p99 * 1000:,.0f} ms", "<= 1,000 ms",
                 report.verdict(p99, 1.0, False),
                 f"{report.within(hb, 1.0):.1%} within 1 s")  # fmt: skip
+        if d.get("cpu_sending") and d.get("sent"):
+            row("worker CPU while the records were sent", f"{d['cpu_sending'] * 1e6 / d['sent']:,.1f} CPU-µs per record sent", "", "",
+                f"{d['cpu_sending']:,.1f} CPU-s over {d['seconds']:,.0f} s of sending "
+                f"({d['cpu_sending'] / max(d['seconds'], 1e-9):.2f} cores)")  # fmt: skip
     if users:
         rss_user = (r["rss"] - r["ours"]["baseline_rss"]) / users
         row("resident memory per 1M tracked users", f"{rss_user * 1e6 / 2**30:,.2f} GiB", "", "",
