@@ -738,8 +738,8 @@ def render(r: dict[str, Any]) -> str:
             f"{r['ours']['baseline_rss'] / 2**20:,.0f} MiB idle) / users")  # fmt: skip
         row("on-disk state per 1M tracked users", f"{report.per_million(r['disk'], users) / 2**30:,.2f} GiB",
             "", "", f"RocksDB dir {r['disk'] / 2**20:,.1f} MiB for {users:,} users (+ customers)")  # fmt: skip
-        row("table value per user (pickled, with dedupe ids)", f"{st['bytes'] / users:,.0f} B",
-            "", "", f"{st['ids'] / users:,.1f} dedupe ids held per user")  # fmt: skip
+        row("stored per user in its table, its dedupe ids included", f"{st['bytes'] / users:,.0f} B",
+            "", "", f"{st['ids'] / users:,.1f} dedupe ids held per user (keys and values)")  # fmt: skip
     ss = r.get("state_size")
     if ss:
         row("state per user without dedupe ids (serialized)", f"{ss['user_without_ids_ser']:,.0f} B",
