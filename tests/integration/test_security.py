@@ -5,8 +5,8 @@ HTTP endpoints are read-only, bound to 127.0.0.1 and echo nothing; no password r
 Kafka authorizes with ACLs (engagement_cli/acls.py): the worker, the producers and the CLI each run as
 their own principal, and a producer can write the two input topics and nothing else.
 
-The secure stack has its own run directory and ports (SECURE_TEST_KAFKA_PORT=48092,
-SECURE_TEST_KAFKA_CONTROLLER_PORT=48093, SECURE_TEST_REDIS_PORT=46380), is started once for this
+The secure stack has its own run directory and ports (SECURE_TEST_KAFKA_PORT=28092,
+SECURE_TEST_KAFKA_CONTROLLER_PORT=28093, SECURE_TEST_REDIS_PORT=28380), is started once for this
 module from a clean slate and stopped at the end.
 """
 
@@ -54,9 +54,9 @@ pytestmark = pytest.mark.integration
 
 RUN_DIR = REPO / ".run" / "secure-tests"
 PORTS = {
-    "KAFKA_PORT": os.environ.get("SECURE_TEST_KAFKA_PORT", "48092"),
-    "KAFKA_CONTROLLER_PORT": os.environ.get("SECURE_TEST_KAFKA_CONTROLLER_PORT", "48093"),
-    "REDIS_PORT": os.environ.get("SECURE_TEST_REDIS_PORT", "46380"),
+    "KAFKA_PORT": os.environ.get("SECURE_TEST_KAFKA_PORT", "28092"),
+    "KAFKA_CONTROLLER_PORT": os.environ.get("SECURE_TEST_KAFKA_CONTROLLER_PORT", "28093"),
+    "REDIS_PORT": os.environ.get("SECURE_TEST_REDIS_PORT", "28380"),
 }
 PARTITIONS = 4
 RECORDS = 4000
