@@ -139,7 +139,7 @@ class _View(MutableMapping[str, Any]):
     ) -> dict[str, bytes | None]:
         """{key: its stored bytes} of `keys` (every entity when None; unknown keys left out),
         written by the core (native/src/codec.rs): the bytes of streams.codec's
-        `encode_user(export(key))` / `encode_account(...)`. None where the core leaves the
+        `encode_stored_user(export(key))` / `encode_account(...)`. None where the core leaves the
         entity to Python; with `fill` (that codec function) those are encoded here from the
         export, so every value is bytes."""
         out: dict[str, bytes | None] = self._core.export_encoded(keys)

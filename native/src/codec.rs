@@ -1,6 +1,6 @@
-//! The stored encoding of users and customers (streams/codec.py `encode_user` /
+//! The stored encoding of users and customers (streams/codec.py `encode_stored_user` /
 //! `encode_account`), written straight from the core's state: byte for byte what
-//! `encode_user(export(key))` gives (msgspec's msgpack: smallest int encodings, float64, fixstr /
+//! `encode_stored_user(export(key))` gives (msgspec's msgpack: smallest int encodings, float64, fixstr /
 //! str8 / str16 / str32, fixmap / map16 / map32, fixarray / array16 / array32, the extension
 //! types 1 (an int beyond 64 bits) and 2 (a Fraction), the version byte first, trailing Nones
 //! left out). The core holds no str with lone surrogates (extension type 3). An entity it cannot

@@ -933,7 +933,7 @@ impl LiveUsers {
         Ok(d)
     }
 
-    /// {uid: the stored bytes of the user (streams.codec.encode_user of its export), or None
+    /// {uid: the stored bytes of the user (streams.codec.encode_stored_user of its export: no ids), or None
     /// where Python must encode it} of the given users (every user when None); unknown ones
     /// are left out (native/src/codec.rs).
     #[pyo3(signature = (keys=None))]
