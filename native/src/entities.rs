@@ -50,12 +50,19 @@ impl<V> Entities<V> {
         self.vals.is_empty()
     }
 
+    /// The position of entity `k` (stable until an entity is removed).
     #[inline]
-    fn position(&self, k: &str) -> Option<usize> {
+    pub fn position(&self, k: &str) -> Option<usize> {
         let keys = &self.keys;
         self.index
             .find(hash(k), |&i| keys[i as usize].as_str() == k)
             .map(|&i| i as usize)
+    }
+
+    /// The entity at position `i` (< len).
+    #[inline]
+    pub fn at(&self, i: usize) -> &V {
+        &self.vals[i]
     }
 
     #[inline]

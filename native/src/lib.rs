@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 mod account;
+mod aggregate;
 mod bridge;
 mod codec;
 mod convert;

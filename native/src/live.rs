@@ -10,6 +10,7 @@
 //! the caller then moves the partition to the Python engine.
 
 use crate::account::{apply_fact, expire_account, AcctPart};
+use crate::aggregate::UserAgg;
 use crate::bridge::{read_decision, Decided, OwnedAns, OwnedEv};
 use crate::convert::{not_repr, Conv};
 use crate::entities::Entities;
@@ -176,6 +177,11 @@ pub struct LiveUsers {
     sweeps: u64,
     /// the event ids added and dropped since the last `take_id_writes`, in order
     id_log: Vec<IdChange>,
+    /// the partial at the latest "now" asked, kept current (aggregate.rs)
+    agg: UserAgg,
+    /// partials answered from `agg` (the others by a scan)
+    #[pyo3(get)]
+    aggregate_answers: u64,
 }
 
 impl LiveUsers {
@@ -228,6 +234,7 @@ impl LiveUsers {
             let (rules, dc, log) = (&self.dec.rules, &mut self.dc, &mut self.id_log);
             let cut = ids_cut(rules, f);
             let mut err = None;
+            self.agg.invalidate(); // users change and move
             self.up.users.retain(|uid, u| {
                 for (eid, &ts) in u.ids.iter() {
                     if ts < cut {
@@ -370,8 +377,12 @@ impl LiveUsers {
                 "the number of partitions must be >= 1",
             ));
         }
+        let dec = Decoder::new(Rules::from_settings(settings)?);
+        let n_social = dec.rules.social.len();
         Ok(LiveUsers {
-            dec: Decoder::new(Rules::from_settings(settings)?),
+            agg: UserAgg::new(n_social),
+            aggregate_answers: 0,
+            dec,
             dc: DayCalc::new(settings, daycalc)?,
             conv: Conv {
                 restore_user,
@@ -492,6 +503,7 @@ impl LiveUsers {
             srcw[id] = Some(w);
         }
         // all read: keep it
+        self.agg.invalidate();
         self.up.users = loaded;
         self.up.accepted = counters.0;
         self.up.duplicates = counters.1;
@@ -678,6 +690,8 @@ impl LiveUsers {
                     }
                 }
                 self.up.clock.see(rts, margin, fold_limit);
+                self.agg
+                    .touch(py, &self.up.users, uid, &self.pcfg, &mut self.dc)?;
                 let (fact, signal) = match d {
                     Dec::Product(ev, info) => {
                         let f = apply_product(
@@ -856,20 +870,37 @@ impl LiveUsers {
     /// The partition's partial at T (`UserPartition.partial(t)`) computed here, as a dict of
     /// `streams.engine.Partial` fields (streams/native_live.py makes the Partial); None when T
     /// is not an instant the core holds (finer than attoseconds, or outside years 1-9999): the
-    /// caller then computes it in Python on the exported state.
+    /// caller then computes it in Python on the exported state. From the sums kept current
+    /// (aggregate.rs) when they can answer, else by a scan of every user; `scan=True` always
+    /// scans (the tests compare the two).
+    #[pyo3(signature = (t, scan=None))]
     fn partial<'py>(
         &mut self,
         py: Python<'py>,
         t: &Bound<'py, PyAny>,
+        scan: Option<bool>,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(at) = partial_at(&self.conv, t)? else {
             return Ok(None);
         };
         let up = &self.up;
+        let counters = (up.accepted, up.duplicates, &up.rejected);
+        let d0 = self.dc.day(py, at.t)?;
+        if scan != Some(true)
+            && self
+                .agg
+                .update(py, &up.users, &self.pcfg, &mut self.dc, at.t, at.frac, d0)?
+        {
+            self.aggregate_answers += 1;
+            return self
+                .agg
+                .to_dict(py, &self.conv, &self.pcfg, counters)
+                .map(Some);
+        }
         users_partial(
             py,
             &up.users,
-            (up.accepted, up.duplicates, &up.rejected),
+            counters,
             &self.pcfg,
             self.dec.rules.social.len(),
             &mut self.dc,
@@ -901,6 +932,7 @@ impl LiveUsers {
 
     /// Remove a user; its state as a UserState, or None.
     fn pop<'py>(&mut self, py: Python<'py>, uid: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.agg.invalidate(); // the last user takes its position
         match self.up.users.remove(uid) {
             Some(u) => Ok(Some(self.conv.user_to_py(py, &u, true, &self.srcs)?)),
             None => Ok(None),

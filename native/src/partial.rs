@@ -40,6 +40,8 @@ pub struct PartialCfg {
     act_idx: Vec<usize>,
     value_idx: usize,
     step_idx: Vec<usize>,
+    /// each step's index in `steps`, or that of the first step of the same name
+    step_canon: Vec<usize>,
 }
 
 impl PartialCfg {
@@ -66,7 +68,11 @@ impl PartialCfg {
         let act_idx = act_keys.iter().map(|k| idx(k)).collect();
         let value_idx = idx(&value_event);
         let step_idx = steps.iter().map(|(_, k)| idx(k)).collect();
+        let step_canon = (0..steps.len())
+            .map(|i| steps.iter().position(|s| s.0 == steps[i].0).unwrap_or(i))
+            .collect();
         Ok(PartialCfg {
+            step_canon,
             steps,
             ms_keys,
             act_idx,
@@ -102,7 +108,7 @@ pub struct At {
 
 /// `streams.engine.SurveyCounts`
 #[derive(Default, Clone)]
-struct Counts {
+pub(crate) struct Counts {
     csat_n: [i64; 3],
     csat_pos: [i64; 3],
     nps_n: [i64; 2],
@@ -151,6 +157,22 @@ impl Counts {
         }
     }
 
+    /// `self += sign * o`, field by field
+    pub(crate) fn add_signed(&mut self, o: &Counts, sign: i64) {
+        fn each<const N: usize>(a: &mut [i64; N], b: &[i64; N], sign: i64) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += sign * y;
+            }
+        }
+        each(&mut self.csat_n, &o.csat_n, sign);
+        each(&mut self.csat_pos, &o.csat_pos, sign);
+        each(&mut self.nps_n, &o.nps_n, sign);
+        each(&mut self.nps_pro, &o.nps_pro, sign);
+        each(&mut self.nps_det, &o.nps_det, sign);
+        each(&mut self.ces_n, &o.ces_n, sign);
+        each(&mut self.ces_sum, &o.ces_sum, sign);
+    }
+
     /// (csat_n, csat_pos, nps_n, nps_pro, nps_det, ces_n, ces_sum): SurveyCounts' fields
     fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         (
@@ -167,21 +189,26 @@ impl Counts {
 }
 
 /// Counts by key, in the order keys were first counted (a Python dict's).
-struct Ordered<V> {
+pub(crate) struct Ordered<V> {
     index: Map<Key, usize>,
-    items: Vec<(Key, V)>,
+    pub(crate) items: Vec<(Key, V)>,
 }
 
 impl<V: Default> Ordered<V> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Ordered {
             index: Map::default(),
             items: Vec::new(),
         }
     }
 
+    pub(crate) fn clear(&mut self) {
+        self.index.clear();
+        self.items.clear();
+    }
+
     #[inline]
-    fn entry(&mut self, k: &str) -> &mut V {
+    pub(crate) fn entry(&mut self, k: &str) -> &mut V {
         let i = match self.index.get(k) {
             Some(&i) => i,
             None => {
@@ -197,13 +224,13 @@ impl<V: Default> Ordered<V> {
 
 /// A duration (a difference of two instants): attoseconds, and whether Python holds it as a
 /// Fraction.
-type Dur = (I, bool);
+pub(crate) type Dur = (I, bool);
 
 /// The sum of durations as Python accumulates it from int 0.
 #[derive(Default)]
-struct DurSum {
-    total: I,
-    frac: bool,
+pub(crate) struct DurSum {
+    pub(crate) total: I,
+    pub(crate) frac: bool,
 }
 
 impl DurSum {
@@ -254,8 +281,8 @@ fn max_below(folded: Option<I>, pending: &[I], t: I) -> Option<I> {
 
 // ---- the user partition ----------------------------------------------------------------------
 
-/// `Partial`'s fields a user partition fills.
-struct UserAcc<'a> {
+/// `Partial`'s fields a user partition fills (`aggregate.rs` keeps signed sums of them).
+pub(crate) struct UserAcc {
     dau: i64,
     wau: i64,
     mau: i64,
@@ -265,19 +292,21 @@ struct UserAcc<'a> {
     dormant_lifecycle: i64,
     features: Ordered<i64>,
     surveys: Counts,
-    by_tp: Ordered<Counts>,
+    /// per touchpoint: (answers within 30 days, their counts); a touchpoint is listed when it
+    /// has such an answer, even if no window of its counts holds it
+    by_tp: Ordered<(i64, Counts)>,
     mature: i64,
     activated: i64,
     returned: i64,
-    ttfv: Vec<Dur>,
-    funnel: Vec<(&'a str, i64)>, // (step, count) in the order steps were first reached
+    pub(crate) ttfv: Vec<Dur>,
+    funnel: Vec<(usize, i64)>, // (step's index, count) in the order steps were first reached
     ret_cohort: [i64; 3],
     ret_kept: [i64; 3],
     returns: i64,
     sessions: i64,
     session_dur: DurSum,
     session_dur_n: i64,
-    session_durs: Vec<Dur>,
+    pub(crate) session_durs: Vec<Dur>,
     bounces: i64,
     clicks: i64,
     impressions: i64,
@@ -286,10 +315,221 @@ struct UserAcc<'a> {
     open_tickets: i64,
     resolution: DurSum,
     resolution_n: i64,
-    resolution_durs: Vec<Dur>,
+    pub(crate) resolution_durs: Vec<Dur>,
     // SIGNALS: cancellation, nps_detractor, csat_negative, dormant
     sig1: [i64; 4],
     sig24: [i64; 4],
+}
+
+impl UserAcc {
+    pub(crate) fn new(n_social: usize) -> Self {
+        UserAcc {
+            dau: 0,
+            wau: 0,
+            mau: 0,
+            new: 0,
+            returning: 0,
+            resurrecting: 0,
+            dormant_lifecycle: 0,
+            features: Ordered::new(),
+            surveys: Counts::default(),
+            by_tp: Ordered::new(),
+            mature: 0,
+            activated: 0,
+            returned: 0,
+            ttfv: Vec::new(),
+            funnel: Vec::new(),
+            ret_cohort: [0; 3],
+            ret_kept: [0; 3],
+            returns: 0,
+            sessions: 0,
+            session_dur: DurSum::default(),
+            session_dur_n: 0,
+            session_durs: Vec::new(),
+            bounces: 0,
+            clicks: 0,
+            impressions: 0,
+            social: vec![0; n_social],
+            tickets_opened: 0,
+            open_tickets: 0,
+            resolution: DurSum::default(),
+            resolution_n: 0,
+            resolution_durs: Vec::new(),
+            sig1: [0; 4],
+            sig24: [0; 4],
+        }
+    }
+
+    pub(crate) fn social_len(&self) -> usize {
+        self.social.len()
+    }
+
+    /// Back to zero, keeping the allocations (one user's contribution at a time).
+    pub(crate) fn clear(&mut self) {
+        let (mut features, mut by_tp) = (
+            std::mem::replace(&mut self.features, Ordered::new()),
+            std::mem::replace(&mut self.by_tp, Ordered::new()),
+        );
+        let (mut ttfv, mut sd, mut rd, mut funnel, mut social) = (
+            std::mem::take(&mut self.ttfv),
+            std::mem::take(&mut self.session_durs),
+            std::mem::take(&mut self.resolution_durs),
+            std::mem::take(&mut self.funnel),
+            std::mem::take(&mut self.social),
+        );
+        features.clear();
+        by_tp.clear();
+        ttfv.clear();
+        sd.clear();
+        rd.clear();
+        funnel.clear();
+        social.iter_mut().for_each(|x| *x = 0);
+        *self = UserAcc {
+            features,
+            by_tp,
+            ttfv,
+            session_durs: sd,
+            resolution_durs: rd,
+            funnel,
+            social,
+            ..UserAcc::new(0)
+        };
+    }
+
+    /// `self += sign * c` for every count and sum; the lists (times to first value, session
+    /// and resolution durations) are left to the caller.
+    pub(crate) fn add_signed(&mut self, c: &UserAcc, sign: i64) {
+        macro_rules! scalars {
+            ($($f:ident),*) => { $( self.$f += sign * c.$f; )* };
+        }
+        scalars!(
+            dau,
+            wau,
+            mau,
+            new,
+            returning,
+            resurrecting,
+            dormant_lifecycle,
+            mature,
+            activated,
+            returned,
+            returns,
+            sessions,
+            session_dur_n,
+            bounces,
+            clicks,
+            impressions,
+            tickets_opened,
+            open_tickets,
+            resolution_n
+        );
+        for (k, n) in &c.features.items {
+            *self.features.entry(k.as_str()) += sign * n;
+        }
+        self.surveys.add_signed(&c.surveys, sign);
+        for (k, (n, cn)) in &c.by_tp.items {
+            let e = self.by_tp.entry(k.as_str());
+            e.0 += sign * n;
+            e.1.add_signed(cn, sign);
+        }
+        for &(step, n) in &c.funnel {
+            match self.funnel.iter_mut().find(|x| x.0 == step) {
+                Some(x) => x.1 += sign * n,
+                None => self.funnel.push((step, sign * n)),
+            }
+        }
+        for i in 0..3 {
+            self.ret_cohort[i] += sign * c.ret_cohort[i];
+            self.ret_kept[i] += sign * c.ret_kept[i];
+        }
+        for (x, y) in self.social.iter_mut().zip(&c.social) {
+            *x += sign * y;
+        }
+        for i in 0..4 {
+            self.sig1[i] += sign * c.sig1[i];
+            self.sig24[i] += sign * c.sig24[i];
+        }
+        self.session_dur.total += sign as I * c.session_dur.total;
+        self.resolution.total += sign as I * c.resolution.total;
+    }
+
+    /// The dict of Partial fields (the module's doc) with these lists; `counters` are
+    /// (accepted, duplicates, rejected by reason). Keys counted zero times are left out (a
+    /// sum of contributions may hold them; a scan never does).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn to_dict<'py>(
+        &self,
+        py: Python<'py>,
+        conv: &Conv,
+        cfg: &PartialCfg,
+        counters: (u64, u64, &[u64; 5]),
+        ttfv: &[Dur],
+        session_durs: &[Dur],
+        resolution_durs: &[Dur],
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let p = self;
+        let d = PyDict::new(py);
+        d.set_item("accepted", counters.0)?;
+        d.set_item("duplicates", counters.1)?;
+        d.set_item("rejected", counters.2.to_vec())?;
+        for (k, v) in [
+            ("dau", p.dau),
+            ("wau", p.wau),
+            ("mau", p.mau),
+            ("new", p.new),
+            ("returning", p.returning),
+            ("resurrecting", p.resurrecting),
+            ("dormant_lifecycle", p.dormant_lifecycle),
+            ("mature", p.mature),
+            ("activated", p.activated),
+            ("returned", p.returned),
+            ("returns", p.returns),
+            ("sessions", p.sessions),
+            ("session_dur_n", p.session_dur_n),
+            ("bounces", p.bounces),
+            ("clicks", p.clicks),
+            ("impressions", p.impressions),
+            ("tickets_opened", p.tickets_opened),
+            ("open_tickets", p.open_tickets),
+            ("resolution_n", p.resolution_n),
+        ] {
+            d.set_item(k, v)?;
+        }
+        let features = PyDict::new(py);
+        for (k, n) in &p.features.items {
+            if *n != 0 {
+                features.set_item(k.as_str(), n)?;
+            }
+        }
+        d.set_item("features", features)?;
+        d.set_item("surveys", p.surveys.to_py(py)?)?;
+        let by_tp = PyDict::new(py);
+        for (k, (n, cn)) in &p.by_tp.items {
+            if *n != 0 {
+                by_tp.set_item(k.as_str(), cn.to_py(py)?)?;
+            }
+        }
+        d.set_item("by_tp", by_tp)?;
+        d.set_item("ttfv", durs_py(py, conv, ttfv)?)?;
+        let funnel = PyDict::new(py);
+        for &(step, n) in &p.funnel {
+            if n != 0 {
+                funnel.set_item(cfg.steps[step].0.as_str(), n)?;
+            }
+        }
+        d.set_item("funnel", funnel)?;
+        d.set_item("ret_cohort", p.ret_cohort.to_vec())?;
+        d.set_item("ret_kept", p.ret_kept.to_vec())?;
+        let sum = |s: &DurSum| dur_py(py, conv, (s.total, s.frac));
+        d.set_item("session_dur", sum(&p.session_dur)?)?;
+        d.set_item("session_durs", durs_py(py, conv, session_durs)?)?;
+        d.set_item("social", p.social.clone())?;
+        d.set_item("resolution", sum(&p.resolution)?)?;
+        d.set_item("resolution_durs", durs_py(py, conv, resolution_durs)?)?;
+        d.set_item("sig1", p.sig1.to_vec())?;
+        d.set_item("sig24", p.sig24.to_vec())?;
+        Ok(d)
+    }
 }
 
 const SIG_CANCEL: usize = 0;
@@ -297,10 +537,10 @@ const SIG_NPS: usize = 1;
 const SIG_CSAT: usize = 2;
 const SIG_DORMANT: usize = 3;
 
-struct UserCtx<'a> {
-    at: At,
-    d0: i64,
-    cfg: &'a PartialCfg,
+pub(crate) struct UserCtx<'a> {
+    pub(crate) at: At,
+    pub(crate) d0: i64,
+    pub(crate) cfg: &'a PartialCfg,
 }
 
 /// Ask for the memory a user's scan reads (its days, answers, facts, milestones...) ahead of
@@ -359,11 +599,11 @@ fn prefetch_fields(u: &User) {
 const AHEAD: usize = 8;
 
 /// `UserPartition._user_partial`.
-fn user_partial<'a>(
+pub(crate) fn user_partial(
     py: Python<'_>,
-    p: &mut UserAcc<'a>,
+    p: &mut UserAcc,
     u: &User,
-    c: &UserCtx<'a>,
+    c: &UserCtx<'_>,
     dc: &mut DayCalc,
     ms: &mut Vec<Option<I>>,
 ) -> PyResult<()> {
@@ -430,7 +670,7 @@ fn user_partial<'a>(
                     p.ttfv.push(dur(m, s));
                 }
             }
-            for ((step, _), &i) in c.cfg.steps.iter().zip(&c.cfg.step_idx) {
+            for (&step, &i) in c.cfg.step_canon.iter().zip(&c.cfg.step_idx) {
                 if let Some(m) = ms[i] {
                     if m <= t {
                         match p.funnel.iter_mut().find(|x| x.0 == step) {
@@ -496,7 +736,9 @@ fn user_partial<'a>(
             let (sv, score) = (*sv, *score);
             p.surveys.add(sv, score, age);
             if let Some(tp) = tp {
-                p.by_tp.entry(tp.as_str()).add(sv, score, age);
+                let e = p.by_tp.entry(tp.as_str());
+                e.0 += 1;
+                e.1.add(sv, score, age);
             }
             if age < H24 {
                 let sig = if sv == SV_NPS && score <= 6 {
@@ -584,41 +826,7 @@ pub fn users_partial<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let d0 = dc.day(py, at.t)?;
     let c = UserCtx { at, d0, cfg };
-    let mut p = UserAcc {
-        dau: 0,
-        wau: 0,
-        mau: 0,
-        new: 0,
-        returning: 0,
-        resurrecting: 0,
-        dormant_lifecycle: 0,
-        features: Ordered::new(),
-        surveys: Counts::default(),
-        by_tp: Ordered::new(),
-        mature: 0,
-        activated: 0,
-        returned: 0,
-        ttfv: Vec::new(),
-        funnel: Vec::new(),
-        ret_cohort: [0; 3],
-        ret_kept: [0; 3],
-        returns: 0,
-        sessions: 0,
-        session_dur: DurSum::default(),
-        session_dur_n: 0,
-        session_durs: Vec::new(),
-        bounces: 0,
-        clicks: 0,
-        impressions: 0,
-        social: vec![0; n_social],
-        tickets_opened: 0,
-        open_tickets: 0,
-        resolution: DurSum::default(),
-        resolution_n: 0,
-        resolution_durs: Vec::new(),
-        sig1: [0; 4],
-        sig24: [0; 4],
-    };
+    let mut p = UserAcc::new(n_social);
     let mut ms = Vec::new();
     let mut ahead = users.values();
     let mut ahead2 = users.values();
@@ -637,63 +845,16 @@ pub fn users_partial<'py>(
         }
         user_partial(py, &mut p, u, &c, dc, &mut ms)?;
     }
-    let d = PyDict::new(py);
-    d.set_item("accepted", counters.0)?;
-    d.set_item("duplicates", counters.1)?;
-    d.set_item("rejected", counters.2.to_vec())?;
-    for (k, v) in [
-        ("dau", p.dau),
-        ("wau", p.wau),
-        ("mau", p.mau),
-        ("new", p.new),
-        ("returning", p.returning),
-        ("resurrecting", p.resurrecting),
-        ("dormant_lifecycle", p.dormant_lifecycle),
-        ("mature", p.mature),
-        ("activated", p.activated),
-        ("returned", p.returned),
-        ("returns", p.returns),
-        ("sessions", p.sessions),
-        ("session_dur_n", p.session_dur_n),
-        ("bounces", p.bounces),
-        ("clicks", p.clicks),
-        ("impressions", p.impressions),
-        ("tickets_opened", p.tickets_opened),
-        ("open_tickets", p.open_tickets),
-        ("resolution_n", p.resolution_n),
-    ] {
-        d.set_item(k, v)?;
+    // sorted by value, stably (UserPartition.partial sorts the three lists)
+    let mut lists = [
+        std::mem::take(&mut p.ttfv),
+        std::mem::take(&mut p.session_durs),
+        std::mem::take(&mut p.resolution_durs),
+    ];
+    for l in &mut lists {
+        l.sort_by_key(|a| a.0);
     }
-    let features = PyDict::new(py);
-    for (k, n) in &p.features.items {
-        features.set_item(k.as_str(), n)?;
-    }
-    d.set_item("features", features)?;
-    d.set_item("surveys", p.surveys.to_py(py)?)?;
-    let by_tp = PyDict::new(py);
-    for (k, cn) in &p.by_tp.items {
-        by_tp.set_item(k.as_str(), cn.to_py(py)?)?;
-    }
-    d.set_item("by_tp", by_tp)?;
-    // sorted by value, stably (UserPartition.partial's `p.ttfv.sort()`)
-    p.ttfv.sort_by_key(|a| a.0);
-    d.set_item("ttfv", durs_py(py, conv, &p.ttfv)?)?;
-    let funnel = PyDict::new(py);
-    for &(step, n) in &p.funnel {
-        funnel.set_item(step, n)?;
-    }
-    d.set_item("funnel", funnel)?;
-    d.set_item("ret_cohort", p.ret_cohort.to_vec())?;
-    d.set_item("ret_kept", p.ret_kept.to_vec())?;
-    let sum = |s: &DurSum| dur_py(py, conv, (s.total, s.frac));
-    d.set_item("session_dur", sum(&p.session_dur)?)?;
-    d.set_item("session_durs", durs_py(py, conv, &p.session_durs)?)?;
-    d.set_item("social", p.social)?;
-    d.set_item("resolution", sum(&p.resolution)?)?;
-    d.set_item("resolution_durs", durs_py(py, conv, &p.resolution_durs)?)?;
-    d.set_item("sig1", p.sig1.to_vec())?;
-    d.set_item("sig24", p.sig24.to_vec())?;
-    Ok(d)
+    p.to_dict(py, conv, cfg, counters, &lists[0], &lists[1], &lists[2])
 }
 
 // ---- the account partition -------------------------------------------------------------------

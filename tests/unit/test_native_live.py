@@ -255,6 +255,32 @@ def run_side_by_side(
     seen.update(redelivered=0, skipped=0, facts=0, handed_over=0, restarts=0, ids=0, ids_dropped=0)
     margin = py_u[0].engine.margin
     steps = 0
+    seen.update(asked=0, aggregate_answers=0)
+    now = [0] * n  # each user partition's "now" asked lately (it moves forward)
+
+    def ask_now(p: int, b: Batch) -> None:
+        """The partial at a "now" after the last one: the core answers from the sums it keeps
+        current (native/src/aggregate.rs), which must equal the Python engine's partial and
+        the core's own scan of every user."""
+        newest = max(x[1] for x in b.records) * MS
+        step = rng.choice([-3 * HOUR, -HOUR, 0, 0, 1, 59 * HOUR // 60, 13 * HOUR, 2 * DAY])
+        now[p] = max(now[p], newest + step)
+        # sometimes time passes with no record: users' windows close (no change tells the core)
+        for _ in range(rng.choice([0, 0, 0, 8])):
+            ask_at(p, now[p])
+            now[p] += rng.choice([1, HOUR // 60, HOUR, 5 * HOUR, HOUR // 7 + 3])
+        ask_at(p, now[p])
+
+    def ask_at(p: int, t: int) -> None:
+        core = na_u[p]._core
+        before = core.aggregate_answers
+        got = partial_of(na_u[p].engine.partial(t))
+        seen["asked"] += 1
+        seen["aggregate_answers"] += core.aggregate_answers - before
+        check(f"user partition {p}: partial at now {t}", partial_of(py_u[p].engine.partial(t)), got)
+        scanned = core.partial(t, scan=True)
+        if scanned is not None:
+            check(f"user partition {p}: scan at now {t}", partial_of(nl._user_partial(scanned)), got)
     history: dict[int, list[tuple[Batch, int]]] = {p: [] for p in range(n)}
 
     # each user partition's stored event ids ({id_key: value}), kept from the id writes
@@ -310,6 +336,8 @@ def run_side_by_side(
             w = None if wall < 1 else wall
             py_u[p].wall = na_u[p].wall = w
             o = user_step(p, b, off)
+            if rng.random() < 0.35 and not na_u[p].handed_over:
+                ask_now(p, b)
             history[p].append((b, off))
             seen["batches"] += 1
             seen["sweeps"] += o.swept
@@ -455,6 +483,8 @@ def test_random_micro_batches_side_by_side(
     if days >= 5:
         assert seen["sweeps"] > 0 and seen["ids_dropped"] > 0
     assert seen["handed_over"] == 0  # 18 fractional digits at most: the core held them all
+    # the partials at a "now" moving forward came from the sums kept current, mostly
+    assert seen["asked"] > 20 and seen["aggregate_answers"] > seen["asked"] // 2
 
 
 def test_an_instant_finer_than_attoseconds_moves_the_partition_to_python() -> None:

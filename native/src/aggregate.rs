@@ -1,0 +1,444 @@
+//! A user partition's partial at the worker's "now", kept current as records are applied, so
+//! that /snapshot does not visit every user each time it is asked.
+//!
+//! The partial of a partition is the sum of its users' contributions (`partial::user_partial`
+//! adds one user's). A user's contribution at T changes only when the user changes, or when T
+//! passes one of the instants the scan compares T with: an event's instant, an instant plus a
+//! window (1 h, 24 h, 7 d, 14 d, 30 d, 90 d), the user's signup plus 30 days; or when T enters
+//! another day. So the aggregate holds the sum at `t`, and per user the first instant after
+//! `t` at which its contribution may change (`horizon`). Asked at a later T of the same day, it
+//!
+//! - takes out the contribution of every user changed since `t` (computed at `t` from the
+//!   user's state before the change: `touch`, called before a record is applied) and of every
+//!   user whose horizon is at or before T (a min-heap of horizons);
+//! - adds those users' contributions at T back, with their new horizons.
+//!
+//! The lists of durations are kept as sorted multisets, so they come out sorted, as the scan
+//! sorts them. Anything else is answered by the scan (`partial::users_partial`): a T before
+//! `t` (an as-of in the past) or finer than a nanosecond, a duration Python would hold as a
+//! Fraction, and a T on another day, after a sweep, a removal or a load, which rebuild the
+//! aggregate by a scan. The scan stays the reference: tests/unit/test_native_live.py compares
+//! the two, and both with the Python engine, at instants that move forward between batches.
+
+use crate::entities::Entities;
+use crate::partial::{user_partial, Dur, PartialCfg, UserAcc, UserCtx};
+use crate::state::{Ms, User, NONE};
+use crate::time::{DayCalc, D30, D7, D90, DAY, H24, HOUR, I, UNIT};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+const D14: I = 14 * DAY;
+
+/// After how many asks in a row at a T before `t` (answered by the scan) the aggregate is
+/// rebuilt at that T: workers asking each other for partials at their own "now" are a few
+/// milliseconds apart, which the scan answers; a clock set back for good rebuilds it.
+const BEHIND_REBUILD: u32 = 8;
+
+/// The earliest instant after `t` at which the contribution of `u` at `t` may change within
+/// `t`'s day: every instant `user_partial` compares T with (an instant of the state, or one
+/// plus a window), the first of those after `t`. I::MAX when none.
+pub fn horizon(u: &User, t: I) -> I {
+    let mut next = I::MAX;
+    let mut see = |x: I| {
+        if x > t && x < next {
+            next = x;
+        }
+    };
+    for &(_, m) in &u.days.0 {
+        see(m);
+    }
+    if let Some(s) = u.signup {
+        see(s);
+        see(s + D30);
+    }
+    for (_, m) in &u.ms {
+        if let Ms::At(x) = m {
+            see(*x);
+        }
+    }
+    for (f0, f1) in u.features.values() {
+        if let Some(x) = *f0 {
+            see(x);
+        }
+        for &x in f1 {
+            see(x);
+        }
+    }
+    if let Some(x) = u.last {
+        see(x);
+    }
+    for &x in &u.lastp {
+        see(x);
+    }
+    // the dormant signal: 14 days after the last activity at T, for 24 h (and its first hour)
+    let mut last = u.last;
+    for &x in &u.lastp {
+        if x <= t && last.is_none_or(|b| x > b) {
+            last = Some(x);
+        }
+    }
+    if let Some(l) = last {
+        see(l + D14);
+        see(l + D14 + HOUR);
+        see(l + D14 + H24);
+    }
+    for &(ts, _) in &u.facts {
+        see(ts);
+        see(ts + HOUR);
+        see(ts + H24);
+    }
+    for (ts, ..) in &u.answers {
+        for w in [0, HOUR, H24, D7, D30] {
+            see(ts + w);
+        }
+    }
+    for st in u.sessions.values() {
+        for &x in &st[..4] {
+            if x != NONE {
+                see(x);
+            }
+        }
+        if st[1] != NONE {
+            see(st[1] + H24);
+        }
+    }
+    for tk in u.tickets.values() {
+        if let Some(o) = tk[0] {
+            see(o);
+            see(o + H24);
+        }
+        if let Some(r) = tk[1] {
+            see(r);
+            see(r + D7);
+        }
+    }
+    for &r in u.returns.values() {
+        see(r);
+        see(r + D90);
+    }
+    next
+}
+
+/// `x` in whole nanoseconds, rounded up (i64::MAX for I::MAX): T (whole nanoseconds) is at or
+/// after x exactly when it is at or after this.
+fn ceil_ns(x: I) -> i64 {
+    if x == I::MAX {
+        return i64::MAX;
+    }
+    let q = x.div_euclid(UNIT) + I::from(x.rem_euclid(UNIT) != 0);
+    q.clamp(i64::MIN as I, i64::MAX as I) as i64
+}
+
+/// A multiset of durations (attoseconds), sorted.
+#[derive(Default)]
+struct Durations(BTreeMap<I, i64>);
+
+impl Durations {
+    #[inline]
+    fn add(&mut self, d: I, sign: i64) {
+        let e = self.0.entry(d).or_insert(0);
+        *e += sign;
+        if *e == 0 {
+            self.0.remove(&d);
+        }
+    }
+
+    fn to_vec(&self) -> Vec<Dur> {
+        let mut v = Vec::new();
+        for (&d, &n) in &self.0 {
+            debug_assert!(n > 0, "a duration taken out more often than added");
+            for _ in 0..n.max(0) {
+                v.push((d, false));
+            }
+        }
+        v
+    }
+}
+
+/// The partial of a user partition at `t`, kept current (see the module's doc).
+pub struct UserAgg {
+    /// false until built, and after whatever moves or replaces users (a sweep, a removal, a
+    /// load): the next ask at a "now" rebuilds it
+    valid: bool,
+    t: I,
+    d0: i64,
+    /// users at positions below n are in `sum`, except those `dirty`
+    n: usize,
+    /// taken out of `sum` (changed, or past their horizon): added back at the next ask
+    dirty: Vec<bool>,
+    dirty_list: Vec<u32>,
+    /// per position: the horizon (whole ns, rounded up)
+    until: Vec<i64>,
+    /// per position: the earliest entry for it in `heap` (i64::MAX: none)
+    queued: Vec<i64>,
+    heap: BinaryHeap<Reverse<(i64, u32)>>,
+    sum: UserAcc,
+    ttfv: Durations,
+    session_durs: Durations,
+    resolution_durs: Durations,
+    /// durations Python holds as Fractions in `sum` (then the scan answers: it lists them in
+    /// the order Python does)
+    frac: i64,
+    behind: u32,
+    scratch: UserAcc,
+    ms: Vec<Option<I>>,
+}
+
+impl UserAgg {
+    pub fn new(n_social: usize) -> Self {
+        UserAgg {
+            valid: false,
+            t: 0,
+            d0: 0,
+            n: 0,
+            dirty: Vec::new(),
+            dirty_list: Vec::new(),
+            until: Vec::new(),
+            queued: Vec::new(),
+            heap: BinaryHeap::new(),
+            sum: UserAcc::new(n_social),
+            ttfv: Durations::default(),
+            session_durs: Durations::default(),
+            resolution_durs: Durations::default(),
+            frac: 0,
+            behind: 0,
+            scratch: UserAcc::new(n_social),
+            ms: Vec::new(),
+        }
+    }
+
+    /// Forget the sums (users moved or were replaced): the next ask rebuilds them.
+    pub fn invalidate(&mut self) {
+        if self.valid {
+            let n_social = self.sum.social_len();
+            *self = UserAgg::new(n_social);
+        }
+    }
+
+    /// The contribution of `u` at (t, d0) into `scratch`.
+    fn contribution(
+        &mut self,
+        py: Python<'_>,
+        u: &User,
+        t: I,
+        d0: i64,
+        cfg: &PartialCfg,
+        dc: &mut DayCalc,
+    ) -> PyResult<()> {
+        self.scratch.clear();
+        let c = UserCtx {
+            at: crate::partial::At { t, frac: false },
+            d0,
+            cfg,
+        };
+        user_partial(py, &mut self.scratch, u, &c, dc, &mut self.ms)
+    }
+
+    /// `sum += sign * scratch`, lists included.
+    fn fold_scratch(&mut self, sign: i64) {
+        self.sum.add_signed(&self.scratch, sign);
+        let s = &self.scratch;
+        for (list, set) in [
+            (&s.ttfv, &mut self.ttfv),
+            (&s.session_durs, &mut self.session_durs),
+            (&s.resolution_durs, &mut self.resolution_durs),
+        ] {
+            for &(d, frac) in list {
+                set.add(d, sign);
+                if frac {
+                    self.frac += sign;
+                }
+            }
+        }
+    }
+
+    /// Before user `uid` changes: take its contribution at `t` out of the sum (once until the
+    /// next ask).
+    pub fn touch(
+        &mut self,
+        py: Python<'_>,
+        users: &Entities<User>,
+        uid: &str,
+        cfg: &PartialCfg,
+        dc: &mut DayCalc,
+    ) -> PyResult<()> {
+        if !self.valid {
+            return Ok(());
+        }
+        let Some(pos) = users.position(uid) else {
+            return Ok(()); // new: added at the next ask
+        };
+        if pos >= self.n || self.dirty[pos] {
+            return Ok(());
+        }
+        self.take_out(py, users.at(pos), pos, cfg, dc)
+    }
+
+    fn take_out(
+        &mut self,
+        py: Python<'_>,
+        u: &User,
+        pos: usize,
+        cfg: &PartialCfg,
+        dc: &mut DayCalc,
+    ) -> PyResult<()> {
+        let (t, d0) = (self.t, self.d0);
+        if let Err(e) = self.contribution(py, u, t, d0, cfg, dc) {
+            self.invalidate();
+            return Err(e);
+        }
+        self.fold_scratch(-1);
+        self.dirty[pos] = true;
+        self.dirty_list.push(pos as u32);
+        Ok(())
+    }
+
+    /// Bring the sums to T (on day d0); false when the scan must answer instead.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &mut self,
+        py: Python<'_>,
+        users: &Entities<User>,
+        cfg: &PartialCfg,
+        dc: &mut DayCalc,
+        t: I,
+        frac_t: bool,
+        d0: i64,
+    ) -> PyResult<bool> {
+        if frac_t {
+            return Ok(false);
+        }
+        let res = if !self.valid || d0 != self.d0 {
+            self.rebuild(py, users, cfg, dc, t, d0)
+        } else if t < self.t {
+            self.behind += 1;
+            if self.behind < BEHIND_REBUILD {
+                return Ok(false);
+            }
+            self.rebuild(py, users, cfg, dc, t, d0)
+        } else {
+            self.advance(py, users, cfg, dc, t)
+        };
+        if let Err(e) = res {
+            self.invalidate();
+            return Err(e);
+        }
+        Ok(self.frac == 0)
+    }
+
+    fn rebuild(
+        &mut self,
+        py: Python<'_>,
+        users: &Entities<User>,
+        cfg: &PartialCfg,
+        dc: &mut DayCalc,
+        t: I,
+        d0: i64,
+    ) -> PyResult<()> {
+        let n_social = self.sum.social_len();
+        *self = UserAgg::new(n_social);
+        let n = users.len();
+        self.until = Vec::with_capacity(n);
+        let mut entries = Vec::with_capacity(n);
+        for (pos, u) in users.values().enumerate() {
+            self.contribution(py, u, t, d0, cfg, dc)?;
+            self.fold_scratch(1);
+            let h = ceil_ns(horizon(u, t));
+            self.until.push(h);
+            if h != i64::MAX {
+                entries.push(Reverse((h, pos as u32)));
+            }
+        }
+        self.queued = self.until.clone();
+        self.heap = BinaryHeap::from(entries);
+        self.dirty = vec![false; n];
+        self.n = n;
+        self.t = t;
+        self.d0 = d0;
+        self.valid = true;
+        Ok(())
+    }
+
+    fn advance(
+        &mut self,
+        py: Python<'_>,
+        users: &Entities<User>,
+        cfg: &PartialCfg,
+        dc: &mut DayCalc,
+        t: I,
+    ) -> PyResult<()> {
+        self.behind = 0;
+        let t_ns = ceil_ns(t);
+        // users past their horizon: out, at the old t
+        while let Some(&Reverse((h, pos))) = self.heap.peek() {
+            if h > t_ns {
+                break;
+            }
+            self.heap.pop();
+            let p = pos as usize;
+            if p >= self.n || self.queued[p] != h {
+                continue; // an entry since replaced by an earlier one
+            }
+            self.queued[p] = i64::MAX;
+            if self.dirty[p] {
+                continue;
+            }
+            if self.until[p] > t_ns {
+                // its horizon moved later since this entry was queued
+                self.queued[p] = self.until[p];
+                self.heap.push(Reverse((self.until[p], pos)));
+                continue;
+            }
+            self.take_out(py, users.at(p), p, cfg, dc)?;
+        }
+        // users added since: in at T
+        let len = users.len();
+        for pos in self.n..len {
+            self.dirty.push(true);
+            self.until.push(i64::MAX);
+            self.queued.push(i64::MAX);
+            self.dirty_list.push(pos as u32);
+        }
+        self.n = len;
+        self.t = t;
+        let d0 = self.d0;
+        let list = std::mem::take(&mut self.dirty_list);
+        for &pos in &list {
+            let p = pos as usize;
+            let u = users.at(p);
+            self.contribution(py, u, t, d0, cfg, dc)?;
+            self.fold_scratch(1);
+            self.dirty[p] = false;
+            let h = ceil_ns(horizon(u, t));
+            self.until[p] = h;
+            if h < self.queued[p] {
+                self.queued[p] = h;
+                self.heap.push(Reverse((h, pos)));
+            }
+        }
+        self.dirty_list = list;
+        self.dirty_list.clear();
+        Ok(())
+    }
+
+    /// The partial at `t` as the scan's dict (`UserAcc::to_dict`).
+    pub fn to_dict<'py>(
+        &self,
+        py: Python<'py>,
+        conv: &crate::convert::Conv,
+        cfg: &PartialCfg,
+        counters: (u64, u64, &[u64; 5]),
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.sum.to_dict(
+            py,
+            conv,
+            cfg,
+            counters,
+            &self.ttfv.to_vec(),
+            &self.session_durs.to_vec(),
+            &self.resolution_durs.to_vec(),
+        )
+    }
+}
