@@ -280,7 +280,10 @@ def run_side_by_side(
         check(f"user partition {p}: partial at now {t}", partial_of(py_u[p].engine.partial(t)), got)
         scanned = core.partial(t, scan=True)
         if scanned is not None:
-            check(f"user partition {p}: scan at now {t}", partial_of(nl._user_partial(scanned)), got)
+            check(
+                f"user partition {p}: scan at now {t}", partial_of(nl._user_partial(scanned)), got
+            )
+
     history: dict[int, list[tuple[Batch, int]]] = {p: [] for p in range(n)}
 
     # each user partition's stored event ids ({id_key: value}), kept from the id writes
