@@ -49,7 +49,11 @@ log = logging.getLogger("engagement.health")
 ENV_REFRESH = "ENGAGEMENT_HEALTH_REFRESH_SECONDS"
 DEFAULT_REFRESH_SECONDS = 60.0
 ENV_PUBLISH = "ENGAGEMENT_HEALTH_PUBLISH_SECONDS"
-DEFAULT_PUBLISH_SECONDS = 1.0
+# 5 s, not 1 s: at 20,000 records/s over 30,000 customers nearly every customer changes every
+# second, and publishing each of them every second took a tenth of the live worker's main
+# thread; once per 5 s took the worker from 42 to 37 CPU-us a record (bench/RESULTS.md,
+# 2026-12-06). A health score decays over days: 5 s is fresh for the people reading it.
+DEFAULT_PUBLISH_SECONDS = 5.0
 CHUNK = 1000  # customers per Redis transaction (and per slice of event-loop time)
 AT_RISK_BELOW = 40
 DEFAULT_LIMIT = 100
@@ -71,7 +75,7 @@ def refresh_seconds(env: Mapping[str, str] | None = None) -> float:
 
 def publish_seconds(env: Mapping[str, str] | None = None) -> float:
     """How often the customers whose state changed are published, from
-    ENGAGEMENT_HEALTH_PUBLISH_SECONDS (default 1)."""
+    ENGAGEMENT_HEALTH_PUBLISH_SECONDS (default 5)."""
     return _seconds(ENV_PUBLISH, DEFAULT_PUBLISH_SECONDS, env)
 
 

@@ -53,6 +53,11 @@ class Sent:
     records: int = 0
     seconds: float = 0.0
     marks: list[tuple[str, int, int, int]] = field(default_factory=list)
+    # records handed to the producer more than 100 ms / 1 s after their due instant (the
+    # generator fell behind: their delays include that wait), and the latest of them (ms)
+    late_100ms: int = 0
+    late_1s: int = 0
+    latest_ms: int = 0
 
 
 def sim_config(
@@ -178,10 +183,16 @@ async def produce_paced(
         nxt = next(it, None)
         t0 = time.time()
         n = 0
+        late_100ms = late_1s = latest = 0
         while nxt is not None:
             now_ms = int(time.time() * 1000)
             horizon = now_ms + int(TICK * 1000)
             while nxt is not None and nxt["ts"] <= horizon:
+                behind = now_ms - nxt["ts"]
+                if behind > 100:
+                    late_100ms += 1
+                    late_1s += behind > 1000
+                    latest = max(latest, behind)
                 key, payload = nxt["key"], nxt["payload"]
                 await sink.add(
                     nxt["topic"],
@@ -195,7 +206,7 @@ async def produce_paced(
             if nxt is not None:
                 await asyncio.sleep(max(0.0, nxt["ts"] / 1000 - time.time()))
         await prod.flush()
-        return Sent(n, time.time() - t0, sink.marks)
+        return Sent(n, time.time() - t0, sink.marks, late_100ms, late_1s, latest)
     finally:
         await prod.stop()
 

@@ -385,7 +385,9 @@ def measure_delay(
     return {"delays": got, "missed": missed, "sent": sent.records, "seconds": sent.seconds,
             "total": total, "kept_up": (end_cov - start_cov) / sent.seconds,
             "snapshot_s": sum(took) / len(took) if took else float("nan"),
-            "applied_buckets": applied, "cpu_sending": cpu_sending}  # fmt: skip
+            "applied_buckets": applied, "cpu_sending": cpu_sending,
+            "late_100ms": sent.late_100ms, "late_1s": sent.late_1s,
+            "latest_ms": sent.latest_ms}  # fmt: skip
 
 
 def record_delays(w: Any) -> list[tuple[str, float]]:
@@ -731,6 +733,11 @@ def render(r: dict[str, Any]) -> str:
             row("worker CPU while the records were sent", f"{d['cpu_sending'] * 1e6 / d['sent']:,.1f} CPU-µs per record sent", "", "",
                 f"{d['cpu_sending']:,.1f} CPU-s over {d['seconds']:,.0f} s of sending "
                 f"({d['cpu_sending'] / max(d['seconds'], 1e-9):.2f} cores)")  # fmt: skip
+        if d.get("sent") and "late_100ms" in d:
+            # the load generator shares the 2 cores: a record it hands over late carries that
+            # wait in its delay (its timestamp is its due instant)
+            row("load generator behind its schedule", f"{d['late_100ms'] / d['sent']:.1%} of the records > 100 ms late", "", "",
+                f"{d['late_1s'] / d['sent']:.1%} > 1 s; at most {d['latest_ms']:,} ms")  # fmt: skip
     if users:
         rss_user = (r["rss"] - r["ours"]["baseline_rss"]) / users
         row("resident memory per 1M tracked users", f"{rss_user * 1e6 / 2**30:,.2f} GiB", "", "",

@@ -525,8 +525,9 @@ def test_redis_stopped_mid_stream(redis_run: Run) -> None:
     r = redis.Redis(host="127.0.0.1", port=run.stack.redis_port, db=run.redis_db)
     try:
         at_risk = lambda: r.zcount(zkey, "-inf", "(40")  # noqa: E731
+        # the changed customers are published every ENGAGEMENT_HEALTH_PUBLISH_SECONDS (5 s)
         wait_until("the at-risk customers are published again",
-                   lambda: at_risk() == expected["customers_at_risk"], timeout=10, step=0.25)  # fmt: skip
+                   lambda: at_risk() == expected["customers_at_risk"], timeout=20, step=0.25)  # fmt: skip
     finally:
         r.close()
     outcome = run.snapshot_equals_replay()

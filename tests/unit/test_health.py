@@ -175,8 +175,8 @@ def test_a_customer_before_its_first_record_has_no_entry() -> None:
 
 
 def test_publish_seconds() -> None:
-    assert H.publish_seconds({}) == 1.0
-    assert H.publish_seconds({H.ENV_PUBLISH: "5"}) == 5.0
+    assert H.publish_seconds({}) == 5.0
+    assert H.publish_seconds({H.ENV_PUBLISH: "1"}) == 1.0
     for bad in ("0", "-1", "soon", "nan", "inf"):
         with pytest.raises(ConfigError, match="ENGAGEMENT_HEALTH_PUBLISH_SECONDS"):
             H.publish_seconds({H.ENV_PUBLISH: bad})
