@@ -235,38 +235,6 @@ async def send_as_batches(producer: Any, topic: str, partition: int, writes: lis
     return last
 
 
-class ChangelogProducer:
-    """The producer of the epochs' changelog writes, apart from the one that sends the
-    intake's micro-batches and the side outputs: aiokafka sends one produce request at a time
-    to a broker, whatever it carries, so with one producer a micro-batch waited behind the
-    megabytes of state an epoch writes (measured: the live delays rose by seconds and stayed
-    there). Started at its first send; stopped after the last epoch at shutdown."""
-
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self._make = make
-        self._producer: Any = None
-        self._lock = asyncio.Lock()
-
-    async def _started(self) -> Any:
-        if self._producer is None:
-            async with self._lock:
-                if self._producer is None:
-                    producer = self._make()
-                    await producer.start()
-                    self._producer = producer
-        return self._producer
-
-    async def send_all(self, topic: str, partition: int, writes: list[Write]) -> int:
-        """`SendAll`: the writes in order; the changelog offset of the last one."""
-        return await send_as_batches(await self._started(), topic, partition, writes)
-
-    async def stop(self) -> None:
-        async with self._lock:
-            producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()
-
-
 @dataclass
 class Epoch:
     """The open epoch of one partition: what it changed and what waits for its commit."""

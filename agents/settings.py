@@ -32,7 +32,6 @@ ENV = {
     "worker_id": "ENGAGEMENT_WORKER_ID",
     "log_level": "ENGAGEMENT_LOG_LEVEL",
     "commit_interval_ms": "ENGAGEMENT_COMMIT_INTERVAL_MS",
-    "account_commit_interval_ms": "ENGAGEMENT_ACCOUNT_COMMIT_INTERVAL_MS",
     "intake_linger_ms": "ENGAGEMENT_INTAKE_LINGER_MS",
     "engine": "ENGAGEMENT_ENGINE",
     "rocksdb_block_cache_mb": "ENGAGEMENT_ROCKSDB_BLOCK_CACHE_MB",
@@ -43,12 +42,6 @@ ROCKSDB_MB_RANGE = (1, 4096)
 # the integer settings with bounds: (what the error says, unit, lowest, highest)
 INT_SETTINGS = {
     "commit_interval_ms": ("the commit interval must be an integer (ms)", "ms", 10, 60_000),
-    "account_commit_interval_ms": (
-        "the accounts' commit interval must be an integer (ms)",
-        "ms",
-        10,
-        60_000,
-    ),
     "intake_linger_ms": ("the intake linger must be an integer (ms)", "ms", 0, 5_000),
     "rocksdb_block_cache_mb": ("must be an integer (MiB)", "MiB", *ROCKSDB_MB_RANGE),
     "rocksdb_write_buffer_mb": ("must be an integer (MiB)", "MiB", *ROCKSDB_MB_RANGE),
@@ -101,10 +94,6 @@ class Settings:
     # Longer ones were measured (bench/RESULTS.md, 2026-12-05 20:32-21:18): 1 s drained a
     # little faster with 60,000 users; 500 ms and 1 s a quarter slower with 1.5M users
     commit_interval_ms: int = 200
-    # the same for the customers (the accounts stage): fewer, busier entities, each changed by
-    # the facts of many users, so a longer epoch collapses more of their writes; nothing waits
-    # for it but the acknowledgement of the account facts read (a crash reads them again)
-    account_commit_interval_ms: int = 1000
     # how long the intake's fetch may wait for more records (up to 1 MiB) before it forwards
     # what came as micro-batches: bigger micro-batches at low rates cost less per record, but
     # each record may wait that long (bench/RESULTS.md, the live rows)

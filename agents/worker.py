@@ -20,20 +20,20 @@ import logging
 import os
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
 import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from agents.accounts import AccountsStage, load_account_partition
 from agents.coverage import RecentForwards
 from agents.delays import DelayHistogram
 from agents.epoch import (
-    ChangelogProducer,
     EpochCommitter,
     Stored,
     Write,
     read_partition,
+    send_as_batches,
     store_of,
 )
 from agents.exits import EXIT_CONFIG, EXIT_FAILURE
@@ -179,20 +179,10 @@ class Worker:
         self._closer_stop = False
         self.unpersisted: list[str] = []  # epochs that failed while stopping (agents/outage.py)
         interval = s.commit_interval_ms / 1000
-        # the epochs' state goes to the changelogs through a producer of its own (agents/
-        # epoch.py ChangelogProducer); Faust's carries the micro-batches and side outputs
-        self.changelog_producer = ChangelogProducer(
-            lambda: AIOKafkaProducer(
-                bootstrap_servers=s.bootstrap,
-                acks="all",
-                max_batch_size=1024 * 1024,
-                max_request_size=INTERNAL_MAX_MESSAGE,
-                **s.kafka_security.aiokafka_kwargs(),
-            )
-        )
 
         def send_changelog(topic: str, p: int, writes: list[Write]) -> Awaitable[int]:
-            return self.changelog_producer.send_all(topic, p, writes)
+            # aiokafka's producer, under Faust's
+            return send_as_batches(cast(Any, self.app.producer)._producer, topic, p, writes)
 
         self.intake = Intake(self)
         self.users = UsersStage(
@@ -213,7 +203,7 @@ class Worker:
                 self.names.changelog("accounts"),
                 send_changelog,
                 lambda: store_of(self.accounts_table),
-                s.account_commit_interval_ms / 1000,
+                interval,
                 self._epoch_failed,
             ),
         )
@@ -259,7 +249,7 @@ class Worker:
         self._closer = asyncio.ensure_future(self._epoch_closer())
 
     async def _epoch_closer(self) -> None:
-        period = min(self.s.commit_interval_ms, self.s.account_commit_interval_ms) / 2000
+        period = self.s.commit_interval_ms / 2000
         while not self._closer_stop:
             await asyncio.sleep(period)
             try:
@@ -409,10 +399,6 @@ class Worker:
             await asyncio.wait_for(self.flush(), 20)
         except TimeoutError:
             log.warning("shutdown: epochs still committing; their input is read again")
-        try:
-            await asyncio.wait_for(self.changelog_producer.stop(), 5)
-        except Exception as exc:  # its unacknowledged writes' input is read again
-            log.warning("shutdown: the changelog producer did not stop cleanly (%s)", exc)
         self._closer_stop = True
         if self._closer is not None:
             self._closer.cancel()

@@ -23,11 +23,6 @@ def test_defaults() -> None:
     assert s.worker_id  # host-pid
     assert s.commit_interval_ms == 200 and s.engine == "auto"
     assert Settings.load(env={"ENGAGEMENT_COMMIT_INTERVAL_MS": "50"}).commit_interval_ms == 50
-    assert s.account_commit_interval_ms == 1000
-    got = Settings.load(env={"ENGAGEMENT_ACCOUNT_COMMIT_INTERVAL_MS": "250"})
-    assert got.account_commit_interval_ms == 250 and got.commit_interval_ms == 200
-    with pytest.raises(ConfigError, match="ENGAGEMENT_ACCOUNT_COMMIT_INTERVAL_MS"):
-        Settings.load(env={"ENGAGEMENT_ACCOUNT_COMMIT_INTERVAL_MS": "5"})
     assert s.intake_linger_ms == 200
     assert Settings.load(env={"ENGAGEMENT_INTAKE_LINGER_MS": "0"}).intake_linger_ms == 0
 
