@@ -36,6 +36,13 @@ const D14: I = 14 * DAY;
 /// milliseconds apart, which the scan answers; a clock set back for good rebuilds it.
 const BEHIND_REBUILD: u32 = 8;
 
+/// When more users than this share of the partition (and than `CHURN_MIN`) changed since the
+/// last ask, keeping the sums costs more than the scan it saves (a backlog drained between two
+/// scrapes touches most users): the sums are dropped, and the next `CHURN_SCANS` asks scan.
+const CHURN_SHARE: usize = 4; // a quarter
+const CHURN_MIN: usize = 50_000;
+const CHURN_SCANS: u32 = 4;
+
 /// The earliest instant after `t` at which the contribution of `u` at `t` may change within
 /// `t`'s day: every instant `user_partial` compares T with (an instant of the state, or one
 /// plus a window), the first of those after `t`. I::MAX when none.
@@ -182,6 +189,8 @@ pub struct UserAgg {
     /// the order Python does)
     frac: i64,
     behind: u32,
+    /// asks the scan answers before the sums are built again (after too many changes)
+    cool: u32,
     scratch: UserAcc,
     ms: Vec<Option<I>>,
 }
@@ -204,6 +213,7 @@ impl UserAgg {
             resolution_durs: Durations::default(),
             frac: 0,
             behind: 0,
+            cool: 0,
             scratch: UserAcc::new(n_social),
             ms: Vec::new(),
         }
@@ -273,6 +283,11 @@ impl UserAgg {
         if pos >= self.n || self.dirty[pos] {
             return Ok(());
         }
+        if self.dirty_list.len() >= CHURN_MIN.max(self.n / CHURN_SHARE) {
+            self.invalidate();
+            self.cool = CHURN_SCANS;
+            return Ok(());
+        }
         self.take_out(py, users.at(pos), pos, cfg, dc)
     }
 
@@ -308,6 +323,10 @@ impl UserAgg {
         d0: i64,
     ) -> PyResult<bool> {
         if frac_t {
+            return Ok(false);
+        }
+        if !self.valid && self.cool > 0 {
+            self.cool -= 1;
             return Ok(false);
         }
         let res = if !self.valid || d0 != self.d0 {
