@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -200,7 +201,8 @@ class Keys:
             ready, _, _ = select.select([self.fd], [], [], left)
             if ready:
                 ch = os.read(self.fd, 1)
-                if ch in (b"q", b"Q") or not ch:
+                # Ctrl-C comes as a character when the terminal does not turn it into SIGINT
+                if ch in (b"q", b"Q", b"\x03") or not ch:
                     return True
 
     def restore(self) -> None:
@@ -227,6 +229,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render(url, args.interval, cur, before, None, False, False))
         return EXIT_OK if cur.snapshot is not None else EXIT_FAILURE
     tty = sys.stdout.isatty()
+    # Ctrl-C quits even when the shell started us with SIGINT ignored (a background job of a
+    # script ignores it, and Python then leaves it ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     keys = Keys()
     prev: Sample | None = None
     last_good: dict[str, Any] | None = None

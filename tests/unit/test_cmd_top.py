@@ -105,3 +105,33 @@ def test_once_shows_records_per_second_from_two_reads(capsys: pytest.CaptureFixt
     m = re.search(r"records/s ([0-9.,]+)", out)
     assert m and 100 <= float(m.group(1).replace(",", "")) <= 200, out  # 100 in ~0.5 s
     assert "processed 1,700" in out
+
+
+def test_ctrl_c_quits_even_when_started_with_sigint_ignored() -> None:
+    """A background job of a script starts with SIGINT ignored, and Python leaves it so: top
+    installs its own handler, so Ctrl-C in its terminal still quits (exit 0)."""
+    import signal
+    import sys
+    from pathlib import Path
+
+    import pexpect
+
+    repo = Path(__file__).resolve().parents[2]
+    top = pexpect.spawn(
+        sys.executable,
+        ["-m", "engagement_cli", "top", "--url", "http://127.0.0.1:9", "--interval", "0.5"],
+        cwd=str(repo),
+        dimensions=(40, 200),
+        timeout=30,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        top.expect("cannot reach the worker")
+        top.expect("retrying every 0.5s")
+        top.sendintr()
+        top.expect(pexpect.EOF, timeout=15)
+        top.close()
+        assert top.exitstatus == 0, top.exitstatus
+    finally:
+        if top.isalive():
+            top.terminate(force=True)
