@@ -201,8 +201,7 @@ class Keys:
             ready, _, _ = select.select([self.fd], [], [], left)
             if ready:
                 ch = os.read(self.fd, 1)
-                # Ctrl-C comes as a character when the terminal does not turn it into SIGINT
-                if ch in (b"q", b"Q", b"\x03") or not ch:
+                if ch in (b"q", b"Q") or not ch:
                     return True
 
     def restore(self) -> None:

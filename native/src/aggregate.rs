@@ -21,7 +21,7 @@
 //! the two, and both with the Python engine, at instants that move forward between batches.
 
 use crate::entities::Entities;
-use crate::partial::{user_partial, Dur, PartialCfg, UserAcc, UserCtx};
+use crate::partial::{max_below, user_partial, Dur, PartialCfg, UserAcc, UserCtx};
 use crate::state::{Ms, User, NONE};
 use crate::time::{DayCalc, D30, D7, D90, DAY, H24, HOUR, I, UNIT};
 use pyo3::prelude::*;
@@ -80,13 +80,7 @@ pub fn horizon(u: &User, t: I) -> I {
         see(x);
     }
     // the dormant signal: 14 days after the last activity at T, for 24 h (and its first hour)
-    let mut last = u.last;
-    for &x in &u.lastp {
-        if x <= t && last.is_none_or(|b| x > b) {
-            last = Some(x);
-        }
-    }
-    if let Some(l) = last {
+    if let Some(l) = max_below(u.last, &u.lastp, t) {
         see(l + D14);
         see(l + D14 + HOUR);
         see(l + D14 + H24);

@@ -269,7 +269,7 @@ fn durs_py<'py>(py: Python<'py>, conv: &Conv, v: &[Dur]) -> PyResult<Bound<'py, 
 
 /// `_max_below(folded, pending, t)`: the folded value is taken as it is (not checked against t).
 #[inline]
-fn max_below(folded: Option<I>, pending: &[I], t: I) -> Option<I> {
+pub(crate) fn max_below(folded: Option<I>, pending: &[I], t: I) -> Option<I> {
     let mut best = folded;
     for &p in pending {
         if p <= t && best.is_none_or(|b| p > b) {

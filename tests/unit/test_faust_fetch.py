@@ -38,7 +38,7 @@ def test_the_consumers_made_hold_a_fetch_100_ms_once_installed() -> None:
     assert _Driver.made == made + 1
 
 
-def test_faust_s_driver_is_patched_by_the_worker() -> None:
+def test_faust_s_own_driver_takes_the_patch() -> None:
     assert faust_fetch.install() is True
     patched = driver.AIOKafkaConsumerThread._create_worker_consumer
     assert patched._holds_fetch_ms == faust_fetch.FETCH_MAX_WAIT_MS == 100
