@@ -223,6 +223,7 @@ class EngagementCollector(Collector):
             "records the intake stage of this process has read from the input topics",
             value=stats.get("intake_records", 0),
         )
+        yield from self._epochs(w)
         delays = getattr(w, "delays", None)
         if delays is not None:
             yield HistogramMetricFamily(
@@ -233,6 +234,30 @@ class EngagementCollector(Collector):
                 buckets=[(le, float(n)) for le, n in delays.cumulative()],
                 sum_value=delays.sum_ms / 1000,
             )
+
+    def _epochs(self, w: Any) -> Iterator[Metric]:
+        """The persistence protocol's work per stage (agents/epoch.py `EpochCommitter.stats`)."""
+        stages = [s for s in (getattr(w, "users", None), getattr(w, "accounts", None)) if s]
+        committers = [s.epochs for s in stages if hasattr(s, "epochs")]
+        if not committers:
+            return
+        families = [
+            ("epochs", "engagement_epochs_committed", "epochs committed (persisted, their "
+             "input acknowledged), per stage"),
+            ("entities", "engagement_epoch_entities_written", "entities (users or customers) "
+             "written by the epochs committed, each once per epoch however often it changed"),
+            ("writes", "engagement_epoch_writes", "table writes of the epochs committed (meta, "
+             "event ids, entities, deletions, applied markers), to the changelog and the store"),
+            ("close_seconds", "engagement_epoch_serialize_seconds", "seconds spent serializing "
+             "epochs' writes when they closed (on the event loop)"),
+            ("commit_seconds", "engagement_epoch_commit_seconds", "seconds from an epoch's "
+             "commit starting to its input acknowledged (side outputs, changelog, store)"),
+        ]  # fmt: skip
+        for key, name, doc in families:
+            fam = CounterMetricFamily(name, doc, labels=["stage"])
+            for c in committers:
+                fam.add_metric([c.stage], c.stats.get(key, 0))
+            yield fam
 
     def _pipeline(self, users: list[tuple[int, Any]]) -> Iterator[Metric]:
         acc = CounterMetricFamily(

@@ -1078,7 +1078,7 @@ impl LiveUsers {
     }
 }
 
-#[pyclass(unsendable)]
+#[pyclass]
 pub struct LiveAccounts {
     dc: DayCalc,
     conv: Conv,

@@ -1051,15 +1051,36 @@ fn prefetch_account(a: &Account) {
 }
 
 /// `AccountPartition.partial(t)` over `accounts`, as a dict of Partial fields.
-pub fn accounts_partial<'py>(
-    py: Python<'py>,
+/// What the scan of a partition's customers at T adds up (`AccountPartition.partial`).
+pub struct AccountScan {
+    /// subscribers, sub_start, sub_lost, sub_new, orders_90, customers_1, customers_2,
+    /// customers_30, at_risk: the names of `COUNT_NAMES`
+    counts: [i64; 9],
+    revenue_90: Vec<f64>,
+    revenue_30: Vec<f64>,
+    healths: Vec<f64>,
+}
+
+const COUNT_NAMES: [&str; 9] = [
+    "subscribers",
+    "sub_start",
+    "sub_lost",
+    "sub_new",
+    "orders_90",
+    "customers_1",
+    "customers_2",
+    "customers_30",
+    "at_risk",
+];
+
+/// The scan of every customer at T (day `d0` of T): Rust only, so it runs without the GIL.
+pub fn scan_accounts(
     accounts: &crate::entities::Entities<Account>,
-    dc: &mut DayCalc,
     at: At,
-) -> PyResult<Bound<'py, PyDict>> {
+    d0: i64,
+) -> AccountScan {
     let t = at.t;
     let (t30, t90) = (t - D30, t - D90);
-    let d0 = dc.day(py, t)?;
     let (mut subscribers, mut sub_start, mut sub_lost, mut sub_new) = (0i64, 0i64, 0i64, 0i64);
     let (mut orders_90, mut customers_1, mut customers_2, mut customers_30) = (0i64, 0, 0, 0);
     let mut at_risk = 0i64;
@@ -1126,25 +1147,48 @@ pub fn accounts_partial<'py>(
             at_risk += 1;
         }
     }
+    AccountScan {
+        counts: [
+            subscribers,
+            sub_start,
+            sub_lost,
+            sub_new,
+            orders_90,
+            customers_1,
+            customers_2,
+            customers_30,
+            at_risk,
+        ],
+        revenue_90,
+        revenue_30,
+        healths,
+    }
+}
+
+/// The scan as the dict of `Partial` fields the Python side builds its `Partial` from.
+pub fn account_scan_dict<'py>(py: Python<'py>, scan: &AccountScan) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    for (k, v) in [
-        ("subscribers", subscribers),
-        ("sub_start", sub_start),
-        ("sub_lost", sub_lost),
-        ("sub_new", sub_new),
-        ("orders_90", orders_90),
-        ("customers_1", customers_1),
-        ("customers_2", customers_2),
-        ("customers_30", customers_30),
-        ("at_risk", at_risk),
-    ] {
-        d.set_item(k, v)?;
+    for (k, v) in COUNT_NAMES.iter().zip(scan.counts) {
+        d.set_item(*k, v)?;
     }
     let floats = |v: &[f64]| PyList::new(py, v.iter().map(|&x| PyFloat::new(py, x)));
-    d.set_item("revenue_90", floats(&revenue_90)?)?;
-    d.set_item("revenue_30", floats(&revenue_30)?)?;
-    d.set_item("health", floats(&healths)?)?;
+    d.set_item("revenue_90", floats(&scan.revenue_90)?)?;
+    d.set_item("revenue_30", floats(&scan.revenue_30)?)?;
+    d.set_item("health", floats(&scan.healths)?)?;
     Ok(d)
+}
+
+/// `AccountPartition.partial(t)`: the scan runs with the GIL released, so the partitions of a
+/// worker scan on several cores at once (agents/gather.py).
+pub fn accounts_partial<'py>(
+    py: Python<'py>,
+    accounts: &crate::entities::Entities<Account>,
+    dc: &mut DayCalc,
+    at: At,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d0 = dc.day(py, at.t)?;
+    let scan = py.detach(|| scan_accounts(accounts, at, d0));
+    account_scan_dict(py, &scan)
 }
 
 #[cfg(test)]

@@ -410,6 +410,60 @@ def test_churn_signals_and_pipeline_counters(world: World) -> None:
     assert value(reg, "engagement_as_of_timestamp_seconds") == ms(T) / 1000
 
 
+def test_epoch_series_count_what_the_committers_persisted(world: World) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from agents.epoch import EpochCommitter
+
+    sent: list[tuple[bytes, bytes | None]] = []
+
+    async def send_all(topic: str, p: int, writes: list[Any]) -> int:
+        sent.extend(writes)
+        return len(sent) - 1
+
+    class Store:
+        def write_epoch(self, p: int, writes: Any, offset: int) -> None:
+            pass
+
+        def make_durable(self) -> None:
+            pass
+
+    async def on_error(exc: BaseException) -> None:
+        raise exc
+
+    async def run() -> tuple[EpochCommitter, EpochCommitter]:
+        stages = {}
+        for stage, epochs in (("users", [{"u1", "u2"}, {"u1"}]), ("accounts", [{"c1"}])):
+            c = EpochCommitter(stage, f"{stage}-changelog", send_all, Store, 0.2, on_error)
+            for keys in epochs:  # each entity written once per epoch, however often it changed
+                ep = c.epoch(0)
+                ep.keys |= keys
+                ep.marker = 5
+                c.close(0, {k: k for k in keys}, str.encode, b"meta", None)
+                await c.wait()
+            stages[stage] = c
+        return stages["users"], stages["accounts"]
+
+    users, accounts = asyncio.run(run())
+    w, reg = world.w, world.reg
+    w.users = SimpleNamespace(epochs=users)  # type: ignore[attr-defined]
+    w.accounts = SimpleNamespace(epochs=accounts)  # type: ignore[attr-defined]
+    assert value(reg, "engagement_epochs_committed_total", stage="users") == 2
+    assert value(reg, "engagement_epochs_committed_total", stage="accounts") == 1
+    assert value(reg, "engagement_epoch_entities_written_total", stage="users") == 3
+    assert value(reg, "engagement_epoch_entities_written_total", stage="accounts") == 1
+    # meta, the entities, the applied marker: per epoch
+    assert value(reg, "engagement_epoch_writes_total", stage="users") == (1 + 2 + 1) + (1 + 1 + 1)
+    assert value(reg, "engagement_epoch_writes_total", stage="accounts") == 1 + 1 + 1
+    assert len(sent) == 4 + 3 + 3
+    for name in (
+        "engagement_epoch_serialize_seconds_total",
+        "engagement_epoch_commit_seconds_total",
+    ):
+        assert value(reg, name, stage="users") > 0
+
+
 def _version() -> str:
     from agents.metrics import _version as v
 
