@@ -352,11 +352,17 @@ def measure_delay(
             stop.wait(POLL)
 
     th = threading.Thread(target=poll, daemon=True)
-    th.start()
-    hist_before = record_delays(w)
-    cpu_before = proc_cpu(w.proc.pid)
-    sent = asyncio.run(produce_paced(prefix, rate, seconds, users, seed=7, partitions=PARTITIONS))
-    cpu_sending = proc_cpu(w.proc.pid) - cpu_before  # the worker's CPU while the records came
+    before: dict[str, Any] = {}
+
+    def start() -> None:  # the records are built: the first is due now
+        before["hist"] = record_delays(w)
+        before["cpu"] = proc_cpu(w.proc.pid)
+        th.start()
+
+    sent = asyncio.run(produce_paced(prefix, rate, seconds, users, seed=7, partitions=PARTITIONS,
+                                     on_start=start))  # fmt: skip
+    hist_before = before["hist"]
+    cpu_sending = proc_cpu(w.proc.pid) - before["cpu"]  # the worker's CPU while the records came
     # wait until every sent record is covered (or `settle` seconds)
     want: dict[str, int] = {}
     for topic, part, off, _ts in sent.marks:
@@ -380,7 +386,7 @@ def measure_delay(
     if os.environ.get("BENCH_KEEP"):
         Path(os.environ["BENCH_KEEP"]).mkdir(parents=True, exist_ok=True)
         with open(Path(os.environ["BENCH_KEEP"]) / "delay.json", "w") as fh:
-            json.dump({"marks": marks, "polls": polls}, fh)
+            json.dump({"marks": marks, "polls": polls, "behind": sent.behind_by_second}, fh)
     total, _ = snapshot_total(w)
     return {"delays": got, "missed": missed, "sent": sent.records, "seconds": sent.seconds,
             "total": total, "kept_up": (end_cov - start_cov) / sent.seconds,
