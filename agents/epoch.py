@@ -168,35 +168,13 @@ class Store(Protocol):
     def write_epoch(self, partition: int, writes: list[Write], changelog_offset: int) -> None:
         """Apply the writes and set the persisted offset, atomically where the store can."""
 
-    def make_durable(self) -> None:
-        """Make every write so far survive a crash of this process (on a revoke, at shutdown)."""
-
-
-_NO_WAL: Any = None
-
-
-def _no_wal() -> Any:
-    """RocksDB write options without the write-ahead log (made once)."""
-    global _NO_WAL
-    if _NO_WAL is None:
-        import rocksdict
-
-        _NO_WAL = rocksdict.WriteOptions()
-        _NO_WAL.disable_wal = True
-    return _NO_WAL
-
 
 class RocksStore:
     """Faust's RocksDB store: one WriteBatch per epoch, the persisted offset inside it.
 
-    The epochs are written without RocksDB's write-ahead log, as Kafka Streams writes its
-    stores: the changelog is the durable record and the store its local copy. A crash loses
-    the writes still in the memtables, the persisted offset with them (one WriteBatch is never
-    split), so the store goes back to a consistent earlier point and Faust's recovery reads
-    the changelog from there again. The one case to guard: a write *with* the log (Faust's
-    recovery or a standby replica applying the changelog) after epochs without it would
-    survive a crash that loses those epochs, so the partitions' memtables are flushed when
-    they are revoked and at shutdown (`make_durable`), before Faust can write that way."""
+    Written with RocksDB's write-ahead log, so an epoch in the store survives a crash and a
+    restart reads only the changelog after it (decision 44: without the log, as Kafka Streams
+    writes its stores, a restart re-read what the memtables had lost, 2.6 times as long)."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -211,11 +189,7 @@ class RocksStore:
             else:
                 batch.put(k, v)
         batch.put(self.store.offset_key, str(changelog_offset).encode())
-        self.store._db_for_partition(partition).write(batch, _no_wal())
-
-    def make_durable(self) -> None:
-        for db in list(getattr(self.store, "_dbs", {}).values()):
-            db.flush()
+        self.store._db_for_partition(partition).write(batch)
 
 
 class MemoryStore:
@@ -230,9 +204,6 @@ class MemoryStore:
                 self.data.pop(k, None)
             else:
                 self.data[k] = v
-
-    def make_durable(self) -> None:
-        pass  # a memory store is rebuilt from the changelog at every start
 
 
 def store_of(table: Any) -> Store:

@@ -275,7 +275,6 @@ class Worker:
                     stage.close(p)
         for stage in (self.users, self.accounts):
             await stage.epochs.wait()
-            stage.epochs.store().make_durable()  # before Faust writes those stores itself
 
     async def _epoch_failed(self, exc: BaseException) -> None:
         """An epoch could not be persisted: its input was not acknowledged, and the state in

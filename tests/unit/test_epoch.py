@@ -158,9 +158,6 @@ class Process:
                         store[k] = v
                 store[OFFSET_KEY] = str(changelog_offset).encode()
 
-            def make_durable(self) -> None:
-                pass  # the simulated store survives a crash already
-
         async def failed(exc: BaseException) -> None:
             assert isinstance(exc, Crash), exc
             self.dead = True

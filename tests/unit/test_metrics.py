@@ -426,9 +426,6 @@ def test_epoch_series_count_what_the_committers_persisted(world: World) -> None:
         def write_epoch(self, p: int, writes: Any, offset: int) -> None:
             pass
 
-        def make_durable(self) -> None:
-            pass
-
     async def on_error(exc: BaseException) -> None:
         raise exc
 
