@@ -171,9 +171,28 @@ async def produce_backlog(
         await prod.stop()
 
 
-# records the generator builds per second before the paced phase (its lead time is sized for
-# this pace, with room: building is ~100,000/s here)
-BUILD_PER_S = 40_000
+def build_rate(cfg: SimConfig, sample: int = 20_000) -> tuple[float, float]:
+    """How long this machine takes to set up `cfg`'s generator (seconds: it grows with the
+    users) and how many records/s it then generates and batches, timed on a throwaway run of
+    its first `sample` records: what the paced phase's lead time is sized by."""
+    from aiokafka.producer.message_accumulator import BatchBuilder
+
+    t0 = time.perf_counter()
+    it = iter(Simulator(cfg))
+    env = next(it, None)
+    setup = time.perf_counter() - t0
+    batch = BatchBuilder(BATCH_BYTES, 0)
+    t1 = time.perf_counter()
+    n = 0
+    while env is not None and n < sample:
+        key, payload = env["key"], env["payload"]
+        kb = None if key is None else key.encode("utf-8", "surrogatepass")
+        value = None if payload is None else value_bytes(payload)
+        if batch.append(key=kb, value=value, timestamp=env["ts"]) is None:
+            batch = BatchBuilder(BATCH_BYTES, 0)
+        n += 1
+        env = next(it, None)
+    return setup, n / max(time.perf_counter() - t1, 1e-6)
 
 
 async def produce_paced(
@@ -197,7 +216,12 @@ async def produce_paced(
         for topic in ("product-events", "survey-answers"):
             await sink.partitions(topic)
         total = int(rate * seconds)
-        lead_ms = int((2.0 + total / BUILD_PER_S) * 1000)
+        probe = SimConfig(start_ms=int(time.time() * 1000), duration_s=seconds, users=users,
+                          rate=rate, seed=seed, partitions=partitions)  # fmt: skip
+        # building the records must end before the first is due: 1.5 times the time it should
+        # take as measured on a sample, and 2 s
+        setup, per_s = build_rate(probe)
+        lead_ms = int((2.0 + 1.5 * (setup + total / per_s)) * 1000)
         start_ms = int(time.time() * 1000) + lead_ms
         cfg = SimConfig(start_ms=start_ms, duration_s=seconds, users=users, rate=rate,
                         seed=seed, partitions=partitions)  # fmt: skip
