@@ -232,6 +232,10 @@ class _UserEngine(_Engine):
 
 
 class _AccountEngine(_Engine):
+    # `partial` scans the customers with the GIL released (agents/gather.py runs the
+    # partitions' scans on threads)
+    scans_without_gil = True
+
     def to_python(self) -> AccountPartition:
         core = self._owner._core
         ap = AccountPartition(self.config, accounts=core.export(), daycalc=self.daycalc)

@@ -25,6 +25,7 @@ class Watched:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.threads: set[int] = set()
+        self.scans_without_gil = getattr(engine, "scans_without_gil", False)
 
     def partial(self, t: int) -> Partial:
         self.threads.add(threading.get_ident())
@@ -69,6 +70,15 @@ def test_threaded_partials_equal_the_scans_one_after_the_other() -> None:
         assert got[0] != got[1]  # in order, partition by partition
         ran_on = set().union(*(w.threads for w in watched))
         assert main not in ran_on, "the scans ran in the caller's thread"
+
+
+def test_the_python_engine_scans_in_the_callers_thread() -> None:
+    # it holds the GIL throughout: threads would only add their cost
+    python, newest = account_partitions(LiveAccountPartition, 3, seed=13)
+    watched = [Watched(a.engine) for a in python]
+    got = _partials(watched, newest)
+    assert [partial_of(x) for x in got] == [partial_of(a.engine.partial(newest)) for a in python]
+    assert set().union(*(w.threads for w in watched)) == {threading.get_ident()}
 
 
 def test_one_partition_is_scanned_in_the_callers_thread() -> None:
