@@ -66,9 +66,9 @@ _POOL: ThreadPoolExecutor | None = None
 def _partials(engines: list[Any], t: Instant) -> list[Partial]:
     """Each engine's `partial(t)`, in order. The compiled core scans a partition's customers
     with the GIL released (`scans_without_gil`; their health decays with T, so no sum of them
-    is kept current): with more than one, they scan on a thread each, on as many cores as the machine has. The
-    caller waits for them (the event loop with it, as with one scan in the loop's thread), so
-    no message is applied to a partition while it is scanned."""
+    is kept current): with more than one, they scan on a thread each, on as many cores as the
+    machine has. The caller waits for them (the event loop with it, as with one scan in the
+    loop's thread), so no message is applied to a partition while it is scanned."""
     global _POOL
     parallel = all(getattr(e, "scans_without_gil", False) for e in engines)
     if len(engines) < 2 or (os.cpu_count() or 1) < 2 or not parallel:

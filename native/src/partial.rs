@@ -1050,7 +1050,6 @@ fn prefetch_account(a: &Account) {
     prefetch_slice(&a.orders);
 }
 
-/// `AccountPartition.partial(t)` over `accounts`, as a dict of Partial fields.
 /// What the scan of a partition's customers at T adds up (`AccountPartition.partial`).
 pub struct AccountScan {
     /// subscribers, sub_start, sub_lost, sub_new, orders_90, customers_1, customers_2,
@@ -1166,7 +1165,7 @@ pub fn scan_accounts(
 }
 
 /// The scan as the dict of `Partial` fields the Python side builds its `Partial` from.
-pub fn account_scan_dict<'py>(py: Python<'py>, scan: &AccountScan) -> PyResult<Bound<'py, PyDict>> {
+fn account_scan_dict<'py>(py: Python<'py>, scan: &AccountScan) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     for (k, v) in COUNT_NAMES.iter().zip(scan.counts) {
         d.set_item(*k, v)?;
