@@ -18,7 +18,7 @@ workers are gone, e.g. Redis was flushed). It then:
 
 Then start the workers (with the new configuration): they read every record of the input
 topics again. The cost is reprocessing: about records / throughput, e.g. 1,000,000 records at
-~6,000 records/s per worker (bench/README.md) is ~3 minutes for one worker; more workers go
+~40,000 records/s per worker (bench/RESULTS.md) is ~25 seconds for one worker; more workers go
 faster up to one per partition. Input topics, dead-letters and churn-signals are not touched
 (churn signals and dead letters are written again as the records are reprocessed: consumers
 dedupe on the source position). The command prints the record count and the estimate.
@@ -47,7 +47,9 @@ from agents.settings import Settings
 from streams.errors import ConfigError
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
 
-THROUGHPUT = 6000  # records/s of one worker on a backlog (bench/README.md, live_latency.py)
+# records/s of one worker on a backlog (bench/RESULTS.md, 2026-12-06: 63,000-105,000/s at
+# 60,000 users, 24,000-44,000/s at 1.5M users, on 2 cores shared with the broker)
+THROUGHPUT = 40_000
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
