@@ -42,7 +42,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from streams.codec import ID_PREFIX, decode_id, decode_id_key, encode_id_changes
 from streams.live import IdChange
@@ -115,20 +115,25 @@ def read_partition(items: Iterable[tuple[bytes, bytes]], partition: int) -> Stor
 Write = tuple[bytes, "bytes | None"]
 
 
-def encode_entities(
+def entity_writes(
     entities: Any, keys: Iterable[str], encode: Callable[[Any], bytes]
-) -> dict[str, bytes]:
-    """The stored bytes of those of `keys` that still exist in `entities` (a stage partition's
-    users or customers); the compiled core's partitions write them in one call."""
-    export = getattr(entities, "export_encoded", None)
-    if export is not None:
-        return dict(export(keys, fill=encode))
-    out: dict[str, bytes] = {}
-    for k in keys:
-        e = entities.get(k)
-        if e is not None:
-            out[k] = encode(e)
-    return out
+) -> list[Write]:
+    """An epoch's writes of the entities `keys` of a stage partition (its users or customers):
+    (entity_key, encode(state)) of those that still exist, in the order of their ids, then
+    (entity_key, None), a deletion, of those that are gone, in the same order. The compiled
+    core's partitions write them in one call."""
+    native = getattr(entities, "entity_writes", None)
+    if native is not None:
+        return cast(list[Write], native(keys, fill=encode))
+    writes: list[Write] = []
+    deletions: list[Write] = []
+    for eid in sorted(keys):
+        e = entities.get(eid)
+        if e is None:
+            deletions.append((entity_key(eid), None))
+        else:
+            writes.append((entity_key(eid), encode(e)))
+    return writes + deletions
 
 
 def id_writes(part: Any) -> list[Write]:
@@ -328,12 +333,7 @@ class EpochCommitter:
         if tombstones is not None:
             writes.append((forgot_key(partition), tombstones))
         writes += ep.ids
-        encoded = encode_entities(entities, ep.keys, encode)
-        deletions: list[Write] = []
-        for eid in sorted(ep.keys):
-            value = encoded.get(eid)
-            (deletions if value is None else writes).append((entity_key(eid), value))
-        writes += deletions
+        writes += entity_writes(entities, ep.keys, encode)
         if ep.marker >= 0:
             writes.append((applied_key(partition), str(ep.marker).encode()))
         closed = Closed(partition, writes, ep.events, ep.side, ep.after, len(ep.keys))

@@ -150,6 +150,20 @@ class _View(MutableMapping[str, Any]):
                     out[k] = fill(state)
         return out
 
+    def entity_writes(
+        self, keys: Iterable[str], fill: Callable[[Any], bytes]
+    ) -> list[tuple[bytes, bytes | None]]:
+        """An epoch's table writes of the entities `keys` (agents/epoch.py `entity_writes`),
+        written by the core: (key, stored bytes) of those that exist, in the order of their
+        ids, then (key, None) of those that are gone. Values the core leaves to Python are
+        encoded here by `fill` (that codec function) from the export."""
+        writes, gaps = self._core.entity_writes(keys)
+        if gaps:
+            states = self._core.export([eid for _, eid in gaps])
+            for i, eid in gaps:
+                writes[i] = (writes[i][0], fill(states[eid]))
+        return writes
+
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         v = self._core.pop(key)
         if v is None:

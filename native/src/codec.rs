@@ -12,7 +12,7 @@ use crate::envelope::{PRODUCT, SURVEY};
 use crate::state::{Account, Days, Key, Map, Ms, User, NONE};
 use crate::time::{I, INIT_FOLD, UNIT};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 /// streams/codec.py FORMAT_VERSION
 pub const FORMAT_VERSION: u8 = 2;
@@ -540,6 +540,84 @@ fn encoded<'py, E>(
         }
     }
     Ok(d)
+}
+
+/// agents/epoch.py ENTITY_PREFIX: the first byte of an entity's table key
+pub const ENTITY_PREFIX: u8 = 1;
+
+/// An epoch's writes of the changed entities `keys` (agents/epoch.py `entity_writes`):
+/// `[(ENTITY_PREFIX + id, stored bytes)]` of those that exist, in the order of their ids (a str's
+/// code points, which their UTF-8 bytes keep), then `[(key, None)]` of those that are gone, in
+/// the same order. The second list holds `(position, id)` of the values the core leaves to
+/// Python (None in the first list until the caller fills them).
+fn entity_writes<'py, E>(
+    py: Python<'py>,
+    m: &crate::entities::Entities<E>,
+    keys: &Bound<'py, PyAny>,
+    enc: impl Fn(&E) -> Result<Vec<u8>, Unsure>,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    // (table key, whether it is valid UTF-8: an id with a lone surrogate is never held here)
+    let mut items: Vec<(Vec<u8>, bool)> = Vec::new();
+    for k in keys.try_iter()? {
+        let k = k?;
+        let s = k.cast::<PyString>()?;
+        let mut key = vec![ENTITY_PREFIX];
+        let valid = match s.to_str() {
+            Ok(id) => {
+                key.extend_from_slice(id.as_bytes());
+                true
+            }
+            Err(_) => {
+                let b = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
+                key.extend_from_slice(b.cast::<PyBytes>()?.as_bytes());
+                false
+            }
+        };
+        items.push((key, valid));
+    }
+    items.sort_unstable();
+    let puts = PyList::empty(py);
+    let gaps = PyList::empty(py);
+    let mut gone: Vec<Vec<u8>> = Vec::new();
+    for (key, valid) in items {
+        let id = if valid {
+            std::str::from_utf8(&key[1..]).ok()
+        } else {
+            None
+        };
+        match id.and_then(|id| m.get(id).map(|e| (id, e))) {
+            Some((id, e)) => match enc(e) {
+                Ok(v) => puts.append((PyBytes::new(py, &key), PyBytes::new(py, &v)))?,
+                Err(Unsure) => {
+                    gaps.append((puts.len(), PyString::new(py, id)))?;
+                    puts.append((PyBytes::new(py, &key), py.None()))?;
+                }
+            },
+            None => gone.push(key),
+        }
+    }
+    for key in gone {
+        puts.append((PyBytes::new(py, &key), py.None()))?;
+    }
+    Ok((puts, gaps))
+}
+
+pub fn user_writes<'py>(
+    py: Python<'py>,
+    users: &crate::entities::Entities<User>,
+    srcs: &[(Box<str>, i64)],
+    keys: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    entity_writes(py, users, keys, |u| user(u, srcs))
+}
+
+pub fn account_writes<'py>(
+    py: Python<'py>,
+    accounts: &crate::entities::Entities<Account>,
+    srcs: &[(Box<str>, (i64, i64))],
+    keys: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    entity_writes(py, accounts, keys, |a| account(a, srcs))
 }
 
 pub fn users_encoded<'py>(

@@ -977,6 +977,17 @@ impl LiveUsers {
         crate::codec::users_encoded(py, &self.up.users, &self.srcs, keys)
     }
 
+    /// An epoch's table writes of the users `keys` (an iterable of str): ([(key, bytes or
+    /// None)], [(position, uid)] of the values left to Python) (native/src/codec.rs
+    /// `entity_writes`, agents/epoch.py `entity_writes`).
+    fn entity_writes<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+        crate::codec::user_writes(py, &self.up.users, &self.srcs, keys)
+    }
+
     /// The table writes [(key, value or None)] of the event ids added and dropped since the
     /// last call, in order (streams/codec.py `encode_id_changes` of
     /// `LiveUserPartition.take_id_changes`).
@@ -1411,6 +1422,15 @@ impl LiveAccounts {
         keys: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         crate::codec::accounts_encoded(py, &self.ap.accounts, &self.srcs, keys)
+    }
+
+    /// An epoch's table writes of the customers `keys`, as `LiveUsers.entity_writes`.
+    fn entity_writes<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+        crate::codec::account_writes(py, &self.ap.accounts, &self.srcs, keys)
     }
 }
 

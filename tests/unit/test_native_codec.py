@@ -283,6 +283,66 @@ def test_fill_encodes_the_gaps_in_python(monkeypatch: pytest.MonkeyPatch) -> Non
     assert gappy.export_encoded(fill=codec.encode_stored_user) == want
 
 
+def test_an_epochs_entity_writes_from_the_core_are_those_of_python() -> None:
+    """agents/epoch.py `entity_writes`: the core's writes of an epoch's changed entities equal
+    the Python path's over the same states (a plain dict of the exported states): the ids in
+    code point order (non-ASCII and astral ids included), the ones gone (never held, or with a
+    lone surrogate, which the core never holds) deleted after the puts."""
+    from agents.epoch import entity_writes
+
+    nl = _native()
+    cfg = Config()
+    users: dict[str, UserState] = {f"u{i}": _edge_user(i) for i in (0, 1, 16)}
+    for uid in ("é", "z", "日本", "\U0001f600", "Z", ""):
+        users[uid] = _edge_user(2)
+    part = nl.NativeLiveUserPartition(cfg, 0, 1, 1, users)
+    keys = {*users, "nobody", "\ud800x", "a\U0001f600", "ÿ"}
+    want = entity_writes(part.users.export(), keys, codec.encode_stored_user)
+    got = entity_writes(part.users, keys, codec.encode_stored_user)
+    assert got == want
+    assert [k for k, v in got if v is None] == [
+        b"\x01" + k.encode("utf-8", "surrogatepass")
+        for k in sorted(("nobody", "\ud800x", "a\U0001f600", "ÿ"))
+    ]
+    assert entity_writes(part.users, [], codec.encode_stored_user) == []
+
+    accounts = {c: AccountState(START + i) for i, c in enumerate(("c1", "ç", "c0"))}
+    apart = nl.NativeLiveAccountPartition(cfg, 0, accounts)
+    ckeys = ["c1", "gone", "ç", "c0"]
+    want = entity_writes(apart.accounts.export(), ckeys, codec.encode_account)
+    assert entity_writes(apart.accounts, ckeys, codec.encode_account) == want
+    assert [k for k, _ in want] == [b"\x01c0", b"\x01c1", "\x01ç".encode(), b"\x01gone"]
+
+
+def test_entity_writes_fill_what_the_core_leaves_to_python() -> None:
+    from agents.epoch import entity_writes
+
+    nl = _native()
+    states = {"a": _edge_user(2), "b": UserState(), "c": _edge_user(3)}
+    view = nl.NativeLiveUserPartition(Config(), 0, 1, 1, states).users
+    want = entity_writes(view.export(), ["c", "a", "b", "x"], codec.encode_stored_user)
+
+    class Core:  # a core that leaves "a" and "c" to Python
+        def __init__(self, core: Any) -> None:
+            self.core = core
+
+        def entity_writes(self, keys: Any) -> Any:
+            writes, gaps = self.core.entity_writes(keys)
+            assert gaps == []
+            for i, (k, _) in enumerate(writes):
+                if k in (b"\x01a", b"\x01c"):
+                    writes[i] = (k, None)
+                    gaps.append((i, k[1:].decode()))
+            return writes, gaps
+
+        def export(self, keys: Any = None) -> Any:
+            return self.core.export(keys)
+
+    gappy = nl._View(Core(view._core))
+    assert entity_writes(gappy, ["c", "a", "b", "x"], codec.encode_stored_user) == want
+    assert want[-1] == (b"\x01x", None)
+
+
 def test_the_core_states_the_codec_format_version() -> None:
     from streams import native
 
