@@ -92,11 +92,12 @@ class AccountsStage:
             if event is not None:
                 self.epochs.epoch(p).events.append(event)
             if self.epochs.due(p):
-                self.close(p)
+                await self.close(p)
         if self.forget_redis:
             await self.forget_in_redis()
 
-    def close(self, p: int) -> None:
+    async def close(self, p: int) -> None:
+        """Close the partition's open epoch (async as `UsersStage.close`)."""
         part = self.w.acct_parts.get(p)
         if part is None:
             return

@@ -38,6 +38,7 @@ from agents.epoch import (
     store_of,
 )
 from agents.exits import EXIT_CONFIG, EXIT_FAILURE
+from agents.facts import PendingFacts
 from agents.forget import Tombstones
 from agents.intake import Intake
 from agents.internal import (
@@ -73,7 +74,8 @@ DORMANT_CHECK_SECONDS = 30.0
 # live worker allocates and frees a few objects per record (tuples, bytes, futures), almost all
 # freed by reference counting; at the default its young collections ran ~70 times a second and
 # its full ones every 2 s, over everything allocated since the state was frozen (~5% of the
-# main thread at 20,000 records/s, py-spy --native).
+# main thread at 20,000 records/s, py-spy --native). Set by `engagement worker` (a process-wide
+# setting: not by the class, which the tests also build).
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
@@ -84,7 +86,6 @@ class Worker:
         self.s = settings
         s = settings
         self.P = s.partitions
-        gc.set_threshold(*GC_THRESHOLDS)
         self.names = Names.of(s)
         faust_fetch.install()  # Faust's consumer holds a fetch 100 ms, not 1.5 s
         self.app = faust.App(
@@ -183,6 +184,8 @@ class Worker:
         # forgotten users and customers per partition (agents/forget.py)
         self.user_tombs: dict[int, Tombstones] = {}
         self.recent_forwards: dict[int, tuple[Any, RecentForwards]] = {}
+        # the users stage's account facts waiting for their epoch's end (agents/facts.py)
+        self.pending_facts = PendingFacts()
         self.acct_tombs: dict[int, Tombstones] = {}
         self.health_pub: Any = None
         self._closer: asyncio.Future[None] | None = None
@@ -273,14 +276,14 @@ class Worker:
             for p in list(stage.epochs.open):
                 if stage.epochs.due(p):
                     async with self.lock((stage.epochs.stage, p)):
-                        stage.close(p)
+                        await stage.close(p)
 
     async def flush(self) -> None:
         """Close every open epoch and wait for every commit: on revoke and at shutdown."""
         for stage in (self.users, self.accounts):
             for p in list(stage.epochs.open):
                 async with self.lock((stage.epochs.stage, p)):
-                    stage.close(p)
+                    await stage.close(p)
         for stage in (self.users, self.accounts):
             await stage.epochs.wait()
 
@@ -310,6 +313,7 @@ class Worker:
         await self.flush()
         self.user_parts.clear()
         self.recent_forwards.clear()  # it holds the partition objects: let them go
+        self.pending_facts.drop()  # flushed: every fact was sent and acknowledged
         self.acct_parts.clear()
         for stage in (self.users, self.accounts):
             stage.epochs.open.clear()

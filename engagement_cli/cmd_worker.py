@@ -128,6 +128,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"engagement worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    import gc
+
+    from agents.worker import GC_THRESHOLDS
+
+    gc.set_threshold(*GC_THRESHOLDS)
     worker.registry.register(outage.KafkaCollector())  # engagement_kafka_reachable ...
     fw = outage.make_worker_class()(worker.app, loglevel=settings.log_level, quiet=True)
     # SIGTERM/SIGINT: a graceful stop within ENGAGEMENT_STOP_TIMEOUT_SECONDS; exit 0 only when

@@ -26,15 +26,16 @@ from typing import Any
 from agents.accounts import AccountsStage, load_account_partition
 from agents.delays import DelayHistogram
 from agents.epoch import EpochCommitter, Stored, attach_ids, read_partition
+from agents.facts import PendingFacts
 from agents.forget import forget_message
 from agents.internal import Names
 from agents.users import UsersStage, load_user_partition
-from streams.codec import decode_id, decode_id_key, decode_user, encode_batch
+from streams.codec import decode_id, decode_id_key, decode_meta, decode_user, encode_batch
 from streams.config import Config
 from streams.engine import Partial, finalize
 from streams.live import Batch, LiveAccountPartition, LiveUserPartition, owner_of
 from streams.records import PRODUCT_EVENTS
-from streams.timeutil import MS, format_instant, parse_as_of
+from streams.timeutil import HOUR, MS, format_instant, parse_as_of
 from tests.unit.test_live import PYTHON_PARTS, Parts, feed, make_input, parts, run_worlds
 
 __all__ = ["parts"]  # the fixture: every test taking `parts` runs on both engines
@@ -122,6 +123,7 @@ class Process:
         self.acct_parts: dict[int, LiveAccountPartition] = {}
         self.user_tombs: dict[int, Any] = {}
         self.recent_forwards: dict[int, Any] = {}
+        self.pending_facts = PendingFacts()
         self.acct_tombs: dict[int, Any] = {}
         self.health_pending: dict[int, set[str]] = {}
         self.health_pub = None
@@ -295,7 +297,7 @@ async def run_world(
                 # quiet: close every epoch, let the commits finish
                 for stage in (proc.users, proc.accounts):
                     for p in list(stage.epochs.open):
-                        stage.close(p)
+                        await stage.close(p)
                     await stage.epochs.wait()
                 for key, acked in kafka.acked.items():
                     nxt = kafka.committed[key]
@@ -317,7 +319,7 @@ async def run_world(
             value = kafka.logs[key][offset]
             await stage.message(p, offset, value, Event(kafka, key, offset))
             if rng.random() < 0.3:  # an epoch closes (a timer): 1-3 messages an epoch
-                stage.close(p)
+                await stage.close(p)
             await asyncio.sleep(0)  # the commits in flight make progress meanwhile
             if rng.random() < 0.2:
                 kafka.commit(rng)
@@ -395,7 +397,27 @@ def test_a_crash_at_every_step_of_the_epoch_protocol_changes_nothing(parts: Part
     for label in ("side", "first write", "later write", "ack"):
         assert plan.hit.get(label, 0) >= 3, plan.hit
     assert snapshot(kafka, n, as_of) == clean
-    assert stored_ids(kafka, n) == clean_ids
+    # the ids any record can still meet are those of the clean run; an id already older than
+    # the dedupe window may be held in one run and not the other (a redelivered micro-batch can
+    # sweep again after a later record added it), which no record can observe
+    held, clean_held = live_ids(kafka, n), live_ids(clean_kafka, n)
+    assert held == clean_held
+    assert sum(map(len, clean_held.values())) > 100
+
+
+def live_ids(kafka: Kafka, n: int) -> dict[int, list[tuple[bytes, bytes]]]:
+    """`stored_ids` without those no record can meet any more: older than the dedupe window
+    (`expire_user_changes`' ids cut: lateness and an hour) before the partition's last fold
+    point for expiry (`LiveUserPartition.sweep_fold`, every source read to its end: its
+    slowest source's newest record timestamp or its watermark, less the margin)."""
+    cfg = Config()
+    out = {}
+    for p, ids in stored_ids(kafka, n).items():
+        meta = decode_meta(_stored(kafka, "users", p).meta)
+        newest = [meta.watermark, *(ms * MS for ms in (getattr(meta, "srcw", None) or {}).values())]
+        cut = min(newest) - int(cfg.fold_margin_seconds * 10**9) - cfg.lateness_ns - HOUR
+        out[p] = [(k, v) for k, v in ids if decode_id(v)[0] >= cut]
+    return out
 
 
 def _event(offset: int, user: str, eid: str, ts_ms: int) -> tuple[int, int, bytes, bytes]:
@@ -420,7 +442,7 @@ def test_event_ids_are_stored_apart_and_a_restart_and_a_forget_honour_them(parts
         log = kafka.logs[("users", 0)]
         for off in range(kafka.committed[("users", 0)], len(log)):
             await proc.users.message(0, off, log[off], Event(kafka, ("users", 0), off))
-        proc.users.close(0)
+        await proc.users.close(0)
         await proc.users.epochs.wait()
         kafka.committed[("users", 0)] = len(log)
 
