@@ -92,12 +92,11 @@ class AccountsStage:
             if event is not None:
                 self.epochs.epoch(p).events.append(event)
             if self.epochs.due(p):
-                await self.close(p)
+                self.close(p)
         if self.forget_redis:
             await self.forget_in_redis()
 
-    async def close(self, p: int) -> None:
-        """Close the partition's open epoch (async as `UsersStage.close`)."""
+    def close(self, p: int) -> None:
         part = self.w.acct_parts.get(p)
         if part is None:
             return

@@ -81,12 +81,9 @@ def coverage(w: Runtime, users: set[int], accts: set[int]) -> dict[str, Any]:
     destination applied when this worker owns it too), and the last forwarded offset each
     other partition applied (`applied`)."""
     out: dict[str, Any] = {}
-    # what a user partition counts: its applied offsets, unless account facts it made are
-    # not acknowledged yet (agents/facts.py)
-    held = w.pending_facts.offsets
     for p in sorted(users):
         meta = w.user_parts[p].meta
-        for (topic, sp), off in held(p, meta.offs).items():
+        for (topic, sp), off in meta.offs.items():
             src = out.setdefault(f"{w.s.topic(topic)}/{sp}", {})
             if sp == p:
                 src["counted"] = off
@@ -102,7 +99,7 @@ def coverage(w: Runtime, users: set[int], accts: set[int]) -> dict[str, Any]:
             # what q applied of p's forwards, when this worker holds q (else the oldest
             # offsets kept: the gathering worker compares them with q's report)
             dest = w.user_parts.get(q) if q in users else None
-            applied = held(q, dest.meta.offs).get((topic, p), -1) if dest is not None else -1
+            applied = dest.meta.offs.get((topic, p), -1) if dest is not None else -1
             after, todo = log.after(topic, q, applied)
             src.setdefault("pending", {})[str(q)] = {"after": after, "offsets": todo}
     for p in sorted(accts):

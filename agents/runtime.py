@@ -11,7 +11,6 @@ import asyncio
 from typing import Any, Protocol
 
 from agents.delays import DelayHistogram
-from agents.facts import PendingFacts
 from agents.forget import Tombstones
 from agents.internal import Names
 from agents.settings import Settings
@@ -36,9 +35,6 @@ class Runtime(Protocol):
     # user partition -> (the partition object, what it forwarded lately: agents/coverage.py
     # RecentForwards, which reads this Protocol)
     recent_forwards: dict[int, tuple[Any, Any]]
-    # the users stage's account facts waiting for their epoch's end, and the coverage they
-    # hold back (agents/facts.py)
-    pending_facts: PendingFacts
     user_tombs: dict[int, Tombstones]
     acct_tombs: dict[int, Tombstones]
     # customers whose health must be re-published (agents/health.py drains it)

@@ -2,10 +2,9 @@
 
 Per message: decode, validate, dead letters, forward records keyed by another user to the
 owner's partition, dedupe, engine (streams/live.py `LiveUserPartition.apply`). The side outputs
-are sent at once, but for the account facts, which wait for the epoch's end (agents/facts.py);
-the state changes join the partition's open epoch, persisted by the epoch protocol
-(agents/epoch.py) after those side outputs are acknowledged. The next micro-batch is applied
-without waiting for that: durability is off the latency path, never skipped.
+are sent at once; the state changes join the partition's open epoch, persisted by the epoch
+protocol (agents/epoch.py) after those side outputs are acknowledged. The next micro-batch is
+applied without waiting for that: durability is off the latency path, never skipped.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from agents.coverage import recent_forwards
 from agents.epoch import EpochCommitter, Stored, attach_ids, id_writes
-from agents.facts import PendingFacts
 from agents.forget import (
     FORGET_TOPIC,
     Tombstones,
@@ -93,7 +91,6 @@ class UsersStage:
     def __init__(self, worker: Runtime, epochs: EpochCommitter) -> None:
         self.w = worker
         self.epochs = epochs
-        self.facts: PendingFacts = worker.pending_facts
         self.tombs_dirty: set[int] = set()
         self.window = [0, 0]  # [forwarded, read from the input] since the last look
         self.warned = -FORWARD_WARN_SECONDS
@@ -119,15 +116,12 @@ class UsersStage:
             if event is not None:
                 self.epochs.epoch(p).events.append(event)
             if self.epochs.due(p):
-                await self.close(p)
+                self.close(p)
 
-    async def close(self, p: int) -> None:
-        """Close the partition's open epoch: its waiting account facts are sent, then its
-        writes are serialized and committed (agents/epoch.py)."""
+    def close(self, p: int) -> None:
         part = self.w.user_parts.get(p)
         if part is None:
             return
-        await self.send_facts(p)
         tombs = self.w.user_tombs.get(p) if p in self.tombs_dirty else None
         self.tombs_dirty.discard(p)
         self.epochs.close(
@@ -157,7 +151,6 @@ class UsersStage:
             )
         part.engine.fold_limit = w.now() - part.engine.margin
         part.wall = time.monotonic()  # which sources are idle (LiveUserPartition.sweep_fold)
-        before = None if self.facts.holds(p) else dict(part.meta.offs)
         out = part.apply(batch, offset)  # expiry included: see streams/live.py _sweep_due
         self.note_applied(p, batch, out.forwards, fresh)
         send = w.app.producer.send
@@ -166,6 +159,8 @@ class UsersStage:
         for q, fwd in out.forwards.items():
             for b in fwd:
                 side.append(await send(names.batches, None, encode_batch(b), q, None, None))
+        for q, facts in out.facts.items():
+            side.append(await send(names.account_facts, None, encode_facts(facts), q, None, None))
         for reason, detail, topic, sp, off, key, rts, val in out.dead_letters:
             headers = [
                 ("reason", reason.encode()),
@@ -195,8 +190,6 @@ class UsersStage:
         ep.ids += id_writes(part)
         ep.keys |= out.dirty
         ep.keys |= out.deleted
-        if self.facts.add(p, before, out.facts):
-            await self.send_facts(p)
         if out.forwards:
             self.note_forwarded(sum(len(b.records) for bs in out.forwards.values() for b in bs))
         if out.swept:
@@ -208,22 +201,6 @@ class UsersStage:
         w.stats["records"] += len(batch.records)
         if batch.partition == p:  # read by the intake from the input partition p (not a forward)
             self.window[1] += len(batch.records)
-
-    async def send_facts(self, p: int) -> None:
-        """Send partition p's waiting account facts, one message per account partition, as
-        side outputs of its open epoch (agents/facts.py)."""
-        waiting = self.facts.take(p)
-        if not waiting:
-            return
-        w = self.w
-        send = w.app.producer.send
-        acks = [
-            await send(w.names.account_facts, None, encode_facts(waiting[q]), q, None, None)
-            for q in sorted(waiting)
-        ]
-        self.epochs.epoch(p).side.extend(acks)
-        part = w.user_parts[p]
-        self.facts.sent(p, acks, dict(part.meta.offs), part)
 
     def note_applied(
         self, p: int, batch: Batch, forwards: dict[int, list[Batch]], fresh: bool
@@ -287,7 +264,6 @@ class UsersStage:
             self.tombs_dirty.add(p)
             ep.keys.add(uid)
             q = owner_of(uid, w.P)
-            await self.send_facts(p)  # the customer's facts before its forget
             msg = encode_forget(uid, (val or b"").decode())
             ep.side.append(
                 await w.app.producer.send(w.names.account_facts, None, msg, q, None, None)

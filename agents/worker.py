@@ -38,7 +38,6 @@ from agents.epoch import (
     store_of,
 )
 from agents.exits import EXIT_CONFIG, EXIT_FAILURE
-from agents.facts import PendingFacts
 from agents.forget import Tombstones
 from agents.intake import Intake
 from agents.internal import (
@@ -184,8 +183,6 @@ class Worker:
         # forgotten users and customers per partition (agents/forget.py)
         self.user_tombs: dict[int, Tombstones] = {}
         self.recent_forwards: dict[int, tuple[Any, RecentForwards]] = {}
-        # the users stage's account facts waiting for their epoch's end (agents/facts.py)
-        self.pending_facts = PendingFacts()
         self.acct_tombs: dict[int, Tombstones] = {}
         self.health_pub: Any = None
         self._closer: asyncio.Future[None] | None = None
@@ -276,14 +273,14 @@ class Worker:
             for p in list(stage.epochs.open):
                 if stage.epochs.due(p):
                     async with self.lock((stage.epochs.stage, p)):
-                        await stage.close(p)
+                        stage.close(p)
 
     async def flush(self) -> None:
         """Close every open epoch and wait for every commit: on revoke and at shutdown."""
         for stage in (self.users, self.accounts):
             for p in list(stage.epochs.open):
                 async with self.lock((stage.epochs.stage, p)):
-                    await stage.close(p)
+                    stage.close(p)
         for stage in (self.users, self.accounts):
             await stage.epochs.wait()
 
@@ -313,7 +310,6 @@ class Worker:
         await self.flush()
         self.user_parts.clear()
         self.recent_forwards.clear()  # it holds the partition objects: let them go
-        self.pending_facts.drop()  # flushed: every fact was sent and acknowledged
         self.acct_parts.clear()
         for stage in (self.users, self.accounts):
             stage.epochs.open.clear()

@@ -26,7 +26,6 @@ from typing import Any
 from agents.accounts import AccountsStage, load_account_partition
 from agents.delays import DelayHistogram
 from agents.epoch import EpochCommitter, Stored, attach_ids, read_partition
-from agents.facts import PendingFacts
 from agents.forget import forget_message
 from agents.internal import Names
 from agents.users import UsersStage, load_user_partition
@@ -123,7 +122,6 @@ class Process:
         self.acct_parts: dict[int, LiveAccountPartition] = {}
         self.user_tombs: dict[int, Any] = {}
         self.recent_forwards: dict[int, Any] = {}
-        self.pending_facts = PendingFacts()
         self.acct_tombs: dict[int, Any] = {}
         self.health_pending: dict[int, set[str]] = {}
         self.health_pub = None
@@ -297,7 +295,7 @@ async def run_world(
                 # quiet: close every epoch, let the commits finish
                 for stage in (proc.users, proc.accounts):
                     for p in list(stage.epochs.open):
-                        await stage.close(p)
+                        stage.close(p)
                     await stage.epochs.wait()
                 for key, acked in kafka.acked.items():
                     nxt = kafka.committed[key]
@@ -319,7 +317,7 @@ async def run_world(
             value = kafka.logs[key][offset]
             await stage.message(p, offset, value, Event(kafka, key, offset))
             if rng.random() < 0.3:  # an epoch closes (a timer): 1-3 messages an epoch
-                await stage.close(p)
+                stage.close(p)
             await asyncio.sleep(0)  # the commits in flight make progress meanwhile
             if rng.random() < 0.2:
                 kafka.commit(rng)
@@ -442,7 +440,7 @@ def test_event_ids_are_stored_apart_and_a_restart_and_a_forget_honour_them(parts
         log = kafka.logs[("users", 0)]
         for off in range(kafka.committed[("users", 0)], len(log)):
             await proc.users.message(0, off, log[off], Event(kafka, ("users", 0), off))
-        await proc.users.close(0)
+        proc.users.close(0)
         await proc.users.epochs.wait()
         kafka.committed[("users", 0)] = len(log)
 
