@@ -69,6 +69,14 @@ PRODUCER_BUFFER_MAX_MESSAGES = 20_000
 
 DORMANT_CHECK_SECONDS = 30.0
 
+# Faust's stream buffer: the messages delivered to an agent and not yet processed (Faust's
+# default 4,096). Faust stops fetching a partition when the buffer holds 80% of this, and
+# fetches again under 40%. A users micro-batch holds up to 2,000 records (~400 KB), so a worker
+# that fell behind its intake buffered up to ~1.6 GB of them (1,481 MiB resident at 11,648
+# users in the bench's half-rate phase, session 10); 256 are 512,000 records, far more than
+# the agent applies between two fetches.
+STREAM_BUFFER_EVENTS = 256
+
 # The cyclic collector's thresholds while the worker runs (Python's default: 700, 10, 10). A
 # live worker allocates and frees a few objects per record (tuples, bytes, futures), almost all
 # freed by reference counting; at the default its young collections ran ~70 times a second and
@@ -109,6 +117,7 @@ class Worker:
             producer_linger_ms=20,
             producer_max_batch_size=1024 * 1024,
             consumer_max_fetch_size=INTERNAL_MAX_MESSAGE,
+            stream_buffer_maxsize=STREAM_BUFFER_EVENTS,
             web_host=s.web_host,
             web_bind=s.web_host,
             web_port=s.web_port,
