@@ -44,14 +44,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from streams.codec import ID_PREFIX, decode_id, decode_id_key, encode_id_changes
+from streams.codec import ENTITY_PREFIX, ID_PREFIX, decode_id, decode_id_key, encode_id_changes
 from streams.live import IdChange
 
 log = logging.getLogger("engagement.epoch")
 
 # Keys of the tables: the reserved keys of a partition start with a NUL, an entity's key is its
-# id after ENTITY_PREFIX (ids may hold any character, a leading NUL included).
-ENTITY_PREFIX = b"\x01"
+# id after streams.codec.ENTITY_PREFIX (ids may hold any character, a leading NUL included).
 META_PREFIX = b"\x00meta:"
 APPLIED_PREFIX = b"\x00applied:"
 FORGOT_PREFIX = b"\x00forgot:"

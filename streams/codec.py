@@ -417,6 +417,8 @@ def decode_user(data: bytes) -> UserState:
 # ---- event ids, one key each -------------------------------------------------------------------
 
 ID_PREFIX = b"\x02"
+# an entity's table key is its id after this byte (agents/epoch.py `entity_key`)
+ENTITY_PREFIX = b"\x01"
 
 
 def id_key(user_id: str, event_id: str) -> bytes:

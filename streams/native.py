@@ -84,6 +84,7 @@ def contract_problems(mod: Any) -> list[str]:
         CODEC_EXT_BIG_INT=codec.EXT_BIG_INT,
         CODEC_EXT_FRACTION=codec.EXT_FRACTION,
         CODEC_ID_PREFIX=codec.ID_PREFIX[0],
+        CODEC_ENTITY_PREFIX=codec.ENTITY_PREFIX[0],
     )
     if [state.SURVEY_CODES[s] for s in ("csat", "nps", "ces")] != [
         state.SV_CSAT,

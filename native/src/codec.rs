@@ -542,7 +542,7 @@ fn encoded<'py, E>(
     Ok(d)
 }
 
-/// agents/epoch.py ENTITY_PREFIX: the first byte of an entity's table key
+/// streams/codec.py ENTITY_PREFIX: the first byte of an entity's table key
 pub const ENTITY_PREFIX: u8 = 1;
 
 /// An epoch's writes of the changed entities `keys` (agents/epoch.py `entity_writes`):

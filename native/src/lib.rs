@@ -67,6 +67,7 @@ fn add_contract(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CODEC_EXT_BIG_INT", codec::EXT_BIG_INT)?;
     m.add("CODEC_EXT_FRACTION", codec::EXT_FRACTION)?;
     m.add("CODEC_ID_PREFIX", codec::ID_PREFIX)?;
+    m.add("CODEC_ENTITY_PREFIX", codec::ENTITY_PREFIX)?;
     Ok(())
 }
 
