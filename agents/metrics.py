@@ -121,7 +121,7 @@ def _seconds(ns: Instant) -> float:
 
 
 def _histogram(
-    name: str, doc: str, values_ns: Sequence[Instant], bounds: Sequence[int], scale: int = NS
+    name: str, doc: str, values_ns: Iterable[Instant], bounds: Sequence[int], scale: int = NS
 ) -> HistogramMetricFamily:
     """A histogram of exact values (ns, or points with scale=1): cumulative buckets, sum."""
     xs = sorted(values_ns)

@@ -21,6 +21,7 @@ from fractions import Fraction
 from typing import Any
 
 from streams.config import Config
+from streams.distribution import Distribution
 from streams.records import REJECT_REASONS, SOCIAL_ACTIONS, ProductEvent, SurveyAnswer
 from streams.state import (
     F_CANCEL,
@@ -961,7 +962,7 @@ class Partial:
     mature: int = 0
     activated: int = 0
     returned: int = 0
-    ttfv: list[Instant] = field(default_factory=list)
+    ttfv: Distribution = field(default_factory=Distribution)  # durations (ns), sorted runs
     funnel: dict[str, int] = field(default_factory=dict)
     ret_cohort: list[int] = field(default_factory=lambda: [0, 0, 0])
     ret_kept: list[int] = field(default_factory=lambda: [0, 0, 0])
@@ -989,7 +990,7 @@ class Partial:
     resolution: Instant = 0
     resolution_n: int = 0
     resolution_durs: list[Instant] = field(default_factory=list)  # each resolution time (ns)
-    health: list[float] = field(default_factory=list)
+    health: Distribution = field(default_factory=Distribution)  # scores, with sum terms
     at_risk: int = 0
     sig1: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0))
     sig24: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0))
@@ -1019,6 +1020,8 @@ class Partial:
             mine = getattr(self, name)
             if isinstance(value, int | Fraction) and not isinstance(value, bool):
                 setattr(self, name, mine + value)
+            elif isinstance(value, Distribution):
+                mine.merge(value)
             elif isinstance(value, list):
                 if name in ("ret_cohort", "ret_kept"):
                     for i, v in enumerate(value):
@@ -1058,7 +1061,7 @@ def finalize(p: Partial, t: Instant, config: Config) -> dict[str, Any]:
         clv = None
     else:
         clv = (rev30 / p.customers_30) / (churn / 100)
-    ttfv = sorted(p.ttfv)
+    ttfv = p.ttfv
     steps = config.funnel_steps
     reached = {s: p.funnel.get(s, 0) for s in steps}
     dropoff = {
@@ -1083,7 +1086,7 @@ def finalize(p: Partial, t: Instant, config: Config) -> dict[str, Any]:
         "first_week_return_pct": _pct(p.returned, p.mature),
         "ttfv_median_hours": None
         if not ttfv
-        else float(Fraction(ttfv[(len(ttfv) - 1) // 2]) / HOUR),
+        else float(Fraction(ttfv.kth_smallest((len(ttfv) - 1) // 2)) / HOUR),
         "funnel_reached": reached,
         "funnel_dropoff_pct": dropoff,
         "d1_retention_pct": _pct(p.ret_kept[0], p.ret_cohort[0]),
@@ -1111,7 +1114,7 @@ def finalize(p: Partial, t: Instant, config: Config) -> dict[str, Any]:
         if p.resolution_n == 0
         else float(Fraction(p.resolution) / p.resolution_n / HOUR),
         "customers_at_risk": p.at_risk,
-        "health_avg": None if not p.health else math.fsum(p.health) / len(p.health),
+        "health_avg": None if not p.health else p.health.fsum() / len(p.health),
         "churn_signals_1h": dict(p.sig1),
         "churn_signals_24h": dict(p.sig24),
         "accepted": p.accepted,
@@ -1135,7 +1138,7 @@ def _dec(v: int | str) -> Instant:
     return int(f) if f.denominator == 1 else f
 
 
-_DURATION_LISTS = ("ttfv", "session_durs", "resolution_durs")  # lists of ns, maybe Fractions
+_DURATION_LISTS = ("session_durs", "resolution_durs")  # lists of ns, maybe Fractions
 
 
 def partial_to_json(p: Partial) -> dict[str, Any]:
@@ -1148,6 +1151,14 @@ def partial_to_json(p: Partial) -> dict[str, Any]:
             out[f.name] = {
                 tp: {g.name: list(getattr(c, g.name)) for g in fields(c)} for tp, c in v.items()
             }
+        elif f.name == "ttfv":
+            out[f.name] = {"runs": [[_enc(x) for x in r] for r in v.runs if len(r)]}
+        elif f.name == "health":
+            pairs = [(r, t) for r, t in zip(v.runs, v.terms, strict=True) if len(r)]
+            out[f.name] = {
+                "runs": [list(r) for r, _ in pairs],
+                "terms": [list(t) for _, t in pairs],
+            }
         elif f.name in _DURATION_LISTS:
             out[f.name] = [_enc(x) for x in v]
         elif f.name in ("session_dur", "resolution"):
@@ -1157,6 +1168,20 @@ def partial_to_json(p: Partial) -> dict[str, Any]:
         else:
             out[f.name] = v
     return out
+
+
+def _runs(v: dict[str, Any] | list[Any]) -> list[list[Any]]:
+    """The runs of a Distribution on the wire; a plain list (a worker of a release before
+    `Distribution`) is one run."""
+    return v["runs"] if isinstance(v, dict) else [v]
+
+
+def _distribution(v: dict[str, Any] | list[Any], runs: list[list[Any]]) -> Distribution:
+    d = Distribution()
+    terms = v.get("terms") if isinstance(v, dict) else None
+    for i, run in enumerate(runs):
+        d.merge(Distribution.from_run(sorted(run), None if terms is None else terms[i]))
+    return d
 
 
 def partial_from_json(d: dict[str, Any]) -> Partial:
@@ -1169,6 +1194,10 @@ def partial_from_json(d: dict[str, Any]) -> Partial:
             p.surveys = SurveyCounts(**v)
         elif f.name == "by_tp":
             p.by_tp = {tp: SurveyCounts(**c) for tp, c in v.items()}
+        elif f.name == "ttfv":
+            p.ttfv = _distribution(v, [[_dec(x) for x in r] for r in _runs(v)])
+        elif f.name == "health":
+            p.health = _distribution(v, _runs(v))
         elif f.name in _DURATION_LISTS:
             setattr(p, f.name, [_dec(x) for x in v])
         elif f.name in ("session_dur", "resolution"):

@@ -22,12 +22,14 @@ engine on the exported state.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from fractions import Fraction
 from typing import Any
 
 from streams.codec import encode_id_changes
 from streams.config import Config
+from streams.distribution import Distribution
 from streams.engine import SIGNALS, AccountPartition, Partial, SurveyCounts, UserPartition
 from streams.live import (
     DORMANT_AFTER,
@@ -263,7 +265,7 @@ class _AccountEngine(_Engine):
         if type(t) is int or type(t) is Fraction:
             d = self._owner._core.partial(t)
             if d is not None:
-                return Partial(**d)
+                return _account_partial(d)
         return self.to_python().partial(t)
 
 
@@ -276,6 +278,15 @@ def _user_partial(d: dict[str, Any]) -> Partial:
     d["sig24"] = dict(zip(SIGNALS, d["sig24"], strict=True))
     d["surveys"] = SurveyCounts(*d["surveys"])
     d["by_tp"] = {tp: SurveyCounts(*c) for tp, c in d["by_tp"].items()}
+    ttfv = d["ttfv"]  # sorted: a block of i64 nanoseconds, or a list with Fractions
+    d["ttfv"] = Distribution.from_run(array("q", ttfv) if type(ttfv) is bytes else ttfv)
+    return Partial(**d)
+
+
+def _account_partial(d: dict[str, Any]) -> Partial:
+    """The Partial of the fields `LiveAccounts.partial` returns (the health scores as a block
+    of f64, with the terms of their exact sum, or None to sum the scores themselves)."""
+    d["health"] = Distribution.from_run(array("d", d["health"]), d.pop("health_terms"))
     return Partial(**d)
 
 

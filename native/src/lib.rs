@@ -32,6 +32,11 @@ mod user;
 
 use time::{END_MS, MIN_MS, UNIT};
 
+/// The core's allocator: mimalloc, whose pages of one size class keep the small blocks of
+/// entities allocated one after another together (docs/architecture.md, "The core's allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// What the core restates by hand from streams/ (codes, slot orders, limits, topic names), as
 /// module constants: streams/native.py checks them against the Python definitions at import.
 fn add_contract(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -77,6 +82,7 @@ fn engagement_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<live::LiveUsers>()?;
     m.add_class::<live::LiveAccounts>()?;
     m.add_function(wrap_pyfunction!(live::py_murmur2, m)?)?;
+    m.add_function(wrap_pyfunction!(partial::py_sum_terms, m)?)?;
     m.add_function(wrap_pyfunction!(live::py_kafka_partition, m)?)?;
     m.add(
         "NotRepresentable",

@@ -24,7 +24,7 @@ use crate::state::{SV_CES, SV_CSAT, SV_NPS};
 use crate::time::{DayCalc, D30, D7, D90, DAY, H24, HOUR, I, UNIT};
 use pyo3::conversion::IntoPyObjectExt;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyList};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyList};
 
 const H1: I = HOUR;
 const D14: I = 14 * DAY;
@@ -265,6 +265,79 @@ fn durs_py<'py>(py: Python<'py>, conv: &Conv, v: &[Dur]) -> PyResult<Bound<'py, 
         .map(|&d| dur_py(py, conv, d))
         .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, items)
+}
+
+/// Durations for Python in one block: when each is a whole number of nanoseconds that fits an
+/// i64 (always, but for instants finer than a nanosecond), the bytes of those nanoseconds as
+/// native-endian i64s, which Python reads as an `array('q')` (streams/native_live.py): one
+/// object rather than an int object for each of a million users. Otherwise `durs_py`'s list.
+fn durs_block<'py>(py: Python<'py>, conv: &Conv, v: &[Dur]) -> PyResult<Bound<'py, PyAny>> {
+    let mut bytes: Vec<u8> = Vec::with_capacity(v.len() * 8);
+    for &(d, frac) in v {
+        // not fractional: both instants are whole nanoseconds, so UNIT divides d
+        let ns = if frac {
+            None
+        } else {
+            i64::try_from(d / UNIT).ok()
+        };
+        match ns {
+            Some(ns) => bytes.extend_from_slice(&ns.to_ne_bytes()),
+            None => return Ok(durs_py(py, conv, v)?.into_any()),
+        }
+    }
+    Ok(PyBytes::new(py, &bytes).into_any())
+}
+
+/// Floats whose exact sum is the exact sum of `values`: the partials of Shewchuk's algorithm,
+/// as Python's `math.fsum` keeps them (each addition split into its rounded sum and the exact
+/// error). `math.fsum` of them is therefore `math.fsum(values)` (the sum correctly rounded, in
+/// any order), and a partition hands over a few floats for its health sum rather than one for
+/// each of its customers. `None` when a value or a partial is not finite (`math.fsum`'s special
+/// cases): the caller then hands over the values themselves.
+pub(crate) fn sum_terms(values: &[f64]) -> Option<Vec<f64>> {
+    let mut partials: Vec<f64> = Vec::new();
+    for &v in values {
+        if !v.is_finite() {
+            return None;
+        }
+        let mut x = v;
+        let mut kept = 0;
+        for j in 0..partials.len() {
+            let mut y = partials[j];
+            if x.abs() < y.abs() {
+                std::mem::swap(&mut x, &mut y);
+            }
+            let hi = x + y;
+            let lo = y - (hi - x);
+            if lo != 0.0 {
+                partials[kept] = lo;
+                kept += 1;
+            }
+            x = hi;
+        }
+        if !x.is_finite() {
+            return None;
+        }
+        partials.truncate(kept);
+        partials.push(x);
+    }
+    Some(partials)
+}
+
+/// `sum_terms` for Python (tests/unit/test_native_partial.py holds it to `math.fsum`).
+#[pyfunction]
+#[pyo3(name = "sum_terms")]
+pub fn py_sum_terms(values: Vec<f64>) -> Option<Vec<f64>> {
+    sum_terms(&values)
+}
+
+/// The bytes of floats as native-endian f64s (Python reads them as an `array('d')`).
+fn floats_block<'py>(py: Python<'py>, v: &[f64]) -> Bound<'py, PyBytes> {
+    let mut bytes: Vec<u8> = Vec::with_capacity(v.len() * 8);
+    for x in v {
+        bytes.extend_from_slice(&x.to_ne_bytes());
+    }
+    PyBytes::new(py, &bytes)
 }
 
 /// `_max_below(folded, pending, t)`: the folded value is taken as it is (not checked against t).
@@ -510,7 +583,7 @@ impl UserAcc {
             }
         }
         d.set_item("by_tp", by_tp)?;
-        d.set_item("ttfv", durs_py(py, conv, ttfv)?)?;
+        d.set_item("ttfv", durs_block(py, conv, ttfv)?)?;
         let funnel = PyDict::new(py);
         for &(step, n) in &p.funnel {
             if n != 0 {
@@ -1058,6 +1131,8 @@ pub struct AccountScan {
     revenue_90: Vec<f64>,
     revenue_30: Vec<f64>,
     healths: Vec<f64>,
+    /// `sum_terms(&healths)`
+    health_terms: Option<Vec<f64>>,
 }
 
 const COUNT_NAMES: [&str; 9] = [
@@ -1160,6 +1235,7 @@ pub fn scan_accounts(
         ],
         revenue_90,
         revenue_30,
+        health_terms: sum_terms(&healths),
         healths,
     }
 }
@@ -1173,7 +1249,12 @@ fn account_scan_dict<'py>(py: Python<'py>, scan: &AccountScan) -> PyResult<Bound
     let floats = |v: &[f64]| PyList::new(py, v.iter().map(|&x| PyFloat::new(py, x)));
     d.set_item("revenue_90", floats(&scan.revenue_90)?)?;
     d.set_item("revenue_30", floats(&scan.revenue_30)?)?;
-    d.set_item("health", floats(&scan.healths)?)?;
+    // the health scores as a block, with terms of their exact sum (`sum_terms`)
+    d.set_item("health", floats_block(py, &scan.healths))?;
+    match &scan.health_terms {
+        Some(terms) => d.set_item("health_terms", floats(terms)?)?,
+        None => d.set_item("health_terms", py.None())?,
+    }
     Ok(d)
 }
 

@@ -24,6 +24,7 @@ they are skipped with the reason.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from collections import deque
@@ -207,6 +208,18 @@ _FIELDS += ("applied", "skipped")
 _UNORDERED = ("ttfv", "session_durs", "resolution_durs", "revenue_90", "revenue_30", "health")
 
 
+def comparable_wire(p: Any) -> dict[str, Any]:
+    """`partial_to_json(p)`, with each Distribution's runs joined in order, and the health
+    scores' sum terms replaced by the float they sum to (`health_fsum`): the Python engine's
+    terms are the scores themselves, the core's the partials of Shewchuk's algorithm, and what
+    must agree is the `math.fsum` each gives."""
+    d = partial_to_json(p)
+    d["ttfv"] = [x for run in d["ttfv"]["runs"] for x in run]
+    d["health_fsum"] = math.fsum(x for terms in d["health"]["terms"] for x in terms)
+    d["health"] = [x for run in d["health"]["runs"] for x in run]
+    return d
+
+
 def _sorted_dicts(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _sorted_dicts(v[k]) for k in sorted(v)}
@@ -216,7 +229,7 @@ def _sorted_dicts(v: Any) -> Any:
 def partial_of(p: Any) -> dict[str, Any]:
     """A partial as JSON, in an order that does not depend on the order users are visited in
     (it differs: lists of values and dicts are appended to in that order)."""
-    d = partial_to_json(p)
+    d = comparable_wire(p)
     for k in _UNORDERED:
         d[k] = sorted(d[k], key=lambda x: Fraction(x) if isinstance(x, str) else x)
     return _sorted_dicts(d)

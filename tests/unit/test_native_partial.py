@@ -10,7 +10,7 @@ at and after the data, on local day boundaries, on the edges of every window (an
 the state plus 1h, 24h, 7d, 14d, 30d, 90d, give or take a nanosecond or an attosecond), far
 after, and as Fractions (held by the core, or not: then the core falls back to the Python
 engine on the exported state). Compared exactly, types included:
-- the native partial with the Python engine's on the same state (`partial_to_json`, the lists
+- the native partial with the Python engine's on the same state (`comparable_wire`, the lists
   and dicts whose order depends on the order users are visited in sorted: no consumer reads
   that order: `finalize` and agents/metrics.py sort them or sum them with `math.fsum`);
 - the native partial with the Python engine's on the exported state (`to_python()`, the former
@@ -32,7 +32,7 @@ import pytest
 
 from streams import codec
 from streams.config import Config
-from streams.engine import Partial, finalize, partial_to_json
+from streams.engine import Partial, finalize
 from streams.live import AccountMeta, Batch, LiveAccountPartition, LiveUserPartition
 from streams.state import AccountState, UserState
 from streams.timeutil import DAY, HOUR, MS, NS, Instant
@@ -42,6 +42,7 @@ from tests.unit.test_native_live import (
     Mismatch,
     Rec,
     _native,
+    comparable_wire,
     micro_batches,
     partial_of,
     sim_records,
@@ -255,7 +256,7 @@ def compare_at(cfg: Config, py_u: list[Any], py_a: list[Any], ts: list[Any]) -> 
         for p in range(len(py_u)):
             for kind, a, b in (("user", py_u[p], na_u[p]), ("account", py_a[p], na_a[p])):
                 nat = b.engine.partial(t)
-                durs = nat.ttfv + nat.session_durs + nat.resolution_durs
+                durs = list(nat.ttfv) + nat.session_durs + nat.resolution_durs
                 FRACTIONS[0] += sum(isinstance(x, Fraction) for x in durs)
                 check(
                     f"{kind} partition {p}: partial at {t!r}",
@@ -270,8 +271,8 @@ def compare_at(cfg: Config, py_u: list[Any], py_a: list[Any], ts: list[Any]) -> 
                     scanned = nat if d is None else _native()._user_partial(d)
                 check(
                     f"{kind} partition {p}: partial at {t!r} (the exported state, in order)",
-                    partial_to_json(b.engine.to_python().partial(t)),
-                    partial_to_json(scanned),
+                    comparable_wire(b.engine.to_python().partial(t)),
+                    comparable_wire(scanned),
                 )
         held += b._core.partial(t) is not None if type(t) in (int, Fraction) else 0
         if (isinstance(t, Fraction) and 10**9 % t.denominator) or not YEARS_1_9999[
@@ -416,6 +417,6 @@ def test_a_t_the_core_cannot_hold_falls_back_to_python() -> None:
     for t in (START_MS * MS + Fraction(1, 3), 10**25, START_MS * MS):
         check(
             f"at {t}",
-            partial_to_json(ref.engine.partial(t)),
-            partial_to_json(part.engine.partial(t)),
+            comparable_wire(ref.engine.partial(t)),
+            comparable_wire(part.engine.partial(t)),
         )
