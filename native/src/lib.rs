@@ -32,11 +32,6 @@ mod user;
 
 use time::{END_MS, MIN_MS, UNIT};
 
-/// The core's allocator: mimalloc, whose pages of one size class keep the small blocks of
-/// entities allocated one after another together (docs/architecture.md, "The core's allocator").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// What the core restates by hand from streams/ (codes, slot orders, limits, topic names), as
 /// module constants: streams/native.py checks them against the Python definitions at import.
 fn add_contract(m: &Bound<'_, PyModule>) -> PyResult<()> {
