@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -39,13 +40,19 @@ def local_partials(w: Runtime, t: Instant, wire: bool = True) -> dict[str, Any]:
     accts = assigned_a & set(w.acct_parts)
     total = Partial()
     folds: list[Instant] = []
-    for p in sorted(users):
-        part = w.user_parts[p]
-        total.merge(part.engine.partial(t))
-        if part.engine.watermark is not None:
-            folds.append(part.engine.fold)
     engines = [w.acct_parts[p].engine for p in sorted(accts)]
-    for part_a, got in zip(engines, _partials(engines, t), strict=True):
+    # the customers' scans start first: on threads, they run while the users' partials are
+    # computed here
+    scans = _partials(engines, t)
+    try:
+        for p in sorted(users):
+            part = w.user_parts[p]
+            total.merge(part.engine.partial(t))
+            if part.engine.watermark is not None:
+                folds.append(part.engine.fold)
+    finally:
+        acct_partials = list(scans)  # every scan done before the event loop runs again
+    for part_a, got in zip(engines, acct_partials, strict=True):
         total.merge(got)
         if part_a.watermark is not None:
             folds.append(part_a.fold)
@@ -63,19 +70,20 @@ def local_partials(w: Runtime, t: Instant, wire: bool = True) -> dict[str, Any]:
 _POOL: ThreadPoolExecutor | None = None
 
 
-def _partials(engines: list[Any], t: Instant) -> list[Partial]:
+def _partials(engines: list[Any], t: Instant) -> Iterator[Partial]:
     """Each engine's `partial(t)`, in order. The compiled core scans a partition's customers
     with the GIL released (`scans_without_gil`; their health decays with T, so no sum of them
     is kept current): with more than one, they scan on a thread each, on as many cores as the
-    machine has. The caller waits for them (the event loop with it, as with one scan in the
-    loop's thread), so no message is applied to a partition while it is scanned."""
+    machine has, started before this returns; the iterator waits for each in turn. The caller
+    consumes it before it returns to the event loop, so no message is applied to a partition
+    while it is scanned."""
     global _POOL
     parallel = all(getattr(e, "scans_without_gil", False) for e in engines)
     if len(engines) < 2 or (os.cpu_count() or 1) < 2 or not parallel:
-        return [e.partial(t) for e in engines]
+        return (e.partial(t) for e in engines)
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=os.cpu_count(), thread_name_prefix="partials")
-    return list(_POOL.map(lambda e: e.partial(t), engines))
+    return _POOL.map(lambda e: e.partial(t), engines)  # submitted now, each result awaited
 
 
 async def gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import deque
 from typing import Any
+
+import pytest
 
 from agents.gather import _partials
 from streams.config import Config
@@ -88,3 +91,41 @@ def test_one_partition_is_scanned_in_the_callers_thread() -> None:
     [got] = _partials([watched], newest)
     assert partial_of(got) == partial_of(native[0].engine.partial(newest))
     assert watched.threads == {threading.get_ident()}
+
+
+class SlowScan:
+    """A customers' engine whose scan takes a while and notes when it ended."""
+
+    scans_without_gil = True
+    watermark = None
+
+    def __init__(self, ended: list[int]) -> None:
+        self.ended = ended
+
+    def partial(self, t: int) -> Partial:
+        time.sleep(0.05)
+        self.ended.append(t)
+        return Partial()
+
+
+class FailingUsers:
+    watermark = None
+
+    def partial(self, t: int) -> Partial:
+        raise RuntimeError("a user partition failed")
+
+
+def test_the_customers_scans_are_over_before_local_partials_returns_even_on_an_error() -> None:
+    # they start before the users' partials (which run meanwhile in the caller's thread); the
+    # event loop must not apply a message to a partition still being scanned
+    from types import SimpleNamespace
+
+    from agents.gather import local_partials
+
+    ended: list[int] = []
+    accts = {p: SimpleNamespace(engine=SlowScan(ended)) for p in range(4)}
+    users = {0: SimpleNamespace(engine=FailingUsers())}
+    w = SimpleNamespace(user_parts=users, acct_parts=accts, assigned=lambda: ({0}, set(accts)))
+    with pytest.raises(RuntimeError, match="a user partition failed"):
+        local_partials(w, 7, wire=False)  # type: ignore[arg-type]
+    assert ended == [7] * 4
