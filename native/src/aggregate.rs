@@ -20,12 +20,15 @@
 //! aggregate by a scan. The scan stays the reference: tests/unit/test_native_live.py compares
 //! the two, and both with the Python engine, at instants that move forward between batches.
 
+use crate::convert::Conv;
 use crate::entities::Entities;
-use crate::partial::{max_below, user_partial, Dur, PartialCfg, UserAcc, UserCtx};
+use crate::partial::{
+    durs_block, max_below, user_partial, whole_ns, Dur, PartialCfg, UserAcc, UserCtx,
+};
 use crate::state::{Ms, User, NONE};
 use crate::time::{DayCalc, D30, D7, D90, DAY, H24, HOUR, I, UNIT};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
@@ -144,6 +147,21 @@ impl Durations {
         if *e == 0 {
             self.0.remove(&d);
         }
+    }
+
+    /// The durations as `partial::durs_block` gives them, in one pass over the multiset: the
+    /// bytes of their nanoseconds (each is whole: a sum holding a finer one does not answer).
+    fn block<'py>(&self, py: Python<'py>, conv: &Conv) -> PyResult<Bound<'py, PyAny>> {
+        let mut bytes: Vec<u8> = Vec::with_capacity(self.0.len() * 8);
+        for (&d, &n) in &self.0 {
+            let Some(ns) = whole_ns(d) else {
+                return durs_block(py, conv, &self.to_vec());
+            };
+            for _ in 0..n.max(0) {
+                bytes.extend_from_slice(&ns.to_ne_bytes());
+            }
+        }
+        Ok(PyBytes::new(py, &bytes).into_any())
     }
 
     fn to_vec(&self) -> Vec<Dur> {
@@ -440,7 +458,7 @@ impl UserAgg {
     pub fn to_dict<'py>(
         &self,
         py: Python<'py>,
-        conv: &crate::convert::Conv,
+        conv: &Conv,
         cfg: &PartialCfg,
         counters: (u64, u64, &[u64; 5]),
     ) -> PyResult<Bound<'py, PyDict>> {
@@ -449,7 +467,7 @@ impl UserAgg {
             conv,
             cfg,
             counters,
-            &self.ttfv.to_vec(),
+            self.ttfv.block(py, conv)?,
             &self.session_durs.to_vec(),
             &self.resolution_durs.to_vec(),
         )

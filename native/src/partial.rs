@@ -271,21 +271,48 @@ fn durs_py<'py>(py: Python<'py>, conv: &Conv, v: &[Dur]) -> PyResult<Bound<'py, 
 /// i64 (always, but for instants finer than a nanosecond), the bytes of those nanoseconds as
 /// native-endian i64s, which Python reads as an `array('q')` (streams/native_live.py): one
 /// object rather than an int object for each of a million users. Otherwise `durs_py`'s list.
-fn durs_block<'py>(py: Python<'py>, conv: &Conv, v: &[Dur]) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn durs_block<'py>(
+    py: Python<'py>,
+    conv: &Conv,
+    v: &[Dur],
+) -> PyResult<Bound<'py, PyAny>> {
     let mut bytes: Vec<u8> = Vec::with_capacity(v.len() * 8);
     for &(d, frac) in v {
-        // not fractional: both instants are whole nanoseconds, so UNIT divides d
-        let ns = if frac {
-            None
-        } else {
-            i64::try_from(d / UNIT).ok()
-        };
+        let ns = if frac { None } else { whole_ns(d) };
         match ns {
             Some(ns) => bytes.extend_from_slice(&ns.to_ne_bytes()),
             None => return Ok(durs_py(py, conv, v)?.into_any()),
         }
     }
     Ok(PyBytes::new(py, &bytes).into_any())
+}
+
+/// The inverse of UNIT's odd factor (5^9) modulo 2^128, by Newton's iteration (each step doubles
+/// the bits that are right; an odd number is its own inverse modulo 8).
+const INV_ODD_UNIT: u128 = {
+    let odd: u128 = 1_953_125;
+    let mut inv = odd;
+    let mut i = 0;
+    while i < 6 {
+        inv = inv.wrapping_mul(2u128.wrapping_sub(odd.wrapping_mul(inv)));
+        i += 1;
+    }
+    inv
+};
+
+/// `d / UNIT` when UNIT (2^9 * 5^9) divides `d` and the quotient fits an i64; else None. Without
+/// an i128 division (a call to a slow routine, once per duration of a million users): the low
+/// nine bits must be zero, and the rest times the inverse of 5^9 modulo 2^128 is the quotient
+/// exactly when 5^9 divides it, which multiplying back checks (no overflow: |q| < 2^63).
+#[inline]
+pub(crate) fn whole_ns(d: I) -> Option<i64> {
+    if d & 511 != 0 {
+        return None;
+    }
+    let x = d >> 9;
+    let q = (x as u128).wrapping_mul(INV_ODD_UNIT) as i128;
+    let q = i64::try_from(q).ok()?;
+    (q as i128 * 1_953_125 == x).then_some(q)
 }
 
 /// Floats whose exact sum is the exact sum of `values`: the partials of Shewchuk's algorithm,
@@ -536,7 +563,7 @@ impl UserAcc {
         conv: &Conv,
         cfg: &PartialCfg,
         counters: (u64, u64, &[u64; 5]),
-        ttfv: &[Dur],
+        ttfv: Bound<'py, PyAny>,
         session_durs: &[Dur],
         resolution_durs: &[Dur],
     ) -> PyResult<Bound<'py, PyDict>> {
@@ -583,7 +610,7 @@ impl UserAcc {
             }
         }
         d.set_item("by_tp", by_tp)?;
-        d.set_item("ttfv", durs_block(py, conv, ttfv)?)?;
+        d.set_item("ttfv", ttfv)?;
         let funnel = PyDict::new(py);
         for &(step, n) in &p.funnel {
             if n != 0 {
@@ -927,7 +954,8 @@ pub fn users_partial<'py>(
     for l in &mut lists {
         l.sort_by_key(|a| a.0);
     }
-    p.to_dict(py, conv, cfg, counters, &lists[0], &lists[1], &lists[2])
+    let ttfv = durs_block(py, conv, &lists[0])?;
+    p.to_dict(py, conv, cfg, counters, ttfv, &lists[1], &lists[2])
 }
 
 // ---- the account partition -------------------------------------------------------------------
@@ -1274,6 +1302,47 @@ pub fn accounts_partial<'py>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_ns_divides_exactly() {
+        assert_eq!(INV_ODD_UNIT.wrapping_mul(1_953_125), 1);
+        for ns in [
+            0i64,
+            1,
+            -1,
+            7,
+            -7,
+            86_400_000_000_000,
+            i64::MAX,
+            i64::MIN,
+            123_456_789,
+        ] {
+            assert_eq!(whole_ns(ns as I * UNIT), Some(ns));
+        }
+        for d in [
+            1 as I,
+            -1,
+            512,
+            UNIT + 1,
+            UNIT * 3 - 512,
+            (i64::MAX as I + 1) * UNIT,
+        ] {
+            assert_eq!(whole_ns(d), None, "{d}");
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let d = (x as i64 as I) * (1 + (x % 3) as I) * 1_000;
+            let want = if d % UNIT == 0 {
+                i64::try_from(d / UNIT).ok()
+            } else {
+                None
+            };
+            assert_eq!(whole_ns(d), want, "{d}");
+        }
+    }
 
     #[test]
     fn divides_like_python() {
