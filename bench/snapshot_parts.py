@@ -18,7 +18,6 @@ import argparse
 import gc
 import sys
 import time
-from collections import deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +26,7 @@ if str(ROOT) not in sys.path:
 sys.path.insert(0, str(ROOT / "bench"))
 
 import live_core_bench  # noqa: E402
+import partial_bench  # noqa: E402
 
 from agents.gather import _partials  # noqa: E402
 from agents.worker import GC_THRESHOLDS  # noqa: E402
@@ -45,23 +45,9 @@ def main() -> None:
     if not native_live.available():
         sys.exit("snapshot_parts: the compiled core is not built (make install)")
     cfg, n = Config(), a.partitions
-    users = [native_live.NativeLiveUserPartition(cfg, p, n, n) for p in range(n)]
-    accts = [native_live.NativeLiveAccountPartition(cfg, p) for p in range(n)]
     t0 = time.perf_counter()
     batches = live_core_bench.make_batches(a.records, a.users, 7.0, n, 2000)
-    queues: dict[int, deque] = {p: deque() for p in range(n)}  # type: ignore[type-arg]
-    msg, amsg = [0] * n, [0] * n
-    for batch in batches:
-        queues[batch.partition % n].append(batch)
-        for p in range(n):
-            while queues[p]:
-                out = users[p].apply(queues[p].popleft(), msg[p])
-                msg[p] += 1
-                for q, fw in out.forwards.items():
-                    queues[q].extend(fw)
-                for q, facts in out.facts.items():
-                    accts[q].apply(facts, amsg[q])
-                    amsg[q] += 1
+    users, accts = partial_bench.feed("native", batches, n)
     del batches
     gc.collect()
     gc.freeze()

@@ -47,8 +47,9 @@ class Distribution:
         return d
 
     def append(self, x: Any) -> None:
-        """Add a value to the last run (the Python engine building its partition's run)."""
-        run = self.runs[-1]
+        """Add a value to the first run, the one this Distribution was made with (the Python
+        engine building its partition's run); never to a run that `merge` took from another."""
+        run = self.runs[0]
         assert isinstance(run, list)
         run.append(x)
 

@@ -496,9 +496,8 @@ class UserPartition(_Clock):
         value_event = cfg.value_event
         for u in self.users.values():
             self._user_partial(p, u, t, d0, dc, steps, act_keys, value_event)
-        # sorted (stable: equal values keep their order): `finalize` takes the median of every
-        # partition's list joined, and sorting a few sorted runs is several times faster than
-        # sorting a million values in no order (the /snapshot of a worker with 1M users). The
+        # sorted (stable: equal values keep their order): `finalize` selects the median across
+        # the partitions' sorted runs (streams/distribution.py) without joining them. The
         # durations are sorted too: their order means nothing (/metrics makes histograms of
         # them), and a sorted list is what a partition that keeps its partial current as
         # records arrive (the compiled core's) can list without visiting every user.

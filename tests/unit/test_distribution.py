@@ -59,6 +59,11 @@ def test_the_python_engines_run_appends_sorts_and_sums() -> None:
     assert d.runs == [[1, 1, 2, 3]] and d.kth_smallest(1) == 1 and d.kth_smallest(3) == 3
     assert d.fsum() == 7.0
     assert d == Distribution([1, 2, 3, 1]) and d != Distribution([1, 2, 3])
+    # appending after a merge adds to its own run, not to the one it took from another
+    other = [5, 6]
+    d.merge(Distribution(other))
+    d.append(0)
+    assert other == [5, 6] and sorted(d) == [0, 1, 1, 2, 3, 5, 6]
 
 
 def _core() -> Any:
