@@ -72,13 +72,6 @@ def entity_key(entity_id: str) -> bytes:
     return ENTITY_PREFIX + entity_id.encode("utf-8", "surrogatepass")
 
 
-def entity_id(key: bytes) -> str | None:
-    """The id of an entity's key; None for a reserved key."""
-    if key[:1] != ENTITY_PREFIX:
-        return None
-    return key[1:].decode("utf-8", "surrogatepass")
-
-
 @dataclass
 class Stored:
     """What a partition's table holds (encoded): its entities, meta, marker and tombstones."""
@@ -92,15 +85,18 @@ class Stored:
 
 def read_partition(items: Iterable[tuple[bytes, bytes]], partition: int) -> Stored:
     """A partition's stored state, from the (key, value) items of its table (other
-    partitions' reserved keys are skipped; the caller gives only this partition's entities)."""
+    partitions' reserved keys, and keys that are not ours, such as Faust's offset key, are
+    passed over; the caller gives only this partition's entities)."""
     out = Stored()
     mk, ak, fk = meta_key(partition), applied_key(partition), forgot_key(partition)
+    entities, ids = out.entities, out.ids
+    # once per stored item at a restart (millions of them): kept to inline byte tests
     for k, v in items:
-        eid = entity_id(k)
-        if eid is not None:
-            out.entities[eid] = v
-        elif k[:1] == ID_PREFIX:
-            out.ids.append((k, v))
+        head = k[:1]
+        if head == ENTITY_PREFIX:  # the id, as `entity_key` encoded it
+            entities[k[1:].decode("utf-8", "surrogatepass")] = v
+        elif head == ID_PREFIX:
+            ids.append((k, v))
         elif k == mk:
             out.meta = v
         elif k == ak:

@@ -380,13 +380,12 @@ class Worker:
         if hasattr(store, "_db_for_partition"):  # RocksDB: one database per partition
             import rocksdict
 
-            skip = store.offset_key
             # read once, front to back: not through the block cache (it would hold what it
-            # read, up to its size, for nothing: the state lives in the engine from now on)
+            # read, up to its size, for nothing: the state lives in the engine from now on);
+            # Faust's offset key is none of ours, so `read_partition` passes over it
             once = rocksdict.ReadOptions()
             once.fill_cache(False)  # type: ignore[call-arg]
-            items = store._db_for_partition(p).items(read_opt=once)
-            return read_partition(((k, v) for k, v in items if k != skip), p)
+            return read_partition(store._db_for_partition(p).items(read_opt=once), p)
         # the memory store holds every partition in one dict: keep this one's entities
         stored = read_partition(store.data.items(), p)
         stored.entities = {k: v for k, v in stored.entities.items() if owner_of(k, self.P) == p}
