@@ -90,7 +90,7 @@ def read_partition(items: Iterable[tuple[bytes, bytes]], partition: int) -> Stor
     out = Stored()
     mk, ak, fk = meta_key(partition), applied_key(partition), forgot_key(partition)
     entities, ids = out.entities, out.ids
-    # once per stored item at a restart (millions of them): kept to inline byte tests
+    # run once per stored item at a restart (millions of them), so the key tests are inline
     for k, v in items:
         head = k[:1]
         if head == ENTITY_PREFIX:  # the id, as `entity_key` encoded it

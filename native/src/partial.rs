@@ -351,7 +351,7 @@ pub(crate) fn sum_terms(values: &[f64]) -> Option<Vec<f64>> {
     Some(partials)
 }
 
-/// `sum_terms` for Python (tests/unit/test_native_partial.py holds it to `math.fsum`).
+/// `sum_terms` for Python (tests/unit/test_distribution.py holds it to `math.fsum`).
 #[pyfunction]
 #[pyo3(name = "sum_terms")]
 pub fn py_sum_terms(values: Vec<f64>) -> Option<Vec<f64>> {
