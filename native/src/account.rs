@@ -1,7 +1,7 @@
 //! The account partition's state machines: the Rust mirror of streams.engine.AccountPartition
 //! (`fact`, expiry).
 
-use crate::state::{push_tight, Account, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL};
+use crate::state::{push_tight, Account, Latest, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL};
 use crate::time::{Clock, DayCalc, D30, D90, I};
 use crate::user::{note_activity, Fact};
 use pyo3::prelude::*;
@@ -36,7 +36,9 @@ pub fn apply_fact(
     };
     if f.act {
         let day = dc.day(py, ts)?;
-        note_activity(&mut a.days, &mut a.last, &mut a.lastp, day, ts, fold);
+        if !note_activity(&mut a.days, &mut a.last, day, ts, fold) {
+            push_tight(&mut a.lastp, ts);
+        }
     }
     match f.kind {
         K_NONE => {}
@@ -49,8 +51,8 @@ pub fn apply_fact(
                 (&mut a.csat, &mut a.csatp)
             };
             if ts <= fold {
-                if best.is_none_or(|b| key > b) {
-                    *best = Some(key);
+                if best.get().is_none_or(|b| key > b) {
+                    *best = Latest::of(Some(key));
                 }
             } else {
                 push_tight(pending, key);
@@ -59,8 +61,8 @@ pub fn apply_fact(
         _ => {
             let ev = (ts, if f.kind == K_SUB_CANCEL { 1 } else { 0 });
             if ts <= fold - D30 {
-                if a.sub.is_none_or(|b| ev > b) {
-                    a.sub = Some(ev);
+                if a.sub.get().is_none_or(|b| ev > b) {
+                    a.sub = Latest::of(Some(ev));
                 }
             } else {
                 push_tight(&mut a.subp, ev);
@@ -99,8 +101,8 @@ pub fn expire_account(
     for (best, pend) in [(&mut a.nps, &mut a.npsp), (&mut a.csat, &mut a.csatp)] {
         if !pend.is_empty() {
             for &k in pend.iter() {
-                if k.0 <= f && best.is_none_or(|b| k > b) {
-                    *best = Some(k);
+                if k.0 <= f && best.get().is_none_or(|b| k > b) {
+                    *best = Latest::of(Some(k));
                 }
             }
             let n = pend.len();
@@ -113,8 +115,8 @@ pub fn expire_account(
     if !a.subp.is_empty() {
         let cut = f - D30;
         for &ev in &a.subp {
-            if ev.0 <= cut && a.sub.is_none_or(|b| ev > b) {
-                a.sub = Some(ev);
+            if ev.0 <= cut && a.sub.get().is_none_or(|b| ev > b) {
+                a.sub = Latest::of(Some(ev));
             }
         }
         let n = a.subp.len();

@@ -68,7 +68,7 @@ pub fn horizon(u: &User, t: I) -> I {
             see(*x);
         }
     }
-    for (f0, f1) in u.features.values() {
+    for (f0, f1) in u.rare().features.values() {
         if let Some(x) = *f0 {
             see(x);
         }
@@ -79,26 +79,26 @@ pub fn horizon(u: &User, t: I) -> I {
     if let Some(x) = u.last {
         see(x);
     }
-    for &x in &u.lastp {
+    for &x in &u.rare().lastp {
         see(x);
     }
     // the dormant signal: 14 days after the last activity at T, for 24 h (and its first hour)
-    if let Some(l) = max_below(u.last, &u.lastp, t) {
+    if let Some(l) = max_below(u.last, &u.rare().lastp, t) {
         see(l + D14);
         see(l + D14 + HOUR);
         see(l + D14 + H24);
     }
-    for &(ts, _) in &u.facts {
+    for &(ts, _) in &u.rare().facts {
         see(ts);
         see(ts + HOUR);
         see(ts + H24);
     }
-    for (ts, ..) in &u.answers {
+    for (ts, ..) in &u.rare().answers {
         for w in [0, HOUR, H24, D7, D30] {
             see(ts + w);
         }
     }
-    for st in u.sessions.values() {
+    for st in u.rare().sessions.values() {
         for &x in &st[..4] {
             if x != NONE {
                 see(x);
@@ -108,7 +108,7 @@ pub fn horizon(u: &User, t: I) -> I {
             see(st[1] + H24);
         }
     }
-    for tk in u.tickets.values() {
+    for tk in u.rare().tickets.values() {
         if let Some(o) = tk[0] {
             see(o);
             see(o + H24);
@@ -118,7 +118,7 @@ pub fn horizon(u: &User, t: I) -> I {
             see(r + D7);
         }
     }
-    for &r in u.returns.values() {
+    for &r in u.rare().returns.values() {
         see(r);
         see(r + D90);
     }

@@ -9,7 +9,8 @@
 
 use crate::convert::INIT_FOLD_NS;
 use crate::envelope::{PRODUCT, SURVEY};
-use crate::state::{Account, Days, Key, Map, Ms, User, NONE};
+use crate::small_map::SmallMap;
+use crate::state::{Account, Days, Ms, User, NONE};
 use crate::time::{I, INIT_FOLD, UNIT};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -252,7 +253,7 @@ impl Out {
         Ok(())
     }
 
-    fn str_dict(&mut self, m: &Map<Key, I>) -> W {
+    fn str_dict(&mut self, m: &SmallMap<I>) -> W {
         self.map(m.len())?;
         for (k, &x) in m {
             self.str(k.as_str())?;
@@ -261,7 +262,7 @@ impl Out {
         Ok(())
     }
 
-    fn str_dict_or_none(&mut self, m: &Map<Key, I>) -> W {
+    fn str_dict_or_none(&mut self, m: &SmallMap<I>) -> W {
         if m.is_empty() {
             self.nil();
             Ok(())
@@ -391,12 +392,12 @@ fn user(u: &User, srcs: &[(Box<str>, i64)]) -> Result<Vec<u8>, Unsure> {
             Ok(())
         })?
         .slot(|o| {
-            if u.features.is_empty() {
+            if u.rare().features.is_empty() {
                 o.nil();
                 return Ok(());
             }
-            o.map(u.features.len())?;
-            for (k, (f0, f1)) in &u.features {
+            o.map(u.rare().features.len())?;
+            for (k, (f0, f1)) in &u.rare().features {
                 o.str(k.as_str())?;
                 o.0.push(0x92);
                 o.ot(*f0);
@@ -405,12 +406,12 @@ fn user(u: &User, srcs: &[(Box<str>, i64)]) -> Result<Vec<u8>, Unsure> {
             Ok(())
         })?
         .slot(|o| {
-            if u.answers.is_empty() {
+            if u.rare().answers.is_empty() {
                 o.nil();
                 return Ok(());
             }
-            o.array(u.answers.len())?;
-            for (ts, sv, score, tp) in &u.answers {
+            o.array(u.rare().answers.len())?;
+            for (ts, sv, score, tp) in &u.rare().answers {
                 o.0.push(0x94);
                 o.t(*ts);
                 o.int(*sv as i128);
@@ -423,12 +424,12 @@ fn user(u: &User, srcs: &[(Box<str>, i64)]) -> Result<Vec<u8>, Unsure> {
             Ok(())
         })?
         .slot(|o| {
-            if u.sessions.is_empty() {
+            if u.rare().sessions.is_empty() {
                 o.nil();
                 return Ok(());
             }
-            o.map(u.sessions.len())?;
-            for (k, s) in &u.sessions {
+            o.map(u.rare().sessions.len())?;
+            for (k, s) in &u.rare().sessions {
                 o.str(k.as_str())?;
                 o.0.push(0x95);
                 for &x in s {
@@ -437,16 +438,16 @@ fn user(u: &User, srcs: &[(Box<str>, i64)]) -> Result<Vec<u8>, Unsure> {
             }
             Ok(())
         })?
-        .slot(|o| o.str_dict_or_none(&u.orders))?
-        .slot(|o| o.pairs(&u.facts, |o, c| o.int(c as i128)))?
-        .slot(|o| o.str_dict_or_none(&u.resp))?
+        .slot(|o| o.str_dict_or_none(&u.rare().orders))?
+        .slot(|o| o.pairs(&u.rare().facts, |o, c| o.int(c as i128)))?
+        .slot(|o| o.str_dict_or_none(&u.rare().resp))?
         .slot(|o| {
-            if u.tickets.is_empty() {
+            if u.rare().tickets.is_empty() {
                 o.nil();
                 return Ok(());
             }
-            o.map(u.tickets.len())?;
-            for (k, t) in &u.tickets {
+            o.map(u.rare().tickets.len())?;
+            for (k, t) in &u.rare().tickets {
                 o.str(k.as_str())?;
                 o.0.push(0x92);
                 o.ot(t[0]);
@@ -454,8 +455,8 @@ fn user(u: &User, srcs: &[(Box<str>, i64)]) -> Result<Vec<u8>, Unsure> {
             }
             Ok(())
         })?
-        .slot(|o| o.str_dict_or_none(&u.returns))?
-        .slot(|o| o.tlist(&u.lastp))?;
+        .slot(|o| o.str_dict_or_none(&u.rare().returns))?
+        .slot(|o| o.tlist(&u.rare().lastp))?;
     Ok(s.finish())
 }
 
@@ -474,15 +475,15 @@ fn account(a: &Account, srcs: &[(Box<str>, (i64, i64))]) -> Result<Vec<u8>, Unsu
         Ok(())
     })?
     .slot(|o| {
-        o.pair(a.sub);
+        o.pair(a.sub.get());
         Ok(())
     })?
     .slot(|o| {
-        o.pair(a.nps);
+        o.pair(a.nps.get());
         Ok(())
     })?
     .slot(|o| {
-        o.pair(a.csat);
+        o.pair(a.csat.get());
         Ok(())
     })?
     .slot(|o| o.pairs(&a.orders, |o, f| o.float(f)))?

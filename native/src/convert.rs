@@ -1,7 +1,8 @@
 //! State to Python objects (streams.state.UserState / AccountState, instants as int
 //! nanoseconds or exact Fractions).
 
-use crate::state::{Account, Days, Key, Map, Ms, User, NONE};
+use crate::small_map::SmallMap;
+use crate::state::{Account, Days, Key, Latest, Ms, User, NONE};
 use crate::time::{I, INIT_FOLD, UNIT};
 use pyo3::conversion::IntoPyObjectExt;
 use pyo3::prelude::*;
@@ -90,7 +91,7 @@ impl Conv {
         Ok(d.into_any())
     }
 
-    pub fn str_dict<'py>(&self, py: Python<'py>, m: &Map<Key, I>) -> PyResult<Bound<'py, PyDict>> {
+    pub fn str_dict<'py>(&self, py: Python<'py>, m: &SmallMap<I>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for (k, v) in m {
             d.set_item(k.as_str(), self.t(py, *v)?)?;
@@ -101,7 +102,7 @@ impl Conv {
     pub fn str_dict_or_none<'py>(
         &self,
         py: Python<'py>,
-        m: &Map<Key, I>,
+        m: &SmallMap<I>,
     ) -> PyResult<Bound<'py, PyAny>> {
         if m.is_empty() {
             return Ok(py.None().into_bound(py));
@@ -117,10 +118,11 @@ impl Conv {
         srcs: &[(Box<str>, i64)],
     ) -> PyResult<Bound<'py, PyAny>> {
         let none = || py.None().into_bound(py);
-        let answers = if u.answers.is_empty() {
+        let r = u.rare();
+        let answers = if r.answers.is_empty() {
             none()
         } else {
-            let items = u
+            let items = r
                 .answers
                 .iter()
                 .map(|(ts, sv, score, tp)| {
@@ -137,11 +139,11 @@ impl Conv {
                 .collect::<PyResult<Vec<_>>>()?;
             PyList::new(py, items)?.into_any()
         };
-        let features = if u.features.is_empty() {
+        let features = if r.features.is_empty() {
             none()
         } else {
             let d = PyDict::new(py);
-            for (k, (f0, f1)) in &u.features {
+            for (k, (f0, f1)) in &r.features {
                 d.set_item(
                     k.as_str(),
                     PyList::new(py, [self.ot(py, *f0)?, self.tlist(py, f1)?])?,
@@ -176,11 +178,11 @@ impl Conv {
             }
             d.into_any()
         };
-        let sessions = if u.sessions.is_empty() {
+        let sessions = if r.sessions.is_empty() {
             none()
         } else {
             let d = PyDict::new(py);
-            for (k, s) in &u.sessions {
+            for (k, s) in &r.sessions {
                 let items = s
                     .iter()
                     .map(|&x| self.ot(py, (x != NONE).then_some(x)))
@@ -189,11 +191,11 @@ impl Conv {
             }
             d.into_any()
         };
-        let tickets = if u.tickets.is_empty() {
+        let tickets = if r.tickets.is_empty() {
             none()
         } else {
             let d = PyDict::new(py);
-            for (k, s) in &u.tickets {
+            for (k, s) in &r.tickets {
                 d.set_item(
                     k.as_str(),
                     PyList::new(py, [self.ot(py, s[0])?, self.ot(py, s[1])?])?,
@@ -207,16 +209,16 @@ impl Conv {
             [
                 answers,
                 self.day_dict(py, &u.days)?,
-                self.pairs(py, &u.facts)?,
+                self.pairs(py, &r.facts)?,
                 features,
                 ids.into_any(),
                 self.ot(py, u.last)?,
-                self.tlist(py, &u.lastp)?,
+                self.tlist(py, &r.lastp)?,
                 ms,
                 offs, // live pipeline only
-                self.str_dict_or_none(py, &u.orders)?,
-                self.str_dict_or_none(py, &u.resp)?,
-                self.str_dict_or_none(py, &u.returns)?,
+                self.str_dict_or_none(py, &r.orders)?,
+                self.str_dict_or_none(py, &r.resp)?,
+                self.str_dict_or_none(py, &r.returns)?,
                 sessions,
                 self.ot(py, u.signup)?,
                 tickets,
@@ -245,17 +247,17 @@ impl Conv {
         let values = PyTuple::new(
             py,
             [
-                self.pair(py, a.csat)?,
+                self.pair(py, a.csat.get())?,
                 self.pairs(py, &a.csatp)?,
                 self.day_dict(py, &a.days)?,
                 self.t(py, a.first)?,
                 self.ot(py, a.last)?,
                 self.tlist(py, &a.lastp)?,
-                self.pair(py, a.nps)?,
+                self.pair(py, a.nps.get())?,
                 self.pairs(py, &a.npsp)?,
                 offs, // live pipeline only
                 self.pairs(py, &a.orders)?,
-                self.pair(py, a.sub)?,
+                self.pair(py, a.sub.get())?,
                 self.pairs(py, &a.subp)?,
             ],
         )?;
@@ -307,8 +309,8 @@ impl Conv {
         o.try_iter()?.map(|x| self.inst(&x?)).collect()
     }
 
-    fn str_map(&self, o: &Bound<'_, PyAny>) -> PyResult<Map<Key, I>> {
-        let mut m = Map::default();
+    fn str_map(&self, o: &Bound<'_, PyAny>) -> PyResult<SmallMap<I>> {
+        let mut m = SmallMap::new();
         if !o.is_none() {
             for (k, v) in o.cast::<PyDict>()?.iter() {
                 m.insert(Key::from(k.extract::<&str>()?), self.inst(&v)?);
@@ -368,7 +370,7 @@ impl Conv {
             for x in answers.try_iter()? {
                 let x = x?;
                 let tp = x.get_item(3)?;
-                u.answers.push((
+                u.rare_mut().answers.push((
                     self.inst(&x.get_item(0)?)?,
                     x.get_item(1)?.extract()?,
                     x.get_item(2)?.extract()?,
@@ -381,18 +383,20 @@ impl Conv {
             }
         }
         u.days = self.days(&g("days")?)?;
-        u.facts = self.pair_list::<u8>(&g("facts")?)?;
+        u.rare_mut().facts = self.pair_list::<u8>(&g("facts")?)?;
         let features = g("features")?;
         if !features.is_none() {
             for (k, v) in features.cast::<PyDict>()?.iter() {
                 let f0 = self.oinst(&v.get_item(0)?)?;
                 let f1 = self.inst_list(&v.get_item(1)?)?;
-                u.features.insert(Key::from(k.extract::<&str>()?), (f0, f1));
+                u.rare_mut()
+                    .features
+                    .insert(Key::from(k.extract::<&str>()?), (f0, f1));
             }
         }
         u.ids = self.str_map(&g("ids")?)?;
         u.last = self.oinst(&g("last")?)?;
-        u.lastp = self.inst_list(&g("lastp")?)?;
+        u.rare_mut().lastp = self.inst_list(&g("lastp")?)?;
         let ms = g("ms")?;
         if !ms.is_none() {
             u.ms_some = true;
@@ -413,9 +417,9 @@ impl Conv {
                 u.offs.push((src(&topic, part), v.extract()?));
             }
         }
-        u.orders = self.str_map(&g("orders")?)?;
-        u.resp = self.str_map(&g("resp")?)?;
-        u.returns = self.str_map(&g("returns")?)?;
+        u.rare_mut().orders = self.str_map(&g("orders")?)?;
+        u.rare_mut().resp = self.str_map(&g("resp")?)?;
+        u.rare_mut().returns = self.str_map(&g("returns")?)?;
         let sessions = g("sessions")?;
         if !sessions.is_none() {
             for (k, v) in sessions.cast::<PyDict>()?.iter() {
@@ -423,7 +427,9 @@ impl Conv {
                 for (i, e) in s.iter_mut().enumerate() {
                     *e = self.oinst(&v.get_item(i)?)?.unwrap_or(NONE);
                 }
-                u.sessions.insert(Key::from(k.extract::<&str>()?), s);
+                u.rare_mut()
+                    .sessions
+                    .insert(Key::from(k.extract::<&str>()?), s);
             }
         }
         u.signup = self.oinst(&g("signup")?)?;
@@ -431,9 +437,12 @@ impl Conv {
         if !tickets.is_none() {
             for (k, v) in tickets.cast::<PyDict>()?.iter() {
                 let tk = [self.oinst(&v.get_item(0)?)?, self.oinst(&v.get_item(1)?)?];
-                u.tickets.insert(Key::from(k.extract::<&str>()?), tk);
+                u.rare_mut()
+                    .tickets
+                    .insert(Key::from(k.extract::<&str>()?), tk);
             }
         }
+        u.tidy();
         Ok(u)
     }
 
@@ -445,12 +454,12 @@ impl Conv {
     ) -> PyResult<Account> {
         let g = |name: &str| o.getattr(name);
         let mut a = Account::new(self.inst(&g("first")?)?);
-        a.csat = self.opair(&g("csat")?)?;
+        a.csat = Latest::of(self.opair(&g("csat")?)?);
         a.csatp = self.pair_list::<i64>(&g("csatp")?)?;
         a.days = self.days(&g("days")?)?;
         a.last = self.oinst(&g("last")?)?;
         a.lastp = self.inst_list(&g("lastp")?)?;
-        a.nps = self.opair(&g("nps")?)?;
+        a.nps = Latest::of(self.opair(&g("nps")?)?);
         a.npsp = self.pair_list::<i64>(&g("npsp")?)?;
         let offs = g("offs")?;
         if !offs.is_none() {
@@ -461,7 +470,7 @@ impl Conv {
             }
         }
         a.orders = self.pair_list::<f64>(&g("orders")?)?;
-        a.sub = self.opair(&g("sub")?)?;
+        a.sub = Latest::of(self.opair(&g("sub")?)?);
         a.subp = self.pair_list::<i64>(&g("subp")?)?;
         Ok(a)
     }

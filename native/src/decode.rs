@@ -10,7 +10,8 @@
 //! tests/unit/test_native_codec.py checks it against the Python path.
 
 use crate::codec::{EXT_BIG_INT, EXT_FRACTION, FORMAT_VERSION, TOPICS};
-use crate::state::{Account, Days, Key, Map, Ms, User, NONE};
+use crate::small_map::SmallMap;
+use crate::state::{Account, Days, Key, Latest, Ms, Rare, User, NONE};
 use crate::time::{I, UNIT};
 
 /// The most entries of a map kept in a vector (days, milestones) read here: their duplicate
@@ -234,9 +235,9 @@ impl<'a> Rd<'a> {
         (0..n).map(|_| self.t()).collect()
     }
 
-    fn str_map(&mut self) -> R<Map<Key, I>> {
+    fn str_map(&mut self) -> R<SmallMap<I>> {
         let n = self.map_or_nil()?;
-        let mut m = Map::default();
+        let mut m = SmallMap::new();
         m.reserve(n);
         for _ in 0..n {
             let k = Key::from(self.str()?);
@@ -365,6 +366,7 @@ pub fn user(b: &[u8], src: &mut dyn FnMut(&str, i64) -> u32) -> R<User> {
         return Err(Unsure);
     }
     let mut u = User::default();
+    let mut rare = Rare::default(); // boxed at the end if anything is in it
     for slot in 0..n {
         match slot {
             0 => {
@@ -398,21 +400,21 @@ pub fn user(b: &[u8], src: &mut dyn FnMut(&str, i64) -> u32) -> R<User> {
             }
             6 => {
                 let len = r.map_or_nil()?;
-                u.features.reserve(len);
+                rare.features.reserve(len);
                 for _ in 0..len {
                     let k = Key::from(r.str()?);
                     if r.array()? != 2 {
                         return Err(Unsure);
                     }
                     let f = (r.ot()?, r.tlist()?);
-                    if u.features.insert(k, f).is_some() {
+                    if rare.features.insert(k, f).is_some() {
                         return Err(Unsure);
                     }
                 }
             }
             7 => {
                 let len = r.array_or_nil()?;
-                u.answers.reserve(len);
+                rare.answers.reserve(len);
                 for _ in 0..len {
                     if r.array()? != 4 {
                         return Err(Unsure);
@@ -425,12 +427,12 @@ pub fn user(b: &[u8], src: &mut dyn FnMut(&str, i64) -> u32) -> R<User> {
                     } else {
                         Some(Key::from(r.str()?))
                     };
-                    u.answers.push((ts, sv, score, tp));
+                    rare.answers.push((ts, sv, score, tp));
                 }
             }
             8 => {
                 let len = r.map_or_nil()?;
-                u.sessions.reserve(len);
+                rare.sessions.reserve(len);
                 for _ in 0..len {
                     let k = Key::from(r.str()?);
                     if r.array()? != 5 {
@@ -440,36 +442,39 @@ pub fn user(b: &[u8], src: &mut dyn FnMut(&str, i64) -> u32) -> R<User> {
                     for e in s.iter_mut() {
                         *e = r.ot()?.unwrap_or(NONE);
                     }
-                    if u.sessions.insert(k, s).is_some() {
+                    if rare.sessions.insert(k, s).is_some() {
                         return Err(Unsure);
                     }
                 }
             }
-            9 => u.orders = r.str_map()?,
+            9 => rare.orders = r.str_map()?,
             10 => {
-                u.facts = r.pairs(|r| u8::try_from(r.int()?).map_err(|_| Unsure))?;
+                rare.facts = r.pairs(|r| u8::try_from(r.int()?).map_err(|_| Unsure))?;
             }
-            11 => u.resp = r.str_map()?,
+            11 => rare.resp = r.str_map()?,
             12 => {
                 let len = r.map_or_nil()?;
-                u.tickets.reserve(len);
+                rare.tickets.reserve(len);
                 for _ in 0..len {
                     let k = Key::from(r.str()?);
                     if r.array()? != 2 {
                         return Err(Unsure);
                     }
                     let t = [r.ot()?, r.ot()?];
-                    if u.tickets.insert(k, t).is_some() {
+                    if rare.tickets.insert(k, t).is_some() {
                         return Err(Unsure);
                     }
                 }
             }
-            13 => u.returns = r.str_map()?,
-            _ => u.lastp = r.tlist()?,
+            13 => rare.returns = r.str_map()?,
+            _ => rare.lastp = r.tlist()?,
         }
     }
     if r.i != b.len() {
         return Err(Unsure);
+    }
+    if !rare.is_empty() {
+        u.rare = Some(Box::new(rare));
     }
     Ok(u)
 }
@@ -491,9 +496,9 @@ pub fn account(b: &[u8], src: &mut dyn FnMut(&str, i64, i64) -> u32) -> R<Accoun
             }
             2 => a.days = r.days()?,
             3 => a.last = r.ot()?,
-            4 => a.sub = r.pair()?,
-            5 => a.nps = r.pair()?,
-            6 => a.csat = r.pair()?,
+            4 => a.sub = Latest::of(r.pair()?),
+            5 => a.nps = Latest::of(r.pair()?),
+            6 => a.csat = Latest::of(r.pair()?),
             7 => a.orders = r.pairs(|r| r.float())?,
             8 => a.lastp = r.tlist()?,
             9 => a.subp = r.pairs(|r| r.i64())?,

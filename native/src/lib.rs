@@ -26,6 +26,7 @@ mod json;
 mod live;
 mod partial;
 mod replay;
+mod small_map;
 mod state;
 mod time;
 mod user;

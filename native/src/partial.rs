@@ -649,9 +649,11 @@ pub(crate) struct UserCtx<'a> {
 #[inline(always)]
 fn prefetch_user(u: &User) {
     prefetch_slice(&u.days.0);
-    prefetch_slice(&u.answers);
-    prefetch_slice(&u.facts);
     prefetch_slice(&u.ms.0);
+    if let Some(r) = u.rare.as_deref() {
+        // the box (its blocks are found when the scan reaches the user: few users have one)
+        prefetch_slice(std::slice::from_ref(r));
+    }
 }
 
 /// Prefetch a slice's cache lines (its first 1 KiB).
@@ -682,16 +684,10 @@ fn prefetch<T>(p: *const T) {
 #[inline(always)]
 fn prefetch_fields(u: &User) {
     prefetch(&u.days);
-    prefetch(&u.answers);
-    prefetch(&u.facts);
     prefetch(&u.ms);
     prefetch(&u.signup);
     prefetch(&u.last);
-    prefetch(&u.lastp);
-    prefetch(&u.features);
-    prefetch(&u.sessions);
-    prefetch(&u.tickets);
-    prefetch(&u.returns);
+    prefetch(&u.rare);
 }
 
 /// How many users ahead the scan prefetches their blocks (`prefetch_user`), and their structs'
@@ -790,9 +786,9 @@ pub(crate) fn user_partial(
             }
         }
     }
-    if !u.features.is_empty() {
+    if !u.rare().features.is_empty() {
         let lo = d0 - 29;
-        for (name, fl) in &u.features {
+        for (name, fl) in &u.rare().features {
             if let Some(last) = max_below(fl.0, &fl.1, t) {
                 if dc.day(py, last)? >= lo {
                     *p.features.entry(name.as_str()) += 1;
@@ -800,8 +796,8 @@ pub(crate) fn user_partial(
             }
         }
     }
-    if u.last.is_some() || !u.lastp.is_empty() {
-        if let Some(last) = max_below(u.last, &u.lastp, t) {
+    if u.last.is_some() || !u.rare().lastp.is_empty() {
+        if let Some(last) = max_below(u.last, &u.rare().lastp, t) {
             let age = t - last - D14; // the dormant signal is at last + 14d
             if (0..H24).contains(&age) {
                 p.sig24[SIG_DORMANT] += 1;
@@ -811,9 +807,9 @@ pub(crate) fn user_partial(
             }
         }
     }
-    if !u.facts.is_empty() {
+    if !u.rare().facts.is_empty() {
         let lo24 = t - H24;
-        for &(ts, code) in &u.facts {
+        for &(ts, code) in &u.rare().facts {
             if lo24 < ts && ts <= t {
                 match code {
                     F_CLICK => p.clicks += 1,
@@ -829,7 +825,7 @@ pub(crate) fn user_partial(
             }
         }
     }
-    for (ts, sv, score, tp) in &u.answers {
+    for (ts, sv, score, tp) in &u.rare().answers {
         let age = t - ts;
         if (0..D30).contains(&age) {
             // Partial.add_answer
@@ -857,9 +853,9 @@ pub(crate) fn user_partial(
             }
         }
     }
-    if !u.sessions.is_empty() {
+    if !u.rare().sessions.is_empty() {
         let lo24 = t - H24;
-        for st in u.sessions.values() {
+        for st in u.rare().sessions.values() {
             let end = st[1];
             if end != NONE && lo24 < end && end <= t {
                 p.sessions += 1;
@@ -877,9 +873,9 @@ pub(crate) fn user_partial(
             }
         }
     }
-    if !u.tickets.is_empty() {
+    if !u.rare().tickets.is_empty() {
         let (lo24, lo7) = (t - H24, t - D7);
-        for tk in u.tickets.values() {
+        for tk in u.rare().tickets.values() {
             let Some(o) = tk[0] else { continue };
             if o > t {
                 continue;
@@ -900,9 +896,9 @@ pub(crate) fn user_partial(
             }
         }
     }
-    if !u.returns.is_empty() {
+    if !u.rare().returns.is_empty() {
         let lo90 = t - D90;
-        for &r in u.returns.values() {
+        for &r in u.rare().returns.values() {
             if lo90 < r && r <= t {
                 p.returns += 1;
             }
@@ -1017,7 +1013,7 @@ fn latest(folded: Option<(I, i64)>, pending: &[(I, i64)], t: I) -> Option<(I, i6
 /// `_subscribed(a, t)`
 #[inline]
 fn subscribed(a: &Account, t: I) -> bool {
-    let mut best = a.sub;
+    let mut best = a.sub.get();
     for &ev in &a.subp {
         if ev.0 <= t && best.is_none_or(|b| ev > b) {
             best = Some(ev);
@@ -1071,9 +1067,9 @@ pub fn health_parts(a: &Account, at: At, d0: i64) -> (f64, f64, f64, f64, bool) 
             (recency, freq, n)
         }
     };
-    let nps = latest(a.nps, &a.npsp, t);
+    let nps = latest(a.nps.get(), &a.npsp, t);
     let csat = if nps.is_none() {
-        latest(a.csat, &a.csatp, t)
+        latest(a.csat.get(), &a.csatp, t)
     } else {
         None
     };

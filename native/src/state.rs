@@ -1,6 +1,7 @@
 //! Entity state: the Rust mirror of streams/state.py (UserState, AccountState), field for field.
 //! An empty Vec or map stands for Python's None.
 
+use crate::small_map::SmallMap;
 use crate::time::I;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -276,40 +277,29 @@ impl<'a> IntoIterator for &'a Milestones {
     }
 }
 
+/// What most users hold none of at a given time (survey answers and response ids, facts,
+/// sessions, features, tickets, orders, returns, activity after the fold): boxed, so a user
+/// without any pays 8 bytes for all of it in the dense vector of users (`Entities`), and a
+/// scan of the users reads fewer cache lines. `User::tidy` drops the box once it is empty.
 #[derive(Default)]
-pub struct User {
-    pub ids: Map<Key, I>,
-    pub resp: Map<Key, I>,
+pub struct Rare {
+    pub resp: SmallMap<I>,
     pub facts: Vec<(I, u8)>,
     pub answers: Vec<(I, u8, i64, Option<Key>)>,
-    pub signup: Option<I>,
-    pub ms: Milestones,
-    pub days: Days,
-    pub last: Option<I>,
     pub lastp: Vec<I>,
-    pub features: Map<Key, (Option<I>, Vec<I>)>,
+    pub features: SmallMap<(Option<I>, Vec<I>)>,
     /// [start, end, first page view, second page view, newest event]; `NONE` for unknown
-    pub sessions: Map<Key, [I; 5]>,
-    pub tickets: Map<Key, [Option<I>; 2]>,
-    pub orders: Map<Key, I>,
-    pub returns: Map<Key, I>,
-    /// Python's `ms` is a dict even when empty (a milestone before the signup, or a signup
-    /// that dropped every list): exported as {} rather than None
-    pub ms_some: bool,
-    /// live only: (source id, last offset applied to this user); ids are the partition's
-    pub offs: Vec<(u32, i64)>,
+    pub sessions: SmallMap<[I; 5]>,
+    pub tickets: SmallMap<[Option<I>; 2]>,
+    pub orders: SmallMap<I>,
+    pub returns: SmallMap<I>,
 }
 
-impl User {
+impl Rare {
     pub fn is_empty(&self) -> bool {
-        self.signup.is_none()
-            && self.ids.is_empty()
-            && self.resp.is_empty()
+        self.resp.is_empty()
             && self.facts.is_empty()
             && self.answers.is_empty()
-            && self.ms.is_empty()
-            && self.days.is_empty()
-            && self.last.is_none()
             && self.lastp.is_empty()
             && self.features.is_empty()
             && self.sessions.is_empty()
@@ -319,16 +309,105 @@ impl User {
     }
 }
 
+/// What `User::rare` reads for a user without the box.
+static NO_RARE: Rare = Rare {
+    resp: SmallMap::new(),
+    facts: Vec::new(),
+    answers: Vec::new(),
+    lastp: Vec::new(),
+    features: SmallMap::new(),
+    sessions: SmallMap::new(),
+    tickets: SmallMap::new(),
+    orders: SmallMap::new(),
+    returns: SmallMap::new(),
+};
+
+/// The user's `Rare` part, made when first written.
+#[inline]
+pub fn rare_mut(r: &mut Option<Box<Rare>>) -> &mut Rare {
+    r.get_or_insert_with(Box::default)
+}
+
+#[derive(Default)]
+pub struct User {
+    pub ids: SmallMap<I>,
+    pub signup: Option<I>,
+    pub ms: Milestones,
+    pub days: Days,
+    pub last: Option<I>,
+    pub rare: Option<Box<Rare>>,
+    /// Python's `ms` is a dict even when empty (a milestone before the signup, or a signup
+    /// that dropped every list): exported as {} rather than None
+    pub ms_some: bool,
+    /// live only: (source id, last offset applied to this user); ids are the partition's
+    pub offs: Vec<(u32, i64)>,
+}
+
+impl User {
+    /// The rarely held parts (empty ones when the user holds none).
+    #[inline]
+    pub fn rare(&self) -> &Rare {
+        self.rare.as_deref().unwrap_or(&NO_RARE)
+    }
+
+    #[inline]
+    pub fn rare_mut(&mut self) -> &mut Rare {
+        rare_mut(&mut self.rare)
+    }
+
+    /// Drop the `Rare` box when nothing is left in it.
+    #[inline]
+    pub fn tidy(&mut self) {
+        if self.rare.as_deref().is_some_and(Rare::is_empty) {
+            self.rare = None;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.signup.is_none()
+            && self.ids.is_empty()
+            && self.ms.is_empty()
+            && self.days.is_empty()
+            && self.last.is_none()
+            && self.rare().is_empty()
+    }
+}
+
+/// An `Option<(instant, value)>` in 32 bytes rather than 48: the instant is `NONE` when absent
+/// (no instant a record or a stored state gives is `NONE`: they are within years 1-9999).
+#[derive(Clone, Copy)]
+pub struct Latest {
+    ts: I,
+    v: i64,
+}
+
+impl Latest {
+    pub const NONE: Latest = Latest { ts: NONE, v: 0 };
+
+    #[inline]
+    pub fn get(self) -> Option<(I, i64)> {
+        (self.ts != NONE).then_some((self.ts, self.v))
+    }
+
+    #[inline]
+    pub fn of(o: Option<(I, i64)>) -> Self {
+        match o {
+            Some((ts, v)) => Latest { ts, v },
+            None => Latest::NONE,
+        }
+    }
+}
+
 pub struct Account {
     pub first: I,
     pub days: Days,
     pub last: Option<I>,
     pub lastp: Vec<I>,
-    pub nps: Option<(I, i64)>,
+    pub nps: Latest,
     pub npsp: Vec<(I, i64)>,
-    pub csat: Option<(I, i64)>,
+    pub csat: Latest,
     pub csatp: Vec<(I, i64)>,
-    pub sub: Option<(I, i64)>,
+    pub sub: Latest,
     pub subp: Vec<(I, i64)>,
     pub orders: Vec<(I, f64)>,
     /// live only: (source id, last offset applied to this customer)
@@ -342,11 +421,11 @@ impl Account {
             days: Days::default(),
             last: None,
             lastp: Vec::new(),
-            nps: None,
+            nps: Latest::NONE,
             npsp: Vec::new(),
-            csat: None,
+            csat: Latest::NONE,
             csatp: Vec::new(),
-            sub: None,
+            sub: Latest::NONE,
             subp: Vec::new(),
             orders: Vec::new(),
             offs: Vec::new(),

@@ -144,21 +144,18 @@ pub fn get_user<'m>(users: &'m mut Entities<User>, uid: &str) -> &'m mut User {
     users.get_or_insert_with(uid, User::default)
 }
 
-pub fn note_activity(
-    days: &mut Days,
-    last: &mut Option<I>,
-    lastp: &mut Vec<I>,
-    day: i64,
-    ts: I,
-    fold: I,
-) {
+/// Note an activity at `ts` (day `day`): false when it is after the fold, for the caller to
+/// keep in its pending list.
+#[must_use]
+pub fn note_activity(days: &mut Days, last: &mut Option<I>, day: i64, ts: I, fold: I) -> bool {
     days.note(day, ts);
     if ts <= fold {
         if last.is_none_or(|l| ts > l) {
             *last = Some(ts);
         }
+        true
     } else {
-        push_tight(lastp, ts);
+        false
     }
 }
 
@@ -229,15 +226,15 @@ pub fn apply_product<'a>(
     let wm = up.clock.watermark.unwrap_or(0);
     let u = get_user(&mut up.users, ev.uid);
     let ts = ev.inst;
-    match u.ids.entry(Key::from(ev.eid)) {
-        std::collections::hash_map::Entry::Occupied(_) => return Ok(None),
-        std::collections::hash_map::Entry::Vacant(v) => {
-            v.insert(ts);
-        }
+    if u.ids.contains_key(ev.eid) {
+        return Ok(None);
     }
+    u.ids.insert_new(Key::from(ev.eid), ts);
     if info.activity {
         let day = dc.day(py, ts)?;
-        note_activity(&mut u.days, &mut u.last, &mut u.lastp, day, ts, fold);
+        if !note_activity(&mut u.days, &mut u.last, day, ts, fold) {
+            push_tight(&mut u.rare_mut().lastp, ts);
+        }
     }
     let mut kind = K_NONE;
     let mut value = 0.0;
@@ -247,7 +244,8 @@ pub fn apply_product<'a>(
     match info.kind {
         Kind::PageView | Kind::SessionStart | Kind::SessionEnd => {
             let sid = ev.sid.unwrap_or("");
-            match u.sessions.get_mut(sid) {
+            let sessions = &mut u.rare_mut().sessions;
+            match sessions.get_mut(sid) {
                 Some(s) => {
                     if ts > s[4] {
                         s[4] = ts;
@@ -257,20 +255,21 @@ pub fn apply_product<'a>(
                 None => {
                     let mut s = [NONE, NONE, NONE, NONE, ts];
                     session_step(&mut s, info.kind, ts);
-                    u.sessions.insert(Key::from(sid), s);
+                    sessions.insert_new(Key::from(sid), s);
                 }
             }
         }
         Kind::FeatureUsed => {
             let name = ev.prop.unwrap_or("");
-            match u.features.get_mut(name) {
+            let features = &mut u.rare_mut().features;
+            match features.get_mut(name) {
                 None => {
                     let f = if ts <= fold {
                         (Some(ts), Vec::new())
                     } else {
                         (None, vec![ts])
                     };
-                    u.features.insert(Key::from(name), f);
+                    features.insert_new(Key::from(name), f);
                 }
                 Some(f) => {
                     if ts <= fold {
@@ -283,12 +282,12 @@ pub fn apply_product<'a>(
                 }
             }
         }
-        Kind::Click => push_tight(&mut u.facts, (ts, F_CLICK)),
-        Kind::Impression => push_tight(&mut u.facts, (ts, F_IMPRESSION)),
+        Kind::Click => push_tight(&mut u.rare_mut().facts, (ts, F_CLICK)),
+        Kind::Impression => push_tight(&mut u.rare_mut().facts, (ts, F_IMPRESSION)),
         Kind::Social => {
             let action = ev.prop.unwrap_or("");
             let i = cfg.social.iter().position(|a| a == action).unwrap_or(0);
-            push_tight(&mut u.facts, (ts, F_SOCIAL + i as u8));
+            push_tight(&mut u.rare_mut().facts, (ts, F_SOCIAL + i as u8));
         }
         Kind::Onboarding => {
             if let Some(key) = cfg.steps.get(ev.prop.unwrap_or("")) {
@@ -312,16 +311,18 @@ pub fn apply_product<'a>(
         }
         Kind::Purchase => {
             let oid = ev.prop.unwrap_or("");
-            if !u.orders.contains_key(oid) {
-                u.orders.insert(Key::from(oid), ts);
+            let orders = &mut u.rare_mut().orders;
+            if !orders.contains_key(oid) {
+                orders.insert_new(Key::from(oid), ts);
                 kind = K_ORDER;
                 value = ev.amount;
             }
         }
         Kind::Return => {
             let oid = ev.prop.unwrap_or("");
-            if !u.returns.contains_key(oid) {
-                u.returns.insert(Key::from(oid), ts);
+            let returns = &mut u.rare_mut().returns;
+            if !returns.contains_key(oid) {
+                returns.insert_new(Key::from(oid), ts);
             }
         }
         Kind::TicketOpened | Kind::TicketResolved => {
@@ -331,7 +332,8 @@ pub fn apply_product<'a>(
             } else {
                 1
             };
-            match u.tickets.get_mut(tid) {
+            let tickets = &mut u.rare_mut().tickets;
+            match tickets.get_mut(tid) {
                 Some(tk) => {
                     if tk[i].is_none() {
                         tk[i] = Some(ts);
@@ -340,12 +342,12 @@ pub fn apply_product<'a>(
                 None => {
                     let mut tk = [None, None];
                     tk[i] = Some(ts);
-                    u.tickets.insert(Key::from(tid), tk);
+                    tickets.insert_new(Key::from(tid), tk);
                 }
             }
         }
         Kind::SubCancelled => {
-            push_tight(&mut u.facts, (ts, F_CANCEL));
+            push_tight(&mut u.rare_mut().facts, (ts, F_CANCEL));
             kind = K_SUB_CANCEL;
         }
         Kind::SubStarted => kind = K_SUB_START,
@@ -365,13 +367,14 @@ pub fn apply_product<'a>(
 pub fn apply_survey<'a>(up: &mut UserPart, ans: &Ans<'a>) -> Option<Fact<'a>> {
     let wm = up.clock.watermark.unwrap_or(0);
     let u = get_user(&mut up.users, ans.uid);
-    if u.resp.contains_key(ans.rid) {
+    if u.rare().resp.contains_key(ans.rid) {
         return None;
     }
     let ts = ans.inst;
-    u.resp.insert(Key::from(ans.rid), ts);
+    let r = u.rare_mut();
+    r.resp.insert_new(Key::from(ans.rid), ts);
     push_tight(
-        &mut u.answers,
+        &mut r.answers,
         (ts, ans.sv, ans.score, ans.tp.map(Key::from)),
     );
     let kind = match ans.sv {
@@ -417,16 +420,18 @@ pub fn expire_user(
 ) -> PyResult<bool> {
     let ids_cut = ids_cut(cfg, f);
     retain_changed!(u.ids, changed, |_, v| *v >= ids_cut);
-    retain_changed!(u.resp, changed, |_, v| *v >= ids_cut);
-    retain_changed!(u.facts, changed, |x| x.0 > f - H24);
-    retain_changed!(u.answers, changed, |x| x.0 > f - D30);
-    if !u.lastp.is_empty() {
-        for &x in &u.lastp {
-            if x <= f && u.last.is_none_or(|l| x > l) {
-                u.last = Some(x);
+    if let Some(r) = u.rare.as_deref_mut() {
+        retain_changed!(r.resp, changed, |_, v| *v >= ids_cut);
+        retain_changed!(r.facts, changed, |x| x.0 > f - H24);
+        retain_changed!(r.answers, changed, |x| x.0 > f - D30);
+        if !r.lastp.is_empty() {
+            for &x in &r.lastp {
+                if x <= f && u.last.is_none_or(|l| x > l) {
+                    u.last = Some(x);
+                }
             }
+            retain_changed!(r.lastp, changed, |&x| x > f);
         }
-        retain_changed!(u.lastp, changed, |&x| x > f);
     }
     if !u.days.is_empty() {
         let dcut = dc.day(py, f)? - 31;
@@ -436,13 +441,13 @@ pub fn expire_user(
             *changed = true;
         }
     }
-    if u.last.is_some_and(|l| l < f - D31) && u.lastp.is_empty() {
+    if u.last.is_some_and(|l| l < f - D31) && u.rare().lastp.is_empty() {
         u.last = None;
         *changed = true;
     }
-    if !u.features.is_empty() {
+    if let Some(r) = u.rare.as_deref_mut().filter(|r| !r.features.is_empty()) {
         let cut = f - D31;
-        retain_changed!(u.features, changed, |_, fl| {
+        retain_changed!(r.features, changed, |_, fl| {
             if !fl.1.is_empty() {
                 for &x in &fl.1 {
                     if x <= f && fl.0.is_none_or(|l| x > l) {
@@ -483,12 +488,15 @@ pub fn expire_user(
             }
         }
     }
-    let cut = f - H24 - cfg.lateness;
-    retain_changed!(u.sessions, changed, |_, v| v[4] >= cut);
-    let cut = f - D7 - cfg.lateness;
-    retain_changed!(u.tickets, changed, |_, v| v[1].is_none_or(|x| x >= cut));
-    let cut = f - D90 - cfg.lateness;
-    retain_changed!(u.orders, changed, |_, v| *v >= cut);
-    retain_changed!(u.returns, changed, |_, v| *v >= cut);
+    if let Some(r) = u.rare.as_deref_mut() {
+        let cut = f - H24 - cfg.lateness;
+        retain_changed!(r.sessions, changed, |_, v| v[4] >= cut);
+        let cut = f - D7 - cfg.lateness;
+        retain_changed!(r.tickets, changed, |_, v| v[1].is_none_or(|x| x >= cut));
+        let cut = f - D90 - cfg.lateness;
+        retain_changed!(r.orders, changed, |_, v| *v >= cut);
+        retain_changed!(r.returns, changed, |_, v| *v >= cut);
+    }
+    u.tidy();
     Ok(u.is_empty())
 }
