@@ -17,7 +17,7 @@ use crate::entities::Entities;
 use crate::envelope::{Decoder, FUTURE, MAX_VALUE_BYTES, PRODUCT, SURVEY};
 use crate::json::Scan;
 use crate::partial::{accounts_partial, users_partial, At, PartialCfg};
-use crate::state::{push_tight, Account, Key, Map, User, REASONS, SV_CSAT, SV_NPS};
+use crate::state::{Account, Key, Map, User, REASONS, SV_CSAT, SV_NPS};
 use crate::time::{Clock, DayCalc, END_INSTANT, I, MIN_INSTANT, MS, SWEEP_EVERY, UNIT};
 use crate::user::{
     apply_product, apply_survey, expire_user, ids_cut, setting, Ans, Ev, Fact, Kind, Rules, TInfo,
@@ -733,7 +733,7 @@ impl LiveUsers {
                 let u = self.up.users.get_mut(uid).expect("applied user");
                 match u.offs.iter_mut().find(|x| x.0 == src) {
                     Some(x) => x.1 = offset,
-                    None => push_tight(&mut u.offs, (src, offset)),
+                    None => u.offs.push((src, offset)),
                 }
                 if !dirty.contains(uid) {
                     dirty.insert(Key::from(uid));
@@ -1275,7 +1275,7 @@ impl LiveAccounts {
                 .expect("applied customer");
             match a.offs.iter_mut().find(|x| x.0 == id) {
                 Some(x) => x.1 = off,
-                None => push_tight(&mut a.offs, (id, off)),
+                None => a.offs.push((id, off)),
             }
             if !dirty.contains(customer) {
                 dirty.insert(Key::from(customer));

@@ -277,6 +277,60 @@ impl<'a> IntoIterator for &'a Milestones {
     }
 }
 
+/// An entity's (source id, last offset applied) pairs: one for nearly every user (its
+/// partition of the product topic), held inline; a list only when there are more.
+#[derive(Default)]
+pub enum Offsets {
+    #[default]
+    None,
+    One((u32, i64)),
+    Many(Vec<(u32, i64)>),
+}
+
+impl Offsets {
+    #[inline]
+    pub fn push(&mut self, x: (u32, i64)) {
+        match self {
+            Offsets::None => *self = Offsets::One(x),
+            Offsets::One(a) => *self = Offsets::Many(vec![*a, x]),
+            Offsets::Many(v) => push_tight(v, x),
+        }
+    }
+}
+
+impl std::ops::Deref for Offsets {
+    type Target = [(u32, i64)];
+
+    #[inline]
+    fn deref(&self) -> &[(u32, i64)] {
+        match self {
+            Offsets::None => &[],
+            Offsets::One(a) => std::slice::from_ref(a),
+            Offsets::Many(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Offsets {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [(u32, i64)] {
+        match self {
+            Offsets::None => &mut [],
+            Offsets::One(a) => std::slice::from_mut(a),
+            Offsets::Many(v) => v,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Offsets {
+    type Item = &'a (u32, i64);
+    type IntoIter = std::slice::Iter<'a, (u32, i64)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// What most users hold none of at a given time (survey answers and response ids, facts,
 /// sessions, features, tickets, orders, returns, activity after the fold): boxed, so a user
 /// without any pays 8 bytes for all of it in the dense vector of users (`Entities`), and a
@@ -340,7 +394,7 @@ pub struct User {
     /// that dropped every list): exported as {} rather than None
     pub ms_some: bool,
     /// live only: (source id, last offset applied to this user); ids are the partition's
-    pub offs: Vec<(u32, i64)>,
+    pub offs: Offsets,
 }
 
 impl User {
@@ -411,7 +465,7 @@ pub struct Account {
     pub subp: Vec<(I, i64)>,
     pub orders: Vec<(I, f64)>,
     /// live only: (source id, last offset applied to this customer)
-    pub offs: Vec<(u32, i64)>,
+    pub offs: Offsets,
 }
 
 impl Account {
@@ -428,7 +482,29 @@ impl Account {
             sub: Latest::NONE,
             subp: Vec::new(),
             orders: Vec::new(),
-            offs: Vec::new(),
+            offs: Offsets::None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_structs_stay_small() {
+        // the dense vectors of entities hold these inline: a million users, a third of a
+        // million customers (see docs/architecture.md, "How the core holds a partition's entities")
+        assert_eq!(std::mem::size_of::<Offsets>(), 24);
+        assert!(
+            std::mem::size_of::<User>() <= 176,
+            "{}",
+            std::mem::size_of::<User>()
+        );
+        assert!(
+            std::mem::size_of::<Account>() <= 320,
+            "{}",
+            std::mem::size_of::<Account>()
+        );
     }
 }
