@@ -1,7 +1,9 @@
 //! The account partition's state machines: the Rust mirror of streams.engine.AccountPartition
 //! (`fact`, expiry).
 
-use crate::state::{push_tight, Account, Latest, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL};
+use crate::state::{
+    push_tight, Account, Latest, When, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL,
+};
 use crate::time::{Clock, DayCalc, D30, D90, I};
 use crate::user::{note_activity, Fact};
 use pyo3::prelude::*;
@@ -88,8 +90,8 @@ pub fn expire_account(
     }
     if !a.lastp.is_empty() {
         for &x in &a.lastp {
-            if x <= f && a.last.is_none_or(|l| x > l) {
-                a.last = Some(x);
+            if x <= f && a.last.get().is_none_or(|l| x > l) {
+                a.last = When::of(Some(x));
             }
         }
         let n = a.lastp.len();

@@ -59,7 +59,7 @@ pub fn horizon(u: &User, t: I) -> I {
     for &(_, m) in &u.days.0 {
         see(m);
     }
-    if let Some(s) = u.signup {
+    if let Some(s) = u.signup.get() {
         see(s);
         see(s + D30);
     }
@@ -76,14 +76,14 @@ pub fn horizon(u: &User, t: I) -> I {
             see(x);
         }
     }
-    if let Some(x) = u.last {
+    if let Some(x) = u.last.get() {
         see(x);
     }
     for &x in &u.rare().lastp {
         see(x);
     }
     // the dormant signal: 14 days after the last activity at T, for 24 h (and its first hour)
-    if let Some(l) = max_below(u.last, &u.rare().lastp, t) {
+    if let Some(l) = max_below(u.last.get(), &u.rare().lastp, t) {
         see(l + D14);
         see(l + D14 + HOUR);
         see(l + D14 + H24);

@@ -366,11 +366,11 @@ fn user(u: &User, srcs: &[(Box<str>, i64)]) -> Result<Vec<u8>, Unsure> {
         .slot(|o| o.map(0))?
         .slot(|o| o.days(&u.days))?
         .slot(|o| {
-            o.ot(u.last);
+            o.ot(u.last.get());
             Ok(())
         })?
         .slot(|o| {
-            o.ot(u.signup);
+            o.ot(u.signup.get());
             Ok(())
         })?
         .slot(|o| {
@@ -471,7 +471,7 @@ fn account(a: &Account, srcs: &[(Box<str>, (i64, i64))]) -> Result<Vec<u8>, Unsu
     .slot(|o| o.offs(&a.offs, srcs, |s| (&*s.0, s.1 .0, Some(s.1 .1))))?
     .slot(|o| o.days(&a.days))?
     .slot(|o| {
-        o.ot(a.last);
+        o.ot(a.last.get());
         Ok(())
     })?
     .slot(|o| {

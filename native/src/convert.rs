@@ -2,7 +2,7 @@
 //! nanoseconds or exact Fractions).
 
 use crate::small_map::SmallMap;
-use crate::state::{Account, Days, Key, Latest, Ms, User, NONE};
+use crate::state::{Account, Days, Key, Latest, Ms, User, When, NONE};
 use crate::time::{I, INIT_FOLD, UNIT};
 use pyo3::conversion::IntoPyObjectExt;
 use pyo3::prelude::*;
@@ -212,7 +212,7 @@ impl Conv {
                 self.pairs(py, &r.facts)?,
                 features,
                 ids.into_any(),
-                self.ot(py, u.last)?,
+                self.ot(py, u.last.get())?,
                 self.tlist(py, &r.lastp)?,
                 ms,
                 offs, // live pipeline only
@@ -220,7 +220,7 @@ impl Conv {
                 self.str_dict_or_none(py, &r.resp)?,
                 self.str_dict_or_none(py, &r.returns)?,
                 sessions,
-                self.ot(py, u.signup)?,
+                self.ot(py, u.signup.get())?,
                 tickets,
             ],
         )?;
@@ -251,7 +251,7 @@ impl Conv {
                 self.pairs(py, &a.csatp)?,
                 self.day_dict(py, &a.days)?,
                 self.t(py, a.first)?,
-                self.ot(py, a.last)?,
+                self.ot(py, a.last.get())?,
                 self.tlist(py, &a.lastp)?,
                 self.pair(py, a.nps.get())?,
                 self.pairs(py, &a.npsp)?,
@@ -395,7 +395,7 @@ impl Conv {
             }
         }
         u.ids = self.str_map(&g("ids")?)?;
-        u.last = self.oinst(&g("last")?)?;
+        u.last = When::of(self.oinst(&g("last")?)?);
         u.rare_mut().lastp = self.inst_list(&g("lastp")?)?;
         let ms = g("ms")?;
         if !ms.is_none() {
@@ -432,7 +432,7 @@ impl Conv {
                     .insert(Key::from(k.extract::<&str>()?), s);
             }
         }
-        u.signup = self.oinst(&g("signup")?)?;
+        u.signup = When::of(self.oinst(&g("signup")?)?);
         let tickets = g("tickets")?;
         if !tickets.is_none() {
             for (k, v) in tickets.cast::<PyDict>()?.iter() {
@@ -457,7 +457,7 @@ impl Conv {
         a.csat = Latest::of(self.opair(&g("csat")?)?);
         a.csatp = self.pair_list::<i64>(&g("csatp")?)?;
         a.days = self.days(&g("days")?)?;
-        a.last = self.oinst(&g("last")?)?;
+        a.last = When::of(self.oinst(&g("last")?)?);
         a.lastp = self.inst_list(&g("lastp")?)?;
         a.nps = Latest::of(self.opair(&g("nps")?)?);
         a.npsp = self.pair_list::<i64>(&g("npsp")?)?;

@@ -11,7 +11,7 @@
 
 use crate::codec::{EXT_BIG_INT, EXT_FRACTION, FORMAT_VERSION, TOPICS};
 use crate::small_map::SmallMap;
-use crate::state::{Account, Days, Key, Latest, Ms, Rare, User, NONE};
+use crate::state::{Account, Days, Key, Latest, Ms, Rare, User, When, NONE};
 use crate::time::{I, UNIT};
 
 /// The most entries of a map kept in a vector (days, milestones) read here: their duplicate
@@ -376,8 +376,8 @@ pub fn user(b: &[u8], src: &mut dyn FnMut(&str, i64) -> u32) -> R<User> {
             }
             1 => u.ids = r.str_map()?,
             2 => u.days = r.days()?,
-            3 => u.last = r.ot()?,
-            4 => u.signup = r.ot()?,
+            3 => u.last = When::of(r.ot()?),
+            4 => u.signup = When::of(r.ot()?),
             5 => {
                 if !r.nil()? {
                     u.ms_some = true;
@@ -495,7 +495,7 @@ pub fn account(b: &[u8], src: &mut dyn FnMut(&str, i64, i64) -> u32) -> R<Accoun
                 }
             }
             2 => a.days = r.days()?,
-            3 => a.last = r.ot()?,
+            3 => a.last = When::of(r.ot()?),
             4 => a.sub = Latest::of(r.pair()?),
             5 => a.nps = Latest::of(r.pair()?),
             6 => a.csat = Latest::of(r.pair()?),

@@ -1066,11 +1066,11 @@ impl LiveUsers {
         let (lo, hi) = (since - after, until - after);
         let mut out = Vec::new();
         for (uid, u) in &self.up.users {
-            if u.last.is_none() && u.rare().lastp.is_empty() {
+            if u.last.get().is_none() && u.rare().lastp.is_empty() {
                 continue;
             }
-            // _max_below(u.last, u.rare().lastp, until)
-            let mut best = u.last;
+            // _max_below(u.last, u.lastp, until)
+            let mut best = u.last.get();
             for &p in &u.rare().lastp {
                 if p <= until && best.is_none_or(|b| p > b) {
                     best = Some(p);

@@ -725,7 +725,7 @@ pub(crate) fn user_partial(
             p.mau += 1;
         }
     }
-    let s = u.signup;
+    let s = u.signup.get();
     let sday = match s {
         Some(s) if s <= t => Some(dc.day(py, s)?),
         _ => None,
@@ -796,8 +796,8 @@ pub(crate) fn user_partial(
             }
         }
     }
-    if u.last.is_some() || !u.rare().lastp.is_empty() {
-        if let Some(last) = max_below(u.last, &u.rare().lastp, t) {
+    if u.last.get().is_some() || !u.rare().lastp.is_empty() {
+        if let Some(last) = max_below(u.last.get(), &u.rare().lastp, t) {
             let age = t - last - D14; // the dormant signal is at last + 14d
             if (0..H24).contains(&age) {
                 p.sig24[SIG_DORMANT] += 1;
@@ -1041,7 +1041,7 @@ fn health(a: &Account, at: At, d0: i64) -> (f64, bool) {
 /// `customer_health(a, t)` (health, recency, frequency, sentiment) and `health_at_risk` (exact).
 pub fn health_parts(a: &Account, at: At, d0: i64) -> (f64, f64, f64, f64, bool) {
     let t = at.t;
-    let last = max_below(a.last, &a.lastp, t);
+    let last = max_below(a.last.get(), &a.lastp, t);
     let (recency, freq, n) = match last {
         None => (0.0, 0.0, 0),
         Some(last) => {

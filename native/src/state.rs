@@ -385,10 +385,10 @@ pub fn rare_mut(r: &mut Option<Box<Rare>>) -> &mut Rare {
 #[derive(Default)]
 pub struct User {
     pub ids: SmallMap<I>,
-    pub signup: Option<I>,
+    pub signup: When,
     pub ms: Milestones,
     pub days: Days,
-    pub last: Option<I>,
+    pub last: When,
     pub rare: Option<Box<Rare>>,
     /// Python's `ms` is a dict even when empty (a milestone before the signup, or a signup
     /// that dropped every list): exported as {} rather than None
@@ -418,12 +418,38 @@ impl User {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.signup.is_none()
+        self.signup.get().is_none()
             && self.ids.is_empty()
             && self.ms.is_empty()
             && self.days.is_empty()
-            && self.last.is_none()
+            && self.last.get().is_none()
             && self.rare().is_empty()
+    }
+}
+
+/// An `Option<I>` in 16 bytes rather than 32: `NONE` when absent (no instant a record or a
+/// stored state gives is `NONE`: they are within years 1-9999). A user's signup and last
+/// activity, a customer's last activity.
+#[derive(Clone, Copy)]
+pub struct When(I);
+
+impl When {
+    pub const NONE: When = When(NONE);
+
+    #[inline]
+    pub fn get(self) -> Option<I> {
+        (self.0 != NONE).then_some(self.0)
+    }
+
+    #[inline]
+    pub fn of(o: Option<I>) -> Self {
+        When(o.unwrap_or(NONE))
+    }
+}
+
+impl Default for When {
+    fn default() -> Self {
+        When::NONE
     }
 }
 
@@ -455,7 +481,7 @@ impl Latest {
 pub struct Account {
     pub first: I,
     pub days: Days,
-    pub last: Option<I>,
+    pub last: When,
     pub lastp: Vec<I>,
     pub nps: Latest,
     pub npsp: Vec<(I, i64)>,
@@ -473,7 +499,7 @@ impl Account {
         Account {
             first,
             days: Days::default(),
-            last: None,
+            last: When::NONE,
             lastp: Vec::new(),
             nps: Latest::NONE,
             npsp: Vec::new(),
@@ -497,12 +523,12 @@ mod tests {
         // million customers (see docs/architecture.md, "How the core holds a partition's entities")
         assert_eq!(std::mem::size_of::<Offsets>(), 24);
         assert!(
-            std::mem::size_of::<User>() <= 176,
+            std::mem::size_of::<User>() <= 144,
             "{}",
             std::mem::size_of::<User>()
         );
         assert!(
-            std::mem::size_of::<Account>() <= 320,
+            std::mem::size_of::<Account>() <= 304,
             "{}",
             std::mem::size_of::<Account>()
         );

@@ -3,7 +3,7 @@
 
 use crate::entities::Entities;
 use crate::state::{
-    push_tight, Days, Key, Map, Ms, User, F_CANCEL, F_CLICK, F_IMPRESSION, F_SOCIAL, K_CSAT,
+    push_tight, Days, Key, Map, Ms, User, When, F_CANCEL, F_CLICK, F_IMPRESSION, F_SOCIAL, K_CSAT,
     K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL, K_SUB_START, NONE, SV_CSAT, SV_NPS,
 };
 use crate::time::{Clock, DayCalc, D30, D31, D7, D90, H24, HOUR, I, UNIT};
@@ -147,11 +147,11 @@ pub fn get_user<'m>(users: &'m mut Entities<User>, uid: &str) -> &'m mut User {
 /// Note an activity at `ts` (day `day`): false when it is after the fold, for the caller to
 /// keep in its pending list.
 #[must_use]
-pub fn note_activity(days: &mut Days, last: &mut Option<I>, day: i64, ts: I, fold: I) -> bool {
+pub fn note_activity(days: &mut Days, last: &mut When, day: i64, ts: I, fold: I) -> bool {
     days.note(day, ts);
     if ts <= fold {
-        if last.is_none_or(|l| ts > l) {
-            *last = Some(ts);
+        if last.get().is_none_or(|l| ts > l) {
+            *last = When::of(Some(ts));
         }
         true
     } else {
@@ -161,7 +161,7 @@ pub fn note_activity(days: &mut Days, last: &mut Option<I>, day: i64, ts: I, fol
 
 pub fn milestone(u: &mut User, key: &str, ts: I) {
     u.ms_some = true; // Python's `u.ms` is a dict from now on, maybe empty
-    match u.signup {
+    match u.signup.get() {
         None => match u.ms.get_mut(key) {
             Some(Ms::List(v)) => push_tight(v, ts),
             Some(m) => *m = Ms::List(vec![ts]), // not reachable: no instant before a signup
@@ -295,8 +295,8 @@ pub fn apply_product<'a>(
             }
         }
         Kind::Signup => {
-            if u.signup.is_none() {
-                u.signup = Some(ts);
+            if u.signup.get().is_none() {
+                u.signup = When::of(Some(ts));
                 u.ms.retain(|_, m| match m {
                     Ms::List(v) => match v.iter().filter(|&&x| x >= ts).min() {
                         Some(&first) => {
@@ -426,8 +426,8 @@ pub fn expire_user(
         retain_changed!(r.answers, changed, |x| x.0 > f - D30);
         if !r.lastp.is_empty() {
             for &x in &r.lastp {
-                if x <= f && u.last.is_none_or(|l| x > l) {
-                    u.last = Some(x);
+                if x <= f && u.last.get().is_none_or(|l| x > l) {
+                    u.last = When::of(Some(x));
                 }
             }
             retain_changed!(r.lastp, changed, |&x| x > f);
@@ -441,8 +441,8 @@ pub fn expire_user(
             *changed = true;
         }
     }
-    if u.last.is_some_and(|l| l < f - D31) && u.rare().lastp.is_empty() {
-        u.last = None;
+    if u.last.get().is_some_and(|l| l < f - D31) && u.rare().lastp.is_empty() {
+        u.last = When::NONE;
         *changed = true;
     }
     if let Some(r) = u.rare.as_deref_mut().filter(|r| !r.features.is_empty()) {
@@ -464,7 +464,7 @@ pub fn expire_user(
         });
     }
     if !u.ms.is_empty() {
-        match u.signup {
+        match u.signup.get() {
             None => {
                 retain_changed!(u.ms, changed, |_, m| match m {
                     Ms::List(v) => {
