@@ -36,6 +36,7 @@ ENV = {
     "engine": "ENGAGEMENT_ENGINE",
     "rocksdb_block_cache_mb": "ENGAGEMENT_ROCKSDB_BLOCK_CACHE_MB",
     "rocksdb_write_buffer_mb": "ENGAGEMENT_ROCKSDB_WRITE_BUFFER_MB",
+    "heap_trim_seconds": "ENGAGEMENT_HEAP_TRIM_SECONDS",
 }
 # bounds of the RocksDB memory settings (MiB per table partition)
 ROCKSDB_MB_RANGE = (1, 4096)
@@ -45,6 +46,7 @@ INT_SETTINGS = {
     "intake_linger_ms": ("the intake linger must be an integer (ms)", "ms", 0, 5_000),
     "rocksdb_block_cache_mb": ("must be an integer (MiB)", "MiB", *ROCKSDB_MB_RANGE),
     "rocksdb_write_buffer_mb": ("must be an integer (MiB)", "MiB", *ROCKSDB_MB_RANGE),
+    "heap_trim_seconds": ("must be an integer (seconds; 0 turns it off)", "s", 0, 3_600),
 }
 # [worker] keys of the TOML file: the settings above (but the file itself), and the topic
 # settings, read as if they were these environment variables.
@@ -107,6 +109,9 @@ class Settings:
     # itself lives in the engine, RocksDB is only its local copy (read at start-up).
     rocksdb_block_cache_mb: int = 8
     rocksdb_write_buffer_mb: int = 8
+    # how often the worker gives the memory it freed back to the system (agents/heap.py:
+    # glibc's malloc_trim); 0 never
+    heap_trim_seconds: int = 10
     topics: TopicSettings = field(default_factory=TopicSettings)
     config: Config = field(default_factory=Config)
     # TLS/SASL of every Kafka client and TLS/ACL of Redis (agents/security.py; env only)

@@ -250,9 +250,10 @@ class Worker:
         from agents import views
 
         views.register(self)
-        from agents import health
+        from agents import health, heap
 
         self.health_pub = health.register(self)
+        self.heap = heap.register(app, self.s.heap_trim_seconds)
 
     @property
     def intake_consumer(self) -> AIOKafkaConsumer | None:

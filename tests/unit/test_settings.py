@@ -23,6 +23,8 @@ def test_defaults() -> None:
     assert s.worker_id  # host-pid
     assert s.commit_interval_ms == 200 and s.engine == "auto"
     assert Settings.load(env={"ENGAGEMENT_COMMIT_INTERVAL_MS": "50"}).commit_interval_ms == 50
+    assert s.heap_trim_seconds == 10
+    assert Settings.load(env={"ENGAGEMENT_HEAP_TRIM_SECONDS": "0"}).heap_trim_seconds == 0
     assert s.intake_linger_ms == 200
     assert Settings.load(env={"ENGAGEMENT_INTAKE_LINGER_MS": "0"}).intake_linger_ms == 0
 
@@ -60,6 +62,8 @@ def test_flags_override_environment(tmp_path: Path) -> None:
         ({"ENGAGEMENT_ENGINE": "rust"}, "ENGAGEMENT_ENGINE: engine must be auto, native or python"),
         ({"ENGAGEMENT_ROCKSDB_BLOCK_CACHE_MB": "lots"}, "BLOCK_CACHE_MB: must be an integer"),
         ({"ENGAGEMENT_ROCKSDB_WRITE_BUFFER_MB": "0"}, "WRITE_BUFFER_MB: 0 MiB is outside 1..4096"),
+        ({"ENGAGEMENT_HEAP_TRIM_SECONDS": "-1"}, "HEAP_TRIM_SECONDS: -1 s is outside 0..3600"),
+        ({"ENGAGEMENT_HEAP_TRIM_SECONDS": "often"}, "HEAP_TRIM_SECONDS: must be an integer"),
     ],
 )
 def test_errors(env: dict[str, str], message: str) -> None:
