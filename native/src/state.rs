@@ -427,9 +427,8 @@ impl User {
     }
 }
 
-/// An `Option<I>` in 16 bytes rather than 32: `NONE` when absent (no instant a record or a
-/// stored state gives is `NONE`: they are within years 1-9999). A user's signup and last
-/// activity, a customer's last activity.
+/// An `Option<I>` in 16 bytes rather than 32: `NONE` when absent, which no instant is
+/// (docs/decisions.md 50). A user's signup and last activity, a customer's last activity.
 #[derive(Clone, Copy)]
 pub struct When(I);
 
@@ -443,6 +442,7 @@ impl When {
 
     #[inline]
     pub fn of(o: Option<I>) -> Self {
+        debug_assert!(o != Some(NONE));
         When(o.unwrap_or(NONE))
     }
 }
@@ -453,8 +453,8 @@ impl Default for When {
     }
 }
 
-/// An `Option<(instant, value)>` in 32 bytes rather than 48: the instant is `NONE` when absent
-/// (no instant a record or a stored state gives is `NONE`: they are within years 1-9999).
+/// An `Option<(instant, value)>` in 32 bytes rather than 48: the instant is `NONE` when absent,
+/// which no instant is (docs/decisions.md 50).
 #[derive(Clone, Copy)]
 pub struct Latest {
     ts: I,
@@ -472,7 +472,10 @@ impl Latest {
     #[inline]
     pub fn of(o: Option<(I, i64)>) -> Self {
         match o {
-            Some((ts, v)) => Latest { ts, v },
+            Some((ts, v)) => {
+                debug_assert!(ts != NONE);
+                Latest { ts, v }
+            }
             None => Latest::NONE,
         }
     }
