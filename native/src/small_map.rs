@@ -9,7 +9,11 @@
 //! Iteration order is insertion order while small and the hash map's after: no reader depends
 //! on an entity's map order (Python's dicts are compared as dicts).
 
-use crate::state::{push_tight, Key, Map};
+use crate::state::{push_tight, Key, RandomKeys};
+
+/// The hash map past `FEW` entries: hashbrown's, for `entry_ref` (one hash, and a key made only
+/// when it is new).
+type Map<K, V> = hashbrown::HashMap<K, V, RandomKeys>;
 
 /// Entries kept as a list; one more turns it into a hash map.
 const FEW: usize = 8;
@@ -57,7 +61,7 @@ impl<V> SmallMap<V> {
     /// The list as a hash map with room for `n` entries.
     fn grow(&mut self, n: usize) {
         if let SmallMap::Few(v) = self {
-            let mut m = Map::default();
+            let mut m = Map::with_hasher(RandomKeys);
             m.reserve(n.max(v.len()));
             m.extend(v.drain(..));
             *self = SmallMap::Many(Box::new(m));
@@ -92,6 +96,27 @@ impl<V> SmallMap<V> {
         }
         self.insert_new(k, x);
         None
+    }
+
+    /// Add `k` with `x` unless it is there: true when added (one search).
+    #[inline]
+    pub fn insert_if_absent(&mut self, k: &str, x: V) -> bool {
+        match self {
+            SmallMap::Few(v) => {
+                if v.iter().any(|e| e.0.as_str() == k) {
+                    return false;
+                }
+                self.insert_new(Key::from(k), x);
+                true
+            }
+            SmallMap::Many(m) => match m.entry_ref(k) {
+                hashbrown::hash_map::EntryRef::Occupied(_) => false,
+                hashbrown::hash_map::EntryRef::Vacant(e) => {
+                    e.insert(x);
+                    true
+                }
+            },
+        }
     }
 
     /// Add `k`, which is not in the map.
@@ -142,7 +167,7 @@ impl<V> SmallMap<V> {
 
 pub enum Iter<'a, V> {
     Few(std::slice::Iter<'a, (Key, V)>),
-    Many(std::collections::hash_map::Iter<'a, Key, V>),
+    Many(hashbrown::hash_map::Iter<'a, Key, V>),
 }
 
 impl<'a, V> Iterator for Iter<'a, V> {
@@ -197,7 +222,12 @@ mod tests {
                     }
                 );
                 match rnd(10) {
-                    0..=5 => assert_eq!(s.insert(Key::from(k.as_str()), step), h.insert(k, step)),
+                    0..=4 => assert_eq!(s.insert(Key::from(k.as_str()), step), h.insert(k, step)),
+                    5 => {
+                        let added = s.insert_if_absent(&k, step);
+                        assert_eq!(added, !h.contains_key(&k));
+                        h.entry(k).or_insert(step);
+                    }
                     6 => {
                         let lim = rnd(200) as i64;
                         s.retain(|_, v| *v >= lim);

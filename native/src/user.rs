@@ -226,10 +226,9 @@ pub fn apply_product<'a>(
     let wm = up.clock.watermark.unwrap_or(0);
     let u = get_user(&mut up.users, ev.uid);
     let ts = ev.inst;
-    if u.ids.contains_key(ev.eid) {
+    if !u.ids.insert_if_absent(ev.eid, ts) {
         return Ok(None);
     }
-    u.ids.insert_new(Key::from(ev.eid), ts);
     if info.activity {
         let day = dc.day(py, ts)?;
         if !note_activity(&mut u.days, &mut u.last, day, ts, fold) {
@@ -311,19 +310,14 @@ pub fn apply_product<'a>(
         }
         Kind::Purchase => {
             let oid = ev.prop.unwrap_or("");
-            let orders = &mut u.rare_mut().orders;
-            if !orders.contains_key(oid) {
-                orders.insert_new(Key::from(oid), ts);
+            if u.rare_mut().orders.insert_if_absent(oid, ts) {
                 kind = K_ORDER;
                 value = ev.amount;
             }
         }
         Kind::Return => {
             let oid = ev.prop.unwrap_or("");
-            let returns = &mut u.rare_mut().returns;
-            if !returns.contains_key(oid) {
-                returns.insert_new(Key::from(oid), ts);
-            }
+            u.rare_mut().returns.insert_if_absent(oid, ts);
         }
         Kind::TicketOpened | Kind::TicketResolved => {
             let tid = ev.prop.unwrap_or("");
@@ -367,12 +361,11 @@ pub fn apply_product<'a>(
 pub fn apply_survey<'a>(up: &mut UserPart, ans: &Ans<'a>) -> Option<Fact<'a>> {
     let wm = up.clock.watermark.unwrap_or(0);
     let u = get_user(&mut up.users, ans.uid);
-    if u.rare().resp.contains_key(ans.rid) {
-        return None;
-    }
     let ts = ans.inst;
     let r = u.rare_mut();
-    r.resp.insert_new(Key::from(ans.rid), ts);
+    if !r.resp.insert_if_absent(ans.rid, ts) {
+        return None;
+    }
     push_tight(
         &mut r.answers,
         (ts, ans.sv, ans.score, ans.tp.map(Key::from)),
