@@ -37,8 +37,12 @@ from streams.live import Batch, LiveAccountPartition, LiveUserPartition  # noqa:
 from streams.timeutil import MS  # noqa: E402
 
 
-def feed(engine: str, batches: list[Batch], n: int) -> tuple[list[Any], list[Any]]:
-    """Every user and account partition of `engine` ("python" or "native") fed the batches."""
+def feed(
+    engine: str, batches: list[Batch], n: int, take_ids: bool = False
+) -> tuple[list[Any], list[Any]]:
+    """Every user and account partition of `engine` ("python" or "native") fed the batches;
+    `take_ids`: the native partitions' event-id writes taken after each batch, as the worker's
+    epochs take them (else the core keeps logging them)."""
     cfg = Config()
     if engine == "native":
         from streams.native_live import NativeLiveAccountPartition as A
@@ -60,6 +64,8 @@ def feed(engine: str, batches: list[Batch], n: int) -> tuple[list[Any], list[Any
             while queues[p]:
                 out = users[p].apply(queues[p].popleft(), msg[p])
                 msg[p] += 1
+                if take_ids:
+                    users[p].take_id_writes()
                 for q, fw in out.forwards.items():
                     queues[q].extend(fw)
                 for q, fs in out.facts.items():
