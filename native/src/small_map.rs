@@ -91,6 +91,9 @@ impl<V> SmallMap<V> {
 
     /// Set `k` to `x`; the value it had, if any.
     pub fn insert(&mut self, k: Key, x: V) -> Option<V> {
+        if let SmallMap::Many(m) = self {
+            return m.insert(k, x); // one search
+        }
         if let Some(old) = self.get_mut(k.as_str()) {
             return Some(std::mem::replace(old, x));
         }
