@@ -115,8 +115,14 @@ class AccountsStage:
         ep = self.epochs.epoch(p)
         ep.touched = True
         part.engine.fold_limit = w.now() - part.engine.margin
-        message = decode_facts_message(value)
         tombs = w.acct_tombs.get(p)
+        # the compiled core reads a facts message itself (None: a forget request, the Python
+        # engine, or a value it does not hold: decoded here)
+        dirty = None if tombs else part.apply_encoded(value, offset)
+        if dirty is not None:
+            self.applied(p, part, ep, offset, dirty)
+            return
+        message = decode_facts_message(value)
         if isinstance(message, ForgetRequest):
             customer, request_id = message
             a = part.accounts.pop(customer, None)
@@ -130,12 +136,18 @@ class AccountsStage:
         else:
             facts = drop_forgotten_facts(tombs, message) if tombs else message
         dirty = part.apply(facts, offset)  # expiry included (customers are never removed)
+        self.applied(p, part, ep, offset, dirty)
+
+    def applied(
+        self, p: int, part: LiveAccountPartition, ep: Any, offset: int, dirty: set[str]
+    ) -> None:
+        """A message applied: the customers it changed join the epoch and the health queue."""
         if offset > part.meta.event_offset:
             part.meta.event_offset = offset
         ep.marker = part.meta.event_offset
         ep.keys |= dirty
         if dirty:
-            w.health_pending.setdefault(p, set()).update(dirty)
+            self.w.health_pending.setdefault(p, set()).update(dirty)
 
     async def forget_in_redis(self) -> None:
         """Remove forgotten customers' health entries from Redis and write the receipts the

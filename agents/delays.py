@@ -17,7 +17,7 @@ reads its buckets before and after a live phase (bench/run.py, the delay rows).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 # upper bounds (seconds) of the buckets; +Inf is added. 0.3 and 1 are the live targets' p50 and
 # p99 bounds (bench/RESULTS.md), so "p99 <= 1 s" reads exactly off the buckets.
@@ -37,7 +37,7 @@ class DelayHistogram:
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum_ms = 0
 
-    def observe(self, now_ms: int, timestamps_ms: list[int]) -> None:
+    def observe(self, now_ms: int, timestamps_ms: Sequence[int]) -> None:
         """Count records whose timestamps (ms) are `timestamps_ms`, applied at `now_ms`."""
         if not timestamps_ms:
             return

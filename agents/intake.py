@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from agents import raw_fetch
-from streams.codec import encode_batch
-from streams.live import Batch
 
 if TYPE_CHECKING:
     from agents.runtime import Runtime
@@ -28,23 +25,7 @@ log = logging.getLogger("engagement.worker")
 
 # A fetch returns once INTAKE_MIN_BYTES came or `Settings.intake_linger_ms` passed.
 INTAKE_MIN_BYTES = 1024 * 1024
-MAX_BATCH_RECORDS = 2000
-MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_IN_FLIGHT = 4
-
-
-def chunks(records: list[Any]) -> Iterable[list[Any]]:
-    out: list[Any] = []
-    size = 0
-    for r in records:
-        n = len(r[3] or b"") + len(r[2] or b"") + 32
-        if out and (len(out) >= MAX_BATCH_RECORDS or size + n > MAX_BATCH_BYTES):
-            yield out
-            out, size = [], 0
-        out.append(r)
-        size += n
-    if out:
-        yield out
 
 
 class Intake:
@@ -90,6 +71,7 @@ class Intake:
         self.consumer = consumer
         send = w.app.producer.send
         batches = w.names.batches
+        encode = w.encode_batches  # the core's, or streams.codec's
         # Pipelined: the next fetch is read and sent while the micro-batches of the earlier
         # ones are being acknowledged; their offsets are committed in fetch order, each once
         # its micro-batches are acknowledged (at most MAX_IN_FLIGHT fetches unacknowledged).
@@ -105,8 +87,7 @@ class Intake:
                 for tp, msgs in data.items():
                     base = w.input_names[tp.topic]
                     recs = msgs if raw else [raw_fetch.as_raw(m) for m in msgs]
-                    for chunk in chunks(recs):
-                        value = encode_batch(Batch(base, tp.partition, chunk))
+                    for value in encode(base, tp.partition, recs):
                         acks.append(await send(batches, None, value, tp.partition, None, None))
                     offsets[tp] = recs[-1][0] + 1
                     w.stats["intake_records"] += len(msgs)

@@ -8,6 +8,7 @@ test can hand them a small stand-in (tests/unit/test_epoch.py runs the real stag
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from agents.delays import DelayHistogram
@@ -40,6 +41,9 @@ class Runtime(Protocol):
     # customers whose health must be re-published (agents/health.py drains it)
     health_pending: dict[int, set[str]]
     health_pub: Any
+    # (topic, source partition, records) -> the micro-batch messages of `<app>-batches`: the
+    # compiled core's writer, or streams/codec.py `encode_batches` (the same bytes)
+    encode_batches: Callable[[str, int, list[Any]], list[bytes]]
 
     def now(self) -> Instant: ...
 

@@ -32,10 +32,11 @@ from streams.codec import (
     encode_meta,
     encode_stored_user,
     id_key,
+    input_batch_heads,
 )
 from streams.config import Config
-from streams.live import Batch, LiveUserPartition, missing, owner_of
-from streams.records import PRODUCT_EVENTS
+from streams.live import Applied, Batch, LiveUserPartition, Output, missing, owner_of
+from streams.records import INPUT_TOPICS, PRODUCT_EVENTS
 from streams.timeutil import Instant, format_instant
 
 if TYPE_CHECKING:
@@ -44,6 +45,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("engagement.worker")
 
 FORWARD_WARN_SECONDS = 300.0
+# how a micro-batch of an input topic's records begins: those the compiled core reads itself
+INPUT_BATCH_HEADS = input_batch_heads(INPUT_TOPICS)
+
+
+def kept_ts(batch: Batch, out: Output) -> list[int]:
+    """The record timestamps (ms) of the records of `batch` that were not forwarded."""
+    if not out.forwards:
+        return [r[1] for r in batch.records]
+    gone = {r[0] for bs in out.forwards.values() for b in bs for r in b.records}
+    return [r[1] for r in batch.records if r[0] not in gone]
 
 
 def load_user_partition(
@@ -134,25 +145,37 @@ class UsersStage:
 
     async def apply(self, p: int, part: LiveUserPartition, offset: int, value: bytes) -> None:
         w = self.w
-        batch = decode_batch(value)
+        tombs = w.user_tombs.get(p)
+        got = None
+        if not tombs and value.startswith(INPUT_BATCH_HEADS):
+            # an input topic's records: the compiled core reads the message itself
+            part.engine.fold_limit = w.now() - part.engine.margin
+            part.wall = time.monotonic()  # which sources are idle (LiveUserPartition.sweep_fold)
+            got = part.apply_encoded(value, offset)
+        batch = decode_batch(value) if got is None else None
         ep = self.epochs.epoch(p)
         ep.touched = True
         fresh = offset > part.meta.event_offset  # not a redelivered micro-batch
         if fresh:
             part.meta.event_offset = offset
         ep.marker = part.meta.event_offset
-        if batch.topic == FORGET_TOPIC:
-            await self.forget(p, part, batch)
-            return
-        tombs = w.user_tombs.get(p)
-        if tombs:
-            batch.records = drop_forgotten_records(
-                tombs, batch.topic, batch.partition, batch.records
+        if batch is not None:
+            if batch.topic == FORGET_TOPIC:
+                await self.forget(p, part, batch)
+                return
+            if tombs:
+                batch.records = drop_forgotten_records(
+                    tombs, batch.topic, batch.partition, batch.records
+                )
+            part.engine.fold_limit = w.now() - part.engine.margin
+            part.wall = time.monotonic()
+            out = part.apply(batch, offset)  # expiry included: see streams/live.py _sweep_due
+            got = Applied(
+                batch.topic, batch.partition, len(batch.records), kept_ts(batch, out), out
             )
-        part.engine.fold_limit = w.now() - part.engine.margin
-        part.wall = time.monotonic()  # which sources are idle (LiveUserPartition.sweep_fold)
-        out = part.apply(batch, offset)  # expiry included: see streams/live.py _sweep_due
-        self.note_applied(p, batch, out.forwards, fresh)
+        assert got is not None
+        out = got.out
+        self.note_applied(p, got, fresh)
         send = w.app.producer.send
         side = ep.side
         names = w.names
@@ -161,6 +184,8 @@ class UsersStage:
                 side.append(await send(names.batches, None, encode_batch(b), q, None, None))
         for q, facts in out.facts.items():
             side.append(await send(names.account_facts, None, encode_facts(facts), q, None, None))
+        for q, message in out.facts_encoded.items():
+            side.append(await send(names.account_facts, None, message, q, None, None))
         for reason, detail, topic, sp, off, key, rts, val in out.dead_letters:
             headers = [
                 ("reason", reason.encode()),
@@ -198,29 +223,20 @@ class UsersStage:
                 "users %d: swept (%d users left, %d removed)", p, len(part.users), len(out.deleted)
             )
         w.stats["batches"] += 1
-        w.stats["records"] += len(batch.records)
-        if batch.partition == p:  # read by the intake from the input partition p (not a forward)
-            self.window[1] += len(batch.records)
+        w.stats["records"] += got.records
+        if got.partition == p:  # read by the intake from the input partition p (not a forward)
+            self.window[1] += got.records
 
-    def note_applied(
-        self, p: int, batch: Batch, forwards: dict[int, list[Batch]], fresh: bool
-    ) -> None:
+    def note_applied(self, p: int, got: Applied, fresh: bool) -> None:
         """Note the forwards' offsets (agents/coverage.py); count the delays of the records a
         micro-batch seen for the first time applied here (agents/delays.py): all of them but
         those forwarded to the partition owning their user, counted there."""
-        now_ms = int(time.time() * 1000)
-        if not forwards:
-            if fresh:
-                self.w.delays.observe(now_ms, [r[1] for r in batch.records])
-            return
-        log = recent_forwards(self.w, p)
-        gone: set[int] = set()
-        for q, bs in forwards.items():
-            offsets = [r[0] for b in bs for r in b.records]
-            log.note(batch.topic, q, offsets)
-            gone.update(offsets)
+        if got.out.forwards:
+            log = recent_forwards(self.w, p)
+            for q, bs in got.out.forwards.items():
+                log.note(got.topic, q, [r[0] for b in bs for r in b.records])
         if fresh:
-            self.w.delays.observe(now_ms, [r[1] for r in batch.records if r[0] not in gone])
+            self.w.delays.observe(int(time.time() * 1000), got.kept_ts)
 
     def note_forwarded(self, n: int) -> None:
         """Count forwarded records; say so, at most every 5 minutes, when most records of the

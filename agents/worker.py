@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
@@ -50,8 +50,10 @@ from agents.outage import REACH
 from agents.settings import Settings
 from agents.users import UsersStage, load_user_partition
 from streams.codec import UnknownFormatVersion, decode_id_key, encode_batch, encode_facts
+from streams.codec import encode_batches as py_encode_batches
 from streams.errors import ConfigError
 from streams.live import Batch, LiveAccountPartition, LiveUserPartition, owner_of
+from streams.native_live import encode_batches as native_encode_batches
 from streams.native_live import partition_classes
 from streams.native_live import unavailable_reason as native_unavailable
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
@@ -163,8 +165,10 @@ class Worker:
             self.partition_classes = partition_classes(s.engine)
         except RuntimeError as exc:  # ENGAGEMENT_ENGINE=native without a usable core
             raise ConfigError(f"ENGAGEMENT_ENGINE=native: {exc}") from None
+        self.encode_batches: Callable[[str, int, list[Any]], list[bytes]] = py_encode_batches
         # said once logging is set up (when the app starts)
         if self.partition_classes[0] is not LiveUserPartition:
+            self.encode_batches = native_encode_batches
             self.engine_note = (logging.INFO, "engine: the compiled core (engagement_native)")
         elif s.engine == "python":
             self.engine_note = (logging.INFO, "engine: Python (ENGAGEMENT_ENGINE=python)")

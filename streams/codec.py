@@ -37,6 +37,7 @@ No faust, aiokafka or redis here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any, NamedTuple
 
@@ -645,6 +646,41 @@ def encode_batch(batch: Batch) -> bytes:
     forward, a forget request, a gap nudge): the version byte, then the msgpack array
     [topic, partition, [[offset, record ts ms, key, value], ...]]."""
     return _PREFIX + msgspec.msgpack.encode((batch.topic, batch.partition, batch.records))
+
+
+# A micro-batch holds at most this many records and (roughly) bytes: the intake's cut of a fetch
+MAX_BATCH_RECORDS = 2000
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+
+
+def chunks(records: list[Any]) -> Iterable[list[Any]]:
+    """`records` ((offset, record ts ms, key, value) tuples) cut into micro-batches: at most
+    MAX_BATCH_RECORDS records, and at most MAX_BATCH_BYTES by key and value sizes plus 32 bytes a
+    record (a single larger record is a micro-batch of its own)."""
+    out: list[Any] = []
+    size = 0
+    for r in records:
+        n = len(r[3] or b"") + len(r[2] or b"") + 32
+        if out and (len(out) >= MAX_BATCH_RECORDS or size + n > MAX_BATCH_BYTES):
+            yield out
+            out, size = [], 0
+        out.append(r)
+        size += n
+    if out:
+        yield out
+
+
+def encode_batches(topic: str, partition: int, records: list[Any]) -> list[bytes]:
+    """The micro-batch messages of `records` read from one source partition (`chunks`,
+    `encode_batch`). streams/native_live.py `encode_batches` gives the same bytes from the core."""
+    return [encode_batch(Batch(topic, partition, c)) for c in chunks(records)]
+
+
+def input_batch_heads(topics: Iterable[str]) -> tuple[bytes, ...]:
+    """How a micro-batch message of each of `topics` begins (the version byte, the array of
+    three, the topic): the users stage tells the core's messages (an input topic's records)
+    from the others (forget requests, nudges) by it, without decoding."""
+    return tuple(_PREFIX + b"\x93" + msgspec.msgpack.encode(t) for t in topics)
 
 
 def decode_batch(data: bytes) -> Batch:

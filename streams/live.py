@@ -21,7 +21,7 @@ that records them, so none is lost; their consumers dedupe on the source offset.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,6 +178,9 @@ class Output:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     forwards: dict[int, list[Batch]] = field(default_factory=dict)
     facts: dict[int, list[Fact]] = field(default_factory=dict)
+    # account partition -> its facts already as their facts message (streams/codec.py
+    # `encode_facts`): what the compiled core gives from `apply_encoded`
+    facts_encoded: dict[int, bytes] = field(default_factory=dict)
     signals: list[Signal] = field(default_factory=list)
     dirty: set[str] = field(default_factory=set)
     # users the sweep removed (nothing left of them): deleted from the table, after `dirty`
@@ -185,6 +188,19 @@ class Output:
     swept: bool = False
     applied: int = 0
     skipped: int = 0
+
+
+@dataclass
+class Applied:
+    """A micro-batch message applied from its bytes (`apply_encoded`): its source topic and
+    partition, its number of records, the record timestamps (ms) of those not forwarded to
+    another partition, and what applying it gave."""
+
+    topic: str
+    partition: int
+    records: int
+    kept_ts: Sequence[int]
+    out: Output
 
 
 class LiveUserPartition:
@@ -251,6 +267,12 @@ class LiveUserPartition:
         self._out.facts.setdefault(q, []).append(
             (customer, ts, rts, act, kind, value, topic, part, off, self.partition)
         )
+
+    def apply_encoded(self, data: bytes, msg_offset: int | None = None) -> Applied | None:
+        """A micro-batch message applied from its bytes, or None (nothing applied) when this
+        engine cannot: the Python engine never does, the caller decodes the message (streams/
+        codec.py `decode_batch`) and calls `apply`."""
+        return None
 
     def apply(self, batch: Batch, msg_offset: int | None = None) -> Output:
         """Apply one micro-batch, the message at `msg_offset` of the internal topic (None: no
@@ -485,6 +507,11 @@ class LiveAccountPartition:
     @property
     def accounts(self) -> MutableMapping[str, AccountState]:
         return self.engine.accounts
+
+    def apply_encoded(self, data: bytes, offset: int | None = None) -> set[str] | None:
+        """A facts message applied from its bytes, or None (nothing applied) when this engine
+        cannot: the Python engine never does, the caller decodes it and calls `apply`."""
+        return None
 
     def apply(self, facts: list[Fact], offset: int | None = None) -> set[str]:
         """Apply one facts message, the message at `offset` of the facts topic (None: no

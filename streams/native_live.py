@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from fractions import Fraction
 from typing import Any
 
-from streams.codec import encode_id_changes
+from streams.codec import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, encode_id_changes
+from streams.codec import encode_batches as _py_encode_batches
 from streams.config import Config
 from streams.distribution import Distribution
 from streams.engine import SIGNALS, AccountPartition, Partial, SurveyCounts, UserPartition
@@ -35,6 +36,7 @@ from streams.live import (
     DORMANT_AFTER,
     IDLE_SOURCE_SECONDS,
     AccountMeta,
+    Applied,
     Batch,
     Fact,
     IdChange,
@@ -86,6 +88,18 @@ def partition_classes(engine: str = "auto") -> tuple[type[Any], type[Any]]:
     if engine == "python" or not available():
         return LiveUserPartition, LiveAccountPartition
     return NativeLiveUserPartition, NativeLiveAccountPartition
+
+
+def encode_batches(topic: str, partition: int, records: list[Any]) -> list[bytes]:
+    """streams/codec.py `encode_batches` written by the core (the same bytes), or by Python
+    when the core is not usable or a record is not (int, int, bytes or None, bytes or None)."""
+    if _native is not None and type(records) is list:
+        got: list[bytes] | None = _native.encode_batches(
+            topic, partition, records, MAX_BATCH_RECORDS, MAX_BATCH_BYTES
+        )
+        if got is not None:
+            return got
+    return _py_encode_batches(topic, partition, records)
 
 
 def unavailable_reason() -> str:
@@ -454,6 +468,51 @@ class NativeLiveUserPartition:
         self._core = None
         return py
 
+    def apply_encoded(self, data: bytes, msg_offset: int | None = None) -> Applied | None:
+        """`LiveUserPartition.apply_encoded`: the core reads the message (an input topic's
+        records) and writes the facts as their messages (`Output.facts_encoded`); None, with
+        nothing applied, when it does not (another message, a value it cannot hold, the
+        partition moved to the Python engine)."""
+        fold_limit = self.engine.fold_limit
+        if self._py is not None or not (fold_limit is None or type(fold_limit) is int):
+            return None
+        got = self._core.apply_encoded(data, msg_offset, fold_limit, self.wall)
+        if got is None:
+            return None
+        topic, part, n, kept_ts, res = got
+        self._sync_meta()
+        return Applied(
+            topic, part, n, memoryview(kept_ts).cast("q"), self._output(topic, part, res)
+        )
+
+    def _output(self, topic: str, part: int, res: tuple[Any, ...]) -> Output:
+        """The core's answer to a micro-batch as an `Output` (facts as lists of tuples or, when
+        the core wrote them, as their messages)."""
+        dl, fw, facts, signals, dirty, deleted, swept, applied, skipped = res
+        if fw:  # the last offset forwarded to each partition (streams.live.Meta.fwd)
+            fwd = getattr(self.meta, "fwd", None)
+            if fwd is None:
+                fwd = self.meta.fwd = {}
+            for q, recs in fw.items():
+                if recs:
+                    fwd[(topic, q)] = recs[-1][0]
+        out = Output(
+            dead_letters=dl,
+            forwards={q: [Batch(topic, part, recs)] for q, recs in fw.items()},
+            signals=signals,
+            dirty=dirty,
+            deleted=deleted,
+            swept=swept,
+            applied=applied,
+            skipped=skipped,
+        )
+        if facts:
+            if type(next(iter(facts.values()))) is bytes:
+                out.facts_encoded = facts
+            else:
+                out.facts = facts
+        return out
+
     def apply(self, batch: Batch, msg_offset: int | None = None) -> Output:
         """`LiveUserPartition.apply`."""
         if self._py is None:
@@ -471,26 +530,7 @@ class NativeLiveUserPartition:
                 )
             if res is not None:
                 self._sync_meta()
-                dl, fw, facts, signals, dirty, deleted, swept, applied, skipped = res
-                topic, part = batch.topic, batch.partition
-                if fw:  # the last offset forwarded to each partition (streams.live.Meta.fwd)
-                    fwd = getattr(self.meta, "fwd", None)
-                    if fwd is None:
-                        fwd = self.meta.fwd = {}
-                    for q, recs in fw.items():
-                        if recs:
-                            fwd[(topic, q)] = recs[-1][0]
-                return Output(
-                    dead_letters=dl,
-                    forwards={q: [Batch(topic, part, recs)] for q, recs in fw.items()},
-                    facts=facts,
-                    signals=signals,
-                    dirty=dirty,
-                    deleted=deleted,
-                    swept=swept,
-                    applied=applied,
-                    skipped=skipped,
-                )
+                return self._output(batch.topic, batch.partition, res)
             self._hand_over()
         assert self._py is not None
         self._py.wall = self.wall
@@ -617,6 +657,20 @@ class NativeLiveAccountPartition:
         rows: list[tuple[str, float, float, float, float, bool]] | None
         rows = self._core.health_entries(customers, t)
         return rows
+
+    def apply_encoded(self, data: bytes, offset: int | None = None) -> set[str] | None:
+        """`LiveAccountPartition.apply_encoded`: the core reads the facts message; None, with
+        nothing applied, when it does not (a forget request, another encoding, a value it cannot
+        hold, the partition moved to the Python engine)."""
+        fold_limit = self.engine.fold_limit
+        if self._py is not None or not (fold_limit is None or type(fold_limit) is int):
+            return None
+        dirty: set[str] | None = self._core.apply_encoded(data, offset, fold_limit)
+        if dirty is not None:
+            wm, swept, swept_at, msg_offset = self._core.meta()
+            self.meta.watermark = wm
+            _set_sweep_meta(self.meta, swept, swept_at, msg_offset)
+        return dirty
 
     def apply(self, facts: list[Fact], offset: int | None = None) -> set[str]:
         """`LiveAccountPartition.apply`."""

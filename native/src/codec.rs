@@ -26,20 +26,20 @@ pub const EXT_BIG_INT: i8 = 1;
 pub const EXT_FRACTION: i8 = 2;
 
 /// A value the writer cannot be sure to encode as Python would: the entity goes to Python.
-struct Unsure;
+pub(crate) struct Unsure;
 
-type W = Result<(), Unsure>;
+pub(crate) type W = Result<(), Unsure>;
 
-struct Out(Vec<u8>);
+pub(crate) struct Out(pub(crate) Vec<u8>);
 
 impl Out {
     #[inline]
-    fn nil(&mut self) {
+    pub(crate) fn nil(&mut self) {
         self.0.push(0xc0);
     }
 
     /// msgspec's int encoding (the smallest form); beyond [-2^63, 2^64): extension type 1
-    fn int(&mut self, x: i128) {
+    pub(crate) fn int(&mut self, x: i128) {
         let b = &mut self.0;
         if x >= 0 {
             if x < 128 {
@@ -77,7 +77,7 @@ impl Out {
     }
 
     /// `x.to_bytes((x.bit_length() + 8) // 8, "big", signed=True)` as extension type 1
-    fn big_int(&mut self, x: i128) {
+    pub(crate) fn big_int(&mut self, x: i128) {
         let bits = 128 - x.unsigned_abs().leading_zeros() as usize;
         let n = (bits + 8) / 8;
         let be = x.to_be_bytes();
@@ -95,7 +95,7 @@ impl Out {
     }
 
     /// msgspec's extension header: fixext 1/2/4/8/16, else ext 8/16/32
-    fn ext_header(&mut self, code: i8, n: usize) {
+    pub(crate) fn ext_header(&mut self, code: i8, n: usize) {
         let b = &mut self.0;
         match n {
             1 => b.push(0xd4),
@@ -116,13 +116,36 @@ impl Out {
         b.push(code as u8);
     }
 
+    /// bytes as msgspec writes them (bin 8 / 16 / 32), None as nil
+    pub(crate) fn bin(&mut self, x: Option<&[u8]>) -> W {
+        let Some(v) = x else {
+            self.nil();
+            return Ok(());
+        };
+        let n = v.len();
+        let b = &mut self.0;
+        if n < 1 << 8 {
+            b.extend_from_slice(&[0xc4, n as u8]);
+        } else if n < 1 << 16 {
+            b.push(0xc5);
+            b.extend_from_slice(&(n as u16).to_be_bytes());
+        } else if n < 1 << 32 {
+            b.push(0xc6);
+            b.extend_from_slice(&(n as u32).to_be_bytes());
+        } else {
+            return Err(Unsure);
+        }
+        b.extend_from_slice(v);
+        Ok(())
+    }
+
     #[inline]
-    fn float(&mut self, f: f64) {
+    pub(crate) fn float(&mut self, f: f64) {
         self.0.push(0xcb);
         self.0.extend_from_slice(&f.to_bits().to_be_bytes());
     }
 
-    fn head(&mut self, n: usize, fix: u8, fix_max: usize, m16: u8, m32: u8) -> W {
+    pub(crate) fn head(&mut self, n: usize, fix: u8, fix_max: usize, m16: u8, m32: u8) -> W {
         let b = &mut self.0;
         if n <= fix_max {
             b.push(fix | n as u8);
@@ -139,16 +162,16 @@ impl Out {
     }
 
     #[inline]
-    fn array(&mut self, n: usize) -> W {
+    pub(crate) fn array(&mut self, n: usize) -> W {
         self.head(n, 0x90, 15, 0xdc, 0xdd)
     }
 
     #[inline]
-    fn map(&mut self, n: usize) -> W {
+    pub(crate) fn map(&mut self, n: usize) -> W {
         self.head(n, 0x80, 15, 0xde, 0xdf)
     }
 
-    fn str(&mut self, s: &str) -> W {
+    pub(crate) fn str(&mut self, s: &str) -> W {
         let n = s.len();
         let b = &mut self.0;
         if n < 32 {
@@ -170,7 +193,7 @@ impl Out {
 
     /// An instant as `Conv::t` gives it to Python: whole ns as an int, else
     /// `Fraction(atto, 10**9)` (extension type 2: the msgpack array [numerator, denominator])
-    fn t(&mut self, x: I) {
+    pub(crate) fn t(&mut self, x: I) {
         if x == INIT_FOLD {
             return self.int(INIT_FOLD_NS);
         }
@@ -187,7 +210,7 @@ impl Out {
     }
 
     #[inline]
-    fn ot(&mut self, x: Option<I>) {
+    pub(crate) fn ot(&mut self, x: Option<I>) {
         match x {
             Some(v) => self.t(v),
             None => self.nil(),
@@ -195,7 +218,7 @@ impl Out {
     }
 
     /// `Conv::tlist`: None when empty
-    fn tlist(&mut self, v: &[I]) -> W {
+    pub(crate) fn tlist(&mut self, v: &[I]) -> W {
         if v.is_empty() {
             self.nil();
             return Ok(());
@@ -208,7 +231,7 @@ impl Out {
     }
 
     /// `Conv::pairs`: [(instant, n)], None when empty
-    fn pairs<N: Copy>(&mut self, v: &[(I, N)], n: impl Fn(&mut Self, N)) -> W {
+    pub(crate) fn pairs<N: Copy>(&mut self, v: &[(I, N)], n: impl Fn(&mut Self, N)) -> W {
         if v.is_empty() {
             self.nil();
             return Ok(());
@@ -222,7 +245,7 @@ impl Out {
         Ok(())
     }
 
-    fn pair(&mut self, v: Option<(I, i64)>) {
+    pub(crate) fn pair(&mut self, v: Option<(I, i64)>) {
         match v {
             Some((x, n)) => {
                 self.0.push(0x92);
@@ -234,7 +257,7 @@ impl Out {
     }
 
     /// `Conv::day_dict`: None when empty; a repeated day (which the dict would merge) is unsure
-    fn days(&mut self, d: &Days) -> W {
+    pub(crate) fn days(&mut self, d: &Days) -> W {
         if d.is_empty() {
             self.nil();
             return Ok(());
@@ -253,7 +276,7 @@ impl Out {
         Ok(())
     }
 
-    fn str_dict(&mut self, m: &SmallMap<I>) -> W {
+    pub(crate) fn str_dict(&mut self, m: &SmallMap<I>) -> W {
         self.map(m.len())?;
         for (k, &x) in m {
             self.str(k.as_str())?;
@@ -262,7 +285,7 @@ impl Out {
         Ok(())
     }
 
-    fn str_dict_or_none(&mut self, m: &SmallMap<I>) -> W {
+    pub(crate) fn str_dict_or_none(&mut self, m: &SmallMap<I>) -> W {
         if m.is_empty() {
             self.nil();
             Ok(())
@@ -273,7 +296,7 @@ impl Out {
 
     /// `_flat_offs`: [topic (0, 1 or its name), partition(s)..., offset, ...], None when empty;
     /// a source given twice (which the dict would merge) is unsure
-    fn offs<S>(
+    pub(crate) fn offs<S>(
         &mut self,
         offs: &[(u32, i64)],
         srcs: &[S],

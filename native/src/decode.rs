@@ -21,28 +21,28 @@ const MAX_SCANNED: usize = 1024;
 /// A value this reader is not sure to read as the Python path would.
 pub struct Unsure;
 
-type R<T> = Result<T, Unsure>;
+pub(crate) type R<T> = Result<T, Unsure>;
 
-struct Rd<'a> {
-    b: &'a [u8],
-    i: usize,
+pub(crate) struct Rd<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) i: usize,
 }
 
 impl<'a> Rd<'a> {
     #[inline]
-    fn byte(&mut self) -> R<u8> {
+    pub(crate) fn byte(&mut self) -> R<u8> {
         let c = *self.b.get(self.i).ok_or(Unsure)?;
         self.i += 1;
         Ok(c)
     }
 
     #[inline]
-    fn peek(&self) -> R<u8> {
+    pub(crate) fn peek(&self) -> R<u8> {
         self.b.get(self.i).copied().ok_or(Unsure)
     }
 
     #[inline]
-    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> R<&'a [u8]> {
         let end = self.i.checked_add(n).ok_or(Unsure)?;
         let s = self.b.get(self.i..end).ok_or(Unsure)?;
         self.i = end;
@@ -50,7 +50,7 @@ impl<'a> Rd<'a> {
     }
 
     #[inline]
-    fn be(&mut self, n: usize) -> R<u64> {
+    pub(crate) fn be(&mut self, n: usize) -> R<u64> {
         let mut x = 0u64;
         for &c in self.take(n)? {
             x = (x << 8) | c as u64;
@@ -60,7 +60,7 @@ impl<'a> Rd<'a> {
 
     /// A nil: consumed, true.
     #[inline]
-    fn nil(&mut self) -> R<bool> {
+    pub(crate) fn nil(&mut self) -> R<bool> {
         if self.peek()? == 0xc0 {
             self.i += 1;
             Ok(true)
@@ -70,7 +70,7 @@ impl<'a> Rd<'a> {
     }
 
     /// An int of msgpack's own forms (not a bool, a float or an extension type)
-    fn int(&mut self) -> R<i128> {
+    pub(crate) fn int(&mut self) -> R<i128> {
         let c = self.byte()?;
         Ok(match c {
             0x00..=0x7f => c as i128,
@@ -87,14 +87,14 @@ impl<'a> Rd<'a> {
         })
     }
 
-    fn i64(&mut self) -> R<i64> {
+    pub(crate) fn i64(&mut self) -> R<i64> {
         i64::try_from(self.int()?).map_err(|_| Unsure)
     }
 
     /// An array's or map's length; never more than the bytes left (each item takes at least
     /// one), so that a length read from the bytes cannot make a reader reserve memory for
     /// items that are not there.
-    fn len(&mut self, fix: u8, fix_max: u8, m16: u8, m32: u8) -> R<usize> {
+    pub(crate) fn len(&mut self, fix: u8, fix_max: u8, m16: u8, m32: u8) -> R<usize> {
         let c = self.byte()?;
         let n = if c & !fix_max == fix {
             (c & fix_max) as usize
@@ -112,18 +112,18 @@ impl<'a> Rd<'a> {
     }
 
     #[inline]
-    fn array(&mut self) -> R<usize> {
+    pub(crate) fn array(&mut self) -> R<usize> {
         self.len(0x90, 0x0f, 0xdc, 0xdd)
     }
 
     #[inline]
-    fn map(&mut self) -> R<usize> {
+    pub(crate) fn map(&mut self) -> R<usize> {
         self.len(0x80, 0x0f, 0xde, 0xdf)
     }
 
     /// An array that is nil when empty on the Python side: its length, 0 for nil
     #[inline]
-    fn array_or_nil(&mut self) -> R<usize> {
+    pub(crate) fn array_or_nil(&mut self) -> R<usize> {
         if self.nil()? {
             Ok(0)
         } else {
@@ -132,7 +132,7 @@ impl<'a> Rd<'a> {
     }
 
     #[inline]
-    fn map_or_nil(&mut self) -> R<usize> {
+    pub(crate) fn map_or_nil(&mut self) -> R<usize> {
         if self.nil()? {
             Ok(0)
         } else {
@@ -140,7 +140,7 @@ impl<'a> Rd<'a> {
         }
     }
 
-    fn str(&mut self) -> R<&'a str> {
+    pub(crate) fn str(&mut self) -> R<&'a str> {
         let c = self.byte()?;
         let n = match c {
             0xa0..=0xbf => (c & 0x1f) as usize,
@@ -152,7 +152,27 @@ impl<'a> Rd<'a> {
         std::str::from_utf8(self.take(n)?).map_err(|_| Unsure)
     }
 
-    fn float(&mut self) -> R<f64> {
+    /// bytes (bin 8 / 16 / 32) or nil
+    pub(crate) fn bin_or_nil(&mut self) -> R<Option<&'a [u8]>> {
+        let n = match self.byte()? {
+            0xc0 => return Ok(None),
+            0xc4 => self.be(1)? as usize,
+            0xc5 => self.be(2)? as usize,
+            0xc6 => self.be(4)? as usize,
+            _ => return Err(Unsure),
+        };
+        self.take(n).map(Some)
+    }
+
+    pub(crate) fn bool(&mut self) -> R<bool> {
+        match self.byte()? {
+            0xc2 => Ok(false),
+            0xc3 => Ok(true),
+            _ => Err(Unsure),
+        }
+    }
+
+    pub(crate) fn float(&mut self) -> R<f64> {
         match self.byte()? {
             0xcb => Ok(f64::from_bits(self.be(8)?)),
             0xca => Ok(f32::from_bits(self.be(4)? as u32) as f64),
@@ -161,7 +181,7 @@ impl<'a> Rd<'a> {
     }
 
     /// An extension value's header: its type and payload, when the next value is one.
-    fn ext(&mut self) -> R<Option<(i8, &'a [u8])>> {
+    pub(crate) fn ext(&mut self) -> R<Option<(i8, &'a [u8])>> {
         let n = match self.peek()? {
             0xd4 => 1,
             0xd5 => 2,
@@ -183,7 +203,7 @@ impl<'a> Rd<'a> {
 
     /// An int, of msgpack's forms or extension type 1 (beyond 64 bits: two's complement,
     /// big-endian), when it fits in an i128.
-    fn big_int(&mut self) -> R<i128> {
+    pub(crate) fn big_int(&mut self) -> R<i128> {
         match self.ext()? {
             None => self.int(),
             Some((EXT_BIG_INT, b)) if !b.is_empty() && b.len() <= 16 => {
@@ -197,7 +217,7 @@ impl<'a> Rd<'a> {
 
     /// An instant in attoseconds: an int of ns (extension type 1 beyond 64 bits), or a
     /// Fraction of them (extension type 2: the array [numerator, denominator])
-    fn t(&mut self) -> R<I> {
+    pub(crate) fn t(&mut self) -> R<I> {
         let start = self.i;
         let payload = match self.ext()? {
             Some((EXT_FRACTION, payload)) => payload,
@@ -222,7 +242,7 @@ impl<'a> Rd<'a> {
         Ok(a / den)
     }
 
-    fn ot(&mut self) -> R<Option<I>> {
+    pub(crate) fn ot(&mut self) -> R<Option<I>> {
         if self.nil()? {
             Ok(None)
         } else {
@@ -230,12 +250,12 @@ impl<'a> Rd<'a> {
         }
     }
 
-    fn tlist(&mut self) -> R<Vec<I>> {
+    pub(crate) fn tlist(&mut self) -> R<Vec<I>> {
         let n = self.array_or_nil()?;
         (0..n).map(|_| self.t()).collect()
     }
 
-    fn str_map(&mut self) -> R<SmallMap<I>> {
+    pub(crate) fn str_map(&mut self) -> R<SmallMap<I>> {
         let n = self.map_or_nil()?;
         let mut m = SmallMap::new();
         m.reserve(n);
@@ -248,7 +268,7 @@ impl<'a> Rd<'a> {
         Ok(m)
     }
 
-    fn days(&mut self) -> R<Days> {
+    pub(crate) fn days(&mut self) -> R<Days> {
         let n = self.map_or_nil()?;
         if n > MAX_SCANNED {
             return Err(Unsure); // the duplicate check below is quadratic: Python's dict reads it
@@ -265,7 +285,7 @@ impl<'a> Rd<'a> {
         Ok(d)
     }
 
-    fn pairs<N>(&mut self, n: impl Fn(&mut Self) -> R<N>) -> R<Vec<(I, N)>> {
+    pub(crate) fn pairs<N>(&mut self, n: impl Fn(&mut Self) -> R<N>) -> R<Vec<(I, N)>> {
         let len = self.array_or_nil()?;
         let mut v = Vec::with_capacity(len);
         for _ in 0..len {
@@ -278,7 +298,7 @@ impl<'a> Rd<'a> {
         Ok(v)
     }
 
-    fn pair(&mut self) -> R<Option<(I, i64)>> {
+    pub(crate) fn pair(&mut self) -> R<Option<(I, i64)>> {
         if self.nil()? {
             return Ok(None);
         }
@@ -289,7 +309,7 @@ impl<'a> Rd<'a> {
     }
 
     /// `_offs(flat, width)`: the sources (topic, partition[, user partition]) and offsets
-    fn offs(&mut self, width: usize) -> R<Vec<(&'a str, i64, i64, i64)>> {
+    pub(crate) fn offs(&mut self, width: usize) -> R<Vec<(&'a str, i64, i64, i64)>> {
         let n = self.array_or_nil()?;
         if n % (width + 1) != 0 || n > MAX_SCANNED {
             return Err(Unsure);

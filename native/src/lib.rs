@@ -24,6 +24,7 @@ mod entities;
 mod envelope;
 mod json;
 mod live;
+mod messages;
 mod partial;
 mod replay;
 mod small_map;
@@ -78,6 +79,7 @@ fn engagement_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<live::LiveUsers>()?;
     m.add_class::<live::LiveAccounts>()?;
     m.add_function(wrap_pyfunction!(live::py_murmur2, m)?)?;
+    m.add_function(wrap_pyfunction!(messages::py_encode_batches, m)?)?;
     m.add_function(wrap_pyfunction!(partial::py_sum_terms, m)?)?;
     m.add_function(wrap_pyfunction!(live::py_kafka_partition, m)?)?;
     m.add(

@@ -16,6 +16,7 @@ use crate::convert::{not_repr, Conv};
 use crate::entities::Entities;
 use crate::envelope::{Decoder, FUTURE, MAX_VALUE_BYTES, PRODUCT, SURVEY};
 use crate::json::Scan;
+use crate::messages::{read_batch, read_facts, FactRow, FactsOut};
 use crate::partial::{accounts_partial, users_partial, At, PartialCfg};
 use crate::state::{Account, Key, Map, User, REASONS, SV_CSAT, SV_NPS};
 use crate::time::{Clock, DayCalc, END_INSTANT, I, MIN_INSTANT, MS, SWEEP_EVERY, UNIT};
@@ -154,6 +155,57 @@ enum IdChange {
     Drop(Key, Key),
 }
 
+/// A record's key or value: a Python object (records passed as a list of tuples) or bytes inside
+/// a micro-batch message (`apply_encoded`), made a Python object only where it goes back out (a
+/// dead letter, a forward, the bridge).
+enum Blob<'a, 'py> {
+    Py(Bound<'py, PyAny>),
+    Raw(Option<&'a [u8]>),
+}
+
+impl<'a, 'py> Blob<'a, 'py> {
+    fn is_none(&self) -> bool {
+        match self {
+            Blob::Py(o) => o.is_none(),
+            Blob::Raw(b) => b.is_none(),
+        }
+    }
+
+    /// The bytes, when it is bytes.
+    fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Blob::Py(o) => o.cast::<PyBytes>().ok().map(|b| b.as_bytes()),
+            Blob::Raw(b) => *b,
+        }
+    }
+
+    fn to_py(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        match self {
+            Blob::Py(o) => o.clone(),
+            Blob::Raw(Some(b)) => PyBytes::new(py, b).into_any(),
+            Blob::Raw(None) => py.None().into_bound(py),
+        }
+    }
+}
+
+/// A message the core could not write (a str or bytes of 4 GiB or more: never from records the
+/// envelope accepts).
+fn unwritable(what: &str) -> PyErr {
+    pyo3::exceptions::PyRuntimeError::new_err(format!("the core cannot encode {what}"))
+}
+
+/// A record of a micro-batch: (offset, record ts ms, key, value).
+type Rec<'a, 'py> = (i64, i64, Blob<'a, 'py>, Blob<'a, 'py>);
+
+/// Where the facts of a micro-batch go: lists of `Fact` tuples, or each account partition's
+/// facts message (`FactsOut`).
+enum FactSink<'py> {
+    Tuples(Vec<Option<Bound<'py, PyList>>>),
+    /// by account partition, and the partitions in the order their first fact came (the
+    /// order of the lists' dict)
+    Encoded(Vec<Option<FactsOut>>, Vec<usize>),
+}
+
 #[pyclass(unsendable)]
 pub struct LiveUsers {
     dec: Decoder,
@@ -273,6 +325,305 @@ impl LiveUsers {
         }
         Ok(swept)
     }
+
+    /// One micro-batch (`LiveUserPartition.apply`). Returns (dead_letters, forwards {owner:
+    /// [records]}, facts {account partition: [facts], or their facts message}, signals, dirty,
+    /// deleted, swept, applied, skipped), or None, with nothing applied, when the batch holds a
+    /// value the core cannot hold exactly. `kept_ts` gets the record timestamps of the records
+    /// not forwarded (agents/users.py `note_applied`).
+    #[allow(clippy::too_many_arguments)]
+    fn apply_recs<'a, 'py>(
+        &mut self,
+        py: Python<'py>,
+        topic: &str,
+        part: i64,
+        recs: Vec<Rec<'a, 'py>>,
+        msg_offset: Option<i64>,
+        fold_limit: Option<I>,
+        wall: Option<f64>,
+        facts_encoded: bool,
+        mut kept_ts: Option<&mut Vec<i64>>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let fold_limit = match fold_limit {
+            Some(l) => Some(l.checked_mul(UNIT).ok_or_else(|| not_repr("fold limit"))?),
+            None => None,
+        };
+        let dead_letters = PyList::empty(py);
+        let forwards = PyDict::new(py);
+        let facts = PyDict::new(py);
+        // the facts of each account partition, once there are some
+        let nq = self.account_partitions as usize;
+        let mut sink = if facts_encoded {
+            FactSink::Encoded((0..nq).map(|_| None).collect(), Vec::new())
+        } else {
+            FactSink::Tuples(vec![None; nq])
+        };
+        let signals = PyList::empty(py);
+        let mut dirty: HashSet<Key, ahash::RandomState> = HashSet::default();
+        let mut deleted: Vec<Key> = Vec::new();
+        let (mut applied, mut skipped) = (0u64, 0u64);
+        let mut swept = false;
+        if recs.is_empty() {
+            if let Some(m) = msg_offset {
+                swept = self.sweep(py, m, wall, &mut dirty, &mut deleted)?;
+            }
+        } else {
+            // 1. decide every record (pure: nothing is applied yet)
+            let input = topic == PRODUCT || topic == SURVEY;
+            let mut owned: Vec<Owned> = Vec::new();
+            let mut decs: Vec<Dec<'_, 'py>> = Vec::with_capacity(recs.len());
+            let mut slow: Vec<usize> = Vec::new(); // records the bridge decided, by index
+            let bridge = self.bridge.bind(py).clone();
+            for (i, (_, rts_ms, _, value)) in recs.iter().enumerate() {
+                if value.is_none() {
+                    decs.push(Dec::Reject(
+                        BAD_JSON,
+                        PyString::new(py, "empty value (a tombstone)").into_any(),
+                    ));
+                    continue;
+                }
+                if !input {
+                    decs.push(Dec::Ignore);
+                    continue;
+                }
+                let rts = *rts_ms as I * MS;
+                if let Some(b) = value.bytes() {
+                    if let Some(d) = self.fast(topic, b, rts) {
+                        decs.push(d);
+                        continue;
+                    }
+                }
+                let res = bridge.call_method1("live", (topic, value.to_py(py), *rts_ms))?;
+                let t = res.cast::<PyTuple>()?;
+                match read_decision(t)? {
+                    Some(Decided::Rejected(reason, ..)) => {
+                        decs.push(Dec::Reject(reason, t.get_item(4)?));
+                        continue;
+                    }
+                    Some(Decided::Product(o)) => owned.push(Owned::Ev(o)),
+                    Some(Decided::Survey(o)) => owned.push(Owned::Ans(o)),
+                    Some(Decided::Skipped) => {
+                        decs.push(Dec::Ignore);
+                        continue;
+                    }
+                    Some(Decided::Handover) | None => return Ok(None),
+                }
+                decs.push(Dec::Ignore); // replaced below, once `owned` stops growing
+                slow.push(i);
+            }
+            for (k, &i) in slow.iter().enumerate() {
+                decs[i] = match &owned[k] {
+                    Owned::Ev(o) => {
+                        let info = self.dec.info(&o.typ);
+                        Dec::Product(borrow_ev(o), info)
+                    }
+                    Owned::Ans(o) => Dec::Survey(borrow_ans(o)),
+                };
+            }
+            // 2. apply them (LiveUserPartition.apply's loop)
+            let src = self.src(topic, part);
+            let margin = self.dec.rules.margin;
+            let mut counted = self.offs[src as usize].unwrap_or(-1);
+            let mut fwd: Map<u32, Bound<'py, PyList>> = Map::default();
+            let topic_s = PyString::new(py, topic);
+            for ((offset, rts_ms, key, value), d) in recs.iter().zip(decs.iter()) {
+                let (offset, rts_ms) = (*offset, *rts_ms);
+                if let Some(k) = kept_ts.as_deref_mut() {
+                    k.push(rts_ms); // taken back below if forwarded
+                }
+                let new = offset > counted;
+                let rts = rts_ms as I * MS;
+                let uid = match d {
+                    Dec::Ignore => continue,
+                    Dec::Reject(reason, detail) => {
+                        if new {
+                            self.up.clock.see(rts, margin, fold_limit);
+                            self.up.rejected[*reason] += 1;
+                            dead_letters.append((
+                                REASONS[*reason],
+                                detail,
+                                topic,
+                                part,
+                                offset,
+                                key.to_py(py),
+                                rts_ms,
+                                value.to_py(py),
+                            ))?;
+                            counted = offset;
+                        }
+                        continue;
+                    }
+                    Dec::Product(ev, _) => ev.uid,
+                    Dec::Survey(ans) => ans.uid,
+                };
+                let owner = kafka_partition(uid.as_bytes(), self.partitions);
+                if owner != self.partition {
+                    if new {
+                        let l = match fwd.get(&owner) {
+                            Some(l) => l.clone(),
+                            None => {
+                                let l = PyList::empty(py);
+                                forwards.set_item(owner, &l)?;
+                                fwd.insert(owner, l.clone());
+                                l
+                            }
+                        };
+                        l.append((offset, rts_ms, key.to_py(py), value.to_py(py)))?;
+                        if let Some(k) = kept_ts.as_deref_mut() {
+                            k.pop();
+                        }
+                        counted = offset;
+                    }
+                    continue;
+                }
+                if let Some(u) = self.up.users.get(uid) {
+                    if u.offs.iter().any(|&(s, o)| s == src && o >= offset) {
+                        skipped += 1;
+                        counted = counted.max(offset);
+                        continue;
+                    }
+                }
+                self.up.clock.see(rts, margin, fold_limit);
+                self.agg
+                    .touch(py, &self.up.users, uid, &self.pcfg, &mut self.dc)?;
+                let (fact, signal) = match d {
+                    Dec::Product(ev, info) => {
+                        let f = apply_product(
+                            py,
+                            &self.dec.rules,
+                            &mut self.dc,
+                            *info,
+                            &mut self.up,
+                            ev,
+                        )?;
+                        let sig = (f.is_some() && info.kind == Kind::SubCancelled)
+                            .then(|| ("cancellation", ev.acct.unwrap_or(ev.uid), ev.inst));
+                        if f.is_some() {
+                            self.id_log.push(IdChange::Put(
+                                Key::from(ev.uid),
+                                Key::from(ev.eid),
+                                ev.inst,
+                                part,
+                                offset,
+                            ));
+                        }
+                        (f, sig)
+                    }
+                    Dec::Survey(ans) => {
+                        let f = apply_survey(&mut self.up, ans);
+                        let name = match ans.sv {
+                            SV_NPS if ans.score <= 6 => Some("nps_detractor"),
+                            SV_CSAT if ans.score <= 2 => Some("csat_negative"),
+                            _ => None,
+                        };
+                        let sig = match (f.is_some(), name) {
+                            (true, Some(n)) => Some((n, ans.acct.unwrap_or(ans.uid), ans.inst)),
+                            _ => None,
+                        };
+                        (f, sig)
+                    }
+                    _ => unreachable!(),
+                };
+                let u = self.up.users.get_mut(uid).expect("applied user");
+                match u.offs.iter_mut().find(|x| x.0 == src) {
+                    Some(x) => x.1 = offset,
+                    None => u.offs.push((src, offset)),
+                }
+                if !dirty.contains(uid) {
+                    dirty.insert(Key::from(uid));
+                }
+                applied += 1;
+                let accepted = fact.is_some();
+                if let Some(f) = &fact {
+                    let q = kafka_partition(f.customer.as_bytes(), self.account_partitions);
+                    match &mut sink {
+                        FactSink::Tuples(lists) => {
+                            let ft = self.fact_tuple(py, f, &topic_s, part, offset)?;
+                            match &lists[q as usize] {
+                                Some(l) => l.append(ft)?,
+                                None => {
+                                    let l = PyList::new(py, [ft])?;
+                                    facts.set_item(q, &l)?;
+                                    lists[q as usize] = Some(l);
+                                }
+                            }
+                        }
+                        FactSink::Encoded(outs, order) => {
+                            let p = self.partition;
+                            outs[q as usize]
+                                .get_or_insert_with(|| {
+                                    order.push(q as usize);
+                                    FactsOut::new()
+                                })
+                                .push(f, topic, part, offset, p)
+                                .map_err(|_| unwritable("a fact"))?;
+                        }
+                    }
+                }
+                if let Some((name, customer, inst)) = signal {
+                    signals.append((
+                        name,
+                        customer,
+                        self.conv.t(py, inst)?,
+                        topic,
+                        part,
+                        offset,
+                    ))?;
+                }
+                if new {
+                    if accepted {
+                        self.up.accepted += 1;
+                    } else {
+                        self.up.duplicates += 1;
+                    }
+                    counted = offset;
+                }
+            }
+            let s = src as usize;
+            self.offs[s] = Some(counted.max(self.offs[s].unwrap_or(-1)));
+            let newest = recs.iter().map(|r| r.1).max().unwrap_or(0);
+            if self.srcw[s].is_none_or(|w| newest > w) {
+                self.srcw[s] = Some(newest);
+            }
+            if let Some(w) = wall {
+                self.heard[s] = Some(w);
+            }
+            if let Some(m) = msg_offset {
+                swept = self.sweep(py, m, wall, &mut dirty, &mut deleted)?;
+            }
+        }
+        if let FactSink::Encoded(mut outs, order) = sink {
+            for q in order {
+                if let Some(o) = outs[q].take() {
+                    let b = o.finish().map_err(|_| unwritable("a facts message"))?;
+                    facts.set_item(q, PyBytes::new(py, &b))?;
+                }
+            }
+        }
+        let dirty_set = PySet::empty(py)?;
+        for k in &dirty {
+            dirty_set.add(k.as_str())?;
+        }
+        let deleted_set = PySet::empty(py)?;
+        for k in &deleted {
+            deleted_set.add(k.as_str())?;
+        }
+        Ok(Some(PyTuple::new(
+            py,
+            [
+                dead_letters.into_any(),
+                forwards.into_any(),
+                facts.into_any(),
+                signals.into_any(),
+                dirty_set.into_any(),
+                deleted_set.into_any(),
+                swept.into_pyobject(py)?.to_owned().into_any(),
+                applied.into_pyobject(py)?.into_any(),
+                skipped.into_pyobject(py)?.into_any(),
+            ],
+        )?))
+    }
+
 
     /// The hot path on a record value: Some when plainly valid and on time.
     fn fast<'a, 'py>(&mut self, topic: &str, v: &'a [u8], rts: I) -> Option<Dec<'a, 'py>> {
@@ -526,11 +877,10 @@ impl LiveUsers {
     }
 
     /// One micro-batch (`LiveUserPartition.apply`): records are (offset, record ts ms, key,
-    /// value). Returns (dead_letters, forwards {owner: [records]}, facts {account partition:
-    /// [facts]}, signals, dirty, deleted, swept, applied, skipped), or None, with nothing
-    /// applied, when the batch holds a value the core cannot hold exactly.
+    /// value); `apply_recs` says what it returns. With `facts_encoded` each account partition's
+    /// facts come as their facts message (bytes), else as lists of `Fact` tuples.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (topic, part, records, msg_offset, fold_limit, wall))]
+    #[pyo3(signature = (topic, part, records, msg_offset, fold_limit, wall, facts_encoded=false))]
     fn apply_batch<'py>(
         &mut self,
         py: Python<'py>,
@@ -540,270 +890,89 @@ impl LiveUsers {
         msg_offset: Option<i64>,
         fold_limit: Option<I>,
         wall: Option<f64>,
+        facts_encoded: bool,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let fold_limit = match fold_limit {
-            Some(l) => Some(l.checked_mul(UNIT).ok_or_else(|| not_repr("fold limit"))?),
-            None => None,
+        let mut recs: Vec<Rec<'_, 'py>> = Vec::with_capacity(records.len());
+        for r in records.iter() {
+            recs.push(match r.cast::<PyTuple>() {
+                Ok(t) => (
+                    t.get_item(0)?.extract()?,
+                    t.get_item(1)?.extract()?,
+                    Blob::Py(t.get_item(2)?),
+                    Blob::Py(t.get_item(3)?),
+                ),
+                Err(_) => (
+                    // any other sequence of four
+                    r.get_item(0)?.extract()?,
+                    r.get_item(1)?.extract()?,
+                    Blob::Py(r.get_item(2)?),
+                    Blob::Py(r.get_item(3)?),
+                ),
+            });
+        }
+        self.apply_recs(
+            py,
+            topic,
+            part,
+            recs,
+            msg_offset,
+            fold_limit,
+            wall,
+            facts_encoded,
+            None,
+        )
+    }
+
+    /// A micro-batch message of `<app>-batches` (its bytes: messages.rs `read_batch`) of an
+    /// input topic, its facts as facts messages: (topic, source partition, records, the record
+    /// timestamps of the records not forwarded as an array of int64, `apply_batch`'s tuple).
+    /// None, with nothing applied, when the message is not one the core reads (a forget
+    /// request, a gap nudge, another encoding) or `apply_batch` would give None: the caller
+    /// decodes it in Python and takes `apply_batch`'s path.
+    #[pyo3(signature = (data, msg_offset, fold_limit, wall))]
+    fn apply_encoded<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &Bound<'py, PyBytes>,
+        msg_offset: Option<i64>,
+        fold_limit: Option<I>,
+        wall: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Ok((topic, part, raw)) = read_batch(data.as_bytes()) else {
+            return Ok(None);
         };
-        let dead_letters = PyList::empty(py);
-        let forwards = PyDict::new(py);
-        let facts = PyDict::new(py);
-        let signals = PyList::empty(py);
-        let mut dirty: HashSet<Key, ahash::RandomState> = HashSet::default();
-        let mut deleted: Vec<Key> = Vec::new();
-        let (mut applied, mut skipped) = (0u64, 0u64);
-        let mut swept = false;
-        if records.is_empty() {
-            if let Some(m) = msg_offset {
-                swept = self.sweep(py, m, wall, &mut dirty, &mut deleted)?;
-            }
-        } else {
-            // 1. read and decide every record (pure: nothing is applied yet)
-            let mut recs: Vec<(i64, i64, Bound<'py, PyAny>, Bound<'py, PyAny>)> =
-                Vec::with_capacity(records.len());
-            for r in records.iter() {
-                recs.push(match r.cast::<PyTuple>() {
-                    Ok(t) => (
-                        t.get_item(0)?.extract()?,
-                        t.get_item(1)?.extract()?,
-                        t.get_item(2)?,
-                        t.get_item(3)?,
-                    ),
-                    Err(_) => (
-                        // any other sequence of four
-                        r.get_item(0)?.extract()?,
-                        r.get_item(1)?.extract()?,
-                        r.get_item(2)?,
-                        r.get_item(3)?,
-                    ),
-                });
-            }
-            let input = topic == PRODUCT || topic == SURVEY;
-            let mut owned: Vec<Owned> = Vec::new();
-            let mut decs: Vec<Dec<'_, 'py>> = Vec::with_capacity(recs.len());
-            let mut slow: Vec<usize> = Vec::new(); // records the bridge decided, by index
-            let bridge = self.bridge.bind(py).clone();
-            for (i, (_, rts_ms, _, value)) in recs.iter().enumerate() {
-                if value.is_none() {
-                    decs.push(Dec::Reject(
-                        BAD_JSON,
-                        PyString::new(py, "empty value (a tombstone)").into_any(),
-                    ));
-                    continue;
-                }
-                if !input {
-                    decs.push(Dec::Ignore);
-                    continue;
-                }
-                let rts = *rts_ms as I * MS;
-                if let Ok(b) = value.cast::<PyBytes>() {
-                    if let Some(d) = self.fast(topic, b.as_bytes(), rts) {
-                        decs.push(d);
-                        continue;
-                    }
-                }
-                let res = bridge.call_method1("live", (topic, value, *rts_ms))?;
-                let t = res.cast::<PyTuple>()?;
-                match read_decision(t)? {
-                    Some(Decided::Rejected(reason, ..)) => {
-                        decs.push(Dec::Reject(reason, t.get_item(4)?));
-                        continue;
-                    }
-                    Some(Decided::Product(o)) => owned.push(Owned::Ev(o)),
-                    Some(Decided::Survey(o)) => owned.push(Owned::Ans(o)),
-                    Some(Decided::Skipped) => {
-                        decs.push(Dec::Ignore);
-                        continue;
-                    }
-                    Some(Decided::Handover) | None => return Ok(None),
-                }
-                decs.push(Dec::Ignore); // replaced below, once `owned` stops growing
-                slow.push(i);
-            }
-            for (k, &i) in slow.iter().enumerate() {
-                decs[i] = match &owned[k] {
-                    Owned::Ev(o) => {
-                        let info = self.dec.info(&o.typ);
-                        Dec::Product(borrow_ev(o), info)
-                    }
-                    Owned::Ans(o) => Dec::Survey(borrow_ans(o)),
-                };
-            }
-            // 2. apply them (LiveUserPartition.apply's loop)
-            let src = self.src(topic, part);
-            let margin = self.dec.rules.margin;
-            let mut counted = self.offs[src as usize].unwrap_or(-1);
-            let mut fwd: Map<u32, Bound<'py, PyList>> = Map::default();
-            let topic_s = PyString::new(py, topic);
-            // the facts list of each account partition, once made
-            let mut fact_lists: Vec<Option<Bound<'py, PyList>>> =
-                vec![None; self.account_partitions as usize];
-            for ((offset, rts_ms, key, value), d) in recs.iter().zip(decs.iter()) {
-                let (offset, rts_ms) = (*offset, *rts_ms);
-                let new = offset > counted;
-                let rts = rts_ms as I * MS;
-                let uid = match d {
-                    Dec::Ignore => continue,
-                    Dec::Reject(reason, detail) => {
-                        if new {
-                            self.up.clock.see(rts, margin, fold_limit);
-                            self.up.rejected[*reason] += 1;
-                            dead_letters.append((
-                                REASONS[*reason],
-                                detail,
-                                topic,
-                                part,
-                                offset,
-                                key,
-                                rts_ms,
-                                value,
-                            ))?;
-                            counted = offset;
-                        }
-                        continue;
-                    }
-                    Dec::Product(ev, _) => ev.uid,
-                    Dec::Survey(ans) => ans.uid,
-                };
-                let owner = kafka_partition(uid.as_bytes(), self.partitions);
-                if owner != self.partition {
-                    if new {
-                        let l = match fwd.get(&owner) {
-                            Some(l) => l.clone(),
-                            None => {
-                                let l = PyList::empty(py);
-                                forwards.set_item(owner, &l)?;
-                                fwd.insert(owner, l.clone());
-                                l
-                            }
-                        };
-                        l.append((offset, rts_ms, key, value))?;
-                        counted = offset;
-                    }
-                    continue;
-                }
-                if let Some(u) = self.up.users.get(uid) {
-                    if u.offs.iter().any(|&(s, o)| s == src && o >= offset) {
-                        skipped += 1;
-                        counted = counted.max(offset);
-                        continue;
-                    }
-                }
-                self.up.clock.see(rts, margin, fold_limit);
-                self.agg
-                    .touch(py, &self.up.users, uid, &self.pcfg, &mut self.dc)?;
-                let (fact, signal) = match d {
-                    Dec::Product(ev, info) => {
-                        let f = apply_product(
-                            py,
-                            &self.dec.rules,
-                            &mut self.dc,
-                            *info,
-                            &mut self.up,
-                            ev,
-                        )?;
-                        let sig = (f.is_some() && info.kind == Kind::SubCancelled)
-                            .then(|| ("cancellation", ev.acct.unwrap_or(ev.uid), ev.inst));
-                        if f.is_some() {
-                            self.id_log.push(IdChange::Put(
-                                Key::from(ev.uid),
-                                Key::from(ev.eid),
-                                ev.inst,
-                                part,
-                                offset,
-                            ));
-                        }
-                        (f, sig)
-                    }
-                    Dec::Survey(ans) => {
-                        let f = apply_survey(&mut self.up, ans);
-                        let name = match ans.sv {
-                            SV_NPS if ans.score <= 6 => Some("nps_detractor"),
-                            SV_CSAT if ans.score <= 2 => Some("csat_negative"),
-                            _ => None,
-                        };
-                        let sig = match (f.is_some(), name) {
-                            (true, Some(n)) => Some((n, ans.acct.unwrap_or(ans.uid), ans.inst)),
-                            _ => None,
-                        };
-                        (f, sig)
-                    }
-                    _ => unreachable!(),
-                };
-                let u = self.up.users.get_mut(uid).expect("applied user");
-                match u.offs.iter_mut().find(|x| x.0 == src) {
-                    Some(x) => x.1 = offset,
-                    None => u.offs.push((src, offset)),
-                }
-                if !dirty.contains(uid) {
-                    dirty.insert(Key::from(uid));
-                }
-                applied += 1;
-                let accepted = fact.is_some();
-                if let Some(f) = &fact {
-                    let q = kafka_partition(f.customer.as_bytes(), self.account_partitions);
-                    let ft = self.fact_tuple(py, f, &topic_s, part, offset)?;
-                    match &fact_lists[q as usize] {
-                        Some(l) => l.append(ft)?,
-                        None => {
-                            let l = PyList::new(py, [ft])?;
-                            facts.set_item(q, &l)?;
-                            fact_lists[q as usize] = Some(l);
-                        }
-                    }
-                }
-                if let Some((name, customer, inst)) = signal {
-                    signals.append((
-                        name,
-                        customer,
-                        self.conv.t(py, inst)?,
-                        topic,
-                        part,
-                        offset,
-                    ))?;
-                }
-                if new {
-                    if accepted {
-                        self.up.accepted += 1;
-                    } else {
-                        self.up.duplicates += 1;
-                    }
-                    counted = offset;
-                }
-            }
-            let s = src as usize;
-            self.offs[s] = Some(counted.max(self.offs[s].unwrap_or(-1)));
-            let newest = recs.iter().map(|r| r.1).max().unwrap_or(0);
-            if self.srcw[s].is_none_or(|w| newest > w) {
-                self.srcw[s] = Some(newest);
-            }
-            if let Some(w) = wall {
-                self.heard[s] = Some(w);
-            }
-            if let Some(m) = msg_offset {
-                swept = self.sweep(py, m, wall, &mut dirty, &mut deleted)?;
-            }
+        if (topic != PRODUCT && topic != SURVEY) || raw.is_empty() {
+            return Ok(None);
         }
-        let dirty_set = PySet::empty(py)?;
-        for k in &dirty {
-            dirty_set.add(k.as_str())?;
-        }
-        let deleted_set = PySet::empty(py)?;
-        for k in &deleted {
-            deleted_set.add(k.as_str())?;
-        }
+        let n = raw.len();
+        let recs: Vec<Rec<'_, 'py>> = raw
+            .into_iter()
+            .map(|(o, t, k, v)| (o, t, Blob::Raw(k), Blob::Raw(v)))
+            .collect();
+        let mut kept: Vec<i64> = Vec::with_capacity(n);
+        let Some(res) = self.apply_recs(
+            py,
+            topic,
+            part,
+            recs,
+            msg_offset,
+            fold_limit,
+            wall,
+            true,
+            Some(&mut kept),
+        )?
+        else {
+            return Ok(None);
+        };
+        let ts: Vec<u8> = kept.iter().flat_map(|t| t.to_ne_bytes()).collect();
         Ok(Some(PyTuple::new(
             py,
             [
-                dead_letters.into_any(),
-                forwards.into_any(),
-                facts.into_any(),
-                signals.into_any(),
-                dirty_set.into_any(),
-                deleted_set.into_any(),
-                swept.into_pyobject(py)?.to_owned().into_any(),
-                applied.into_pyobject(py)?.into_any(),
-                skipped.into_pyobject(py)?.into_any(),
+                PyString::new(py, topic).into_any(),
+                part.into_pyobject(py)?.into_any(),
+                n.into_pyobject(py)?.into_any(),
+                PyBytes::new(py, &ts).into_any(),
+                res.into_any(),
             ],
         )?))
     }
@@ -1111,6 +1280,98 @@ impl LiveAccounts {
     }
 }
 
+impl LiveAccounts {
+    /// `LiveAccountPartition.apply` on facts read: the customers to write.
+    fn apply_rows<'py>(
+        &mut self,
+        py: Python<'py>,
+        rows: &[FactRow<'_>],
+        offset: Option<i64>,
+        fold_limit: Option<I>,
+    ) -> PyResult<Bound<'py, PySet>> {
+        let fold_limit = match fold_limit {
+            Some(l) => Some(l.checked_mul(UNIT).ok_or_else(|| not_repr("fold limit"))?),
+            None => None,
+        };
+        let mut dirty: HashSet<Key, ahash::RandomState> = HashSet::default();
+        let mut last_src: Option<(&str, i64, i64, u32)> = None;
+        for r in rows {
+            let id = match last_src {
+                Some((t, p, v, id)) if p == r.part && v == r.via && t == r.topic => id,
+                _ => {
+                    let mut none = Vec::new();
+                    let id = intern(&mut self.srcs, r.topic, (r.part, r.via), &mut [], &mut none);
+                    last_src = Some((r.topic, r.part, r.via, id));
+                    id
+                }
+            };
+            let (customer, off) = (r.customer, r.offset);
+            if let Some(a) = self.ap.accounts.get(customer) {
+                if a.offs.iter().any(|&(s, o)| s == id && o >= off) {
+                    continue;
+                }
+            }
+            let fact = Fact {
+                customer,
+                ts: r.ts,
+                rts: r.rts,
+                act: r.act,
+                kind: r.kind,
+                value: r.value,
+            };
+            apply_fact(
+                py,
+                self.margin,
+                fold_limit,
+                &mut self.dc,
+                &mut self.ap,
+                &fact,
+            )?;
+            let a = self
+                .ap
+                .accounts
+                .get_mut(customer)
+                .expect("applied customer");
+            match a.offs.iter_mut().find(|x| x.0 == id) {
+                Some(x) => x.1 = off,
+                None => a.offs.push((id, off)),
+            }
+            if !dirty.contains(customer) {
+                dirty.insert(Key::from(customer));
+            }
+        }
+        if let Some(offset) = offset {
+            let at = self.sm.due(
+                offset,
+                self.ap.clock.fold,
+                self.ap.clock.watermark.is_some(),
+            );
+            if let Some(at) = at {
+                let f = at.min(self.ap.clock.fold);
+                for (c, a) in self.ap.accounts.iter_mut() {
+                    let mut changed = false;
+                    expire_account(py, &mut self.dc, a, f, &mut changed)?;
+                    if changed && !dirty.contains(c.as_str()) {
+                        dirty.insert(c.clone());
+                    }
+                }
+                self.sm.swept = Some(at);
+                self.sm.swept_at = offset;
+                self.sweeps += 1;
+            }
+            if offset > self.sm.msg_offset {
+                self.sm.msg_offset = offset;
+            }
+        }
+        let out = PySet::empty(py)?;
+        for k in &dirty {
+            out.add(k.as_str())?;
+        }
+        Ok(out)
+    }
+}
+
+
 #[pymethods]
 impl LiveAccounts {
     #[new]
@@ -1204,111 +1465,71 @@ impl LiveAccounts {
         offset: Option<i64>,
         fold_limit: Option<I>,
     ) -> PyResult<Option<Bound<'py, PySet>>> {
-        let fold_limit = match fold_limit {
-            Some(l) => Some(l.checked_mul(UNIT).ok_or_else(|| not_repr("fold limit"))?),
-            None => None,
-        };
-        // 1. every fact's instant (the one value that may not fit: then nothing is applied)
+        // 1. read every fact (an instant the core cannot hold: nothing is applied)
         let items: Vec<Bound<'py, PyAny>> = facts.try_iter()?.collect::<PyResult<_>>()?;
-        let mut times: Vec<I> = Vec::with_capacity(items.len());
+        let mut held: Vec<(I, Bound<'py, PyAny>, Bound<'py, PyAny>, [i64; 3], I, bool, u8, f64)> =
+            Vec::with_capacity(items.len());
         for f in &items {
-            match self.conv.inst(&f.get_item(1)?) {
-                Ok(ts) => times.push(ts),
-                Err(e) if e.is_instance_of::<crate::convert::NotRepresentable>(py) => {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        // 2. apply them
-        let mut dirty: HashSet<Key, ahash::RandomState> = HashSet::default();
-        let mut last_src: Option<(Bound<'py, PyAny>, i64, i64, u32)> = None;
-        for (f, &ts) in items.iter().zip(times.iter()) {
             let t = f.cast::<PyTuple>().ok();
             let get = |i: usize| match t {
                 Some(t) => t.get_item(i),
                 None => f.get_item(i),
             };
-            let customer_o = get(0)?;
-            let customer: &str = customer_o.cast::<PyString>()?.to_str()?;
-            let (topic_o, part, via): (Bound<'py, PyAny>, i64, i64) =
-                (get(6)?, get(7)?.extract()?, get(9)?.extract()?);
-            let off: i64 = get(8)?.extract()?;
-            let id = match &last_src {
-                Some((t, p, v, id)) if *p == part && *v == via && t.eq(&topic_o)? => *id,
-                _ => {
-                    let topic: &str = topic_o.cast::<PyString>()?.to_str()?;
-                    let mut none = Vec::new();
-                    let id = intern(&mut self.srcs, topic, (part, via), &mut [], &mut none);
-                    last_src = Some((topic_o.clone(), part, via, id));
-                    id
+            let ts = match self.conv.inst(&get(1)?) {
+                Ok(ts) => ts,
+                Err(e) if e.is_instance_of::<crate::convert::NotRepresentable>(py) => {
+                    return Ok(None)
                 }
+                Err(e) => return Err(e),
             };
-            if let Some(a) = self.ap.accounts.get(customer) {
-                if a.offs.iter().any(|&(s, o)| s == id && o >= off) {
-                    continue;
-                }
-            }
             let rts: I = get(2)?.extract()?;
-            let fact = Fact {
-                customer,
+            held.push((
                 ts,
-                rts: rts
-                    .checked_mul(UNIT)
+                get(0)?,
+                get(6)?,
+                [get(7)?.extract()?, get(8)?.extract()?, get(9)?.extract()?],
+                rts.checked_mul(UNIT)
                     .ok_or_else(|| not_repr("a record ts"))?,
-                act: get(3)?.extract()?,
-                kind: get(4)?.extract()?,
-                value: get(5)?.extract()?,
-            };
-            apply_fact(
-                py,
-                self.margin,
-                fold_limit,
-                &mut self.dc,
-                &mut self.ap,
-                &fact,
-            )?;
-            let a = self
-                .ap
-                .accounts
-                .get_mut(customer)
-                .expect("applied customer");
-            match a.offs.iter_mut().find(|x| x.0 == id) {
-                Some(x) => x.1 = off,
-                None => a.offs.push((id, off)),
-            }
-            if !dirty.contains(customer) {
-                dirty.insert(Key::from(customer));
-            }
+                get(3)?.extract()?,
+                get(4)?.extract()?,
+                get(5)?.extract()?,
+            ));
         }
-        if let Some(offset) = offset {
-            let at = self.sm.due(
-                offset,
-                self.ap.clock.fold,
-                self.ap.clock.watermark.is_some(),
-            );
-            if let Some(at) = at {
-                let f = at.min(self.ap.clock.fold);
-                for (c, a) in self.ap.accounts.iter_mut() {
-                    let mut changed = false;
-                    expire_account(py, &mut self.dc, a, f, &mut changed)?;
-                    if changed && !dirty.contains(c.as_str()) {
-                        dirty.insert(c.clone());
-                    }
-                }
-                self.sm.swept = Some(at);
-                self.sm.swept_at = offset;
-                self.sweeps += 1;
-            }
-            if offset > self.sm.msg_offset {
-                self.sm.msg_offset = offset;
-            }
+        let mut rows: Vec<FactRow<'_>> = Vec::with_capacity(held.len());
+        for (ts, customer, topic, [part, offset, via], rts, act, kind, value) in &held {
+            rows.push(FactRow {
+                customer: customer.cast::<PyString>()?.to_str()?,
+                ts: *ts,
+                rts: *rts,
+                act: *act,
+                kind: *kind,
+                value: *value,
+                topic: topic.cast::<PyString>()?.to_str()?,
+                part: *part,
+                offset: *offset,
+                via: *via,
+            });
         }
-        let out = PySet::empty(py)?;
-        for k in &dirty {
-            out.add(k.as_str())?;
-        }
-        Ok(Some(out))
+        // 2. apply them
+        self.apply_rows(py, &rows, offset, fold_limit).map(Some)
+    }
+
+    /// A facts message's bytes (messages.rs `read_facts`): `apply_facts` without making a
+    /// Python object per fact. None, with nothing applied, when the message is not one the core
+    /// reads (a forget request, another encoding, a value it cannot hold): the caller decodes
+    /// it in Python and takes `apply_facts`' path.
+    #[pyo3(signature = (data, offset, fold_limit))]
+    fn apply_encoded<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &Bound<'py, PyBytes>,
+        offset: Option<i64>,
+        fold_limit: Option<I>,
+    ) -> PyResult<Option<Bound<'py, PySet>>> {
+        let Ok(rows) = read_facts(data.as_bytes()) else {
+            return Ok(None);
+        };
+        self.apply_rows(py, &rows, offset, fold_limit).map(Some)
     }
 
     /// (watermark ns or None, swept, swept_at, msg_offset).

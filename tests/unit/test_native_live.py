@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from agents.epoch import Stored
-from agents.users import load_user_partition
+from agents.users import kept_ts, load_user_partition
 from streams import codec
 from streams.config import Config
 from streams.engine import partial_to_json
@@ -245,11 +245,13 @@ def check(what: str, py: Any, nat: Any) -> None:
 
 
 def run_side_by_side(
-    recs: list[Rec], cfg: Config, partitions: int, seed: int, most: int = 40
+    recs: list[Rec], cfg: Config, partitions: int, seed: int, most: int = 40, encoded: bool = False
 ) -> dict[str, int]:
     """Every user and account partition in both implementations, fed the same messages (the
     forwards and facts of the Python side go to both); raises Mismatch at the first
-    difference. Returns counts of what was exercised."""
+    difference. Returns counts of what was exercised. `encoded`: the native side gets each
+    message as its bytes (`apply_encoded`, as the worker's stages do; decoded and `apply`'d
+    when it says None), its facts as their messages, which must be `encode_facts`' bytes."""
     nl = _native()
     rng = random.Random(seed)
     n = partitions
@@ -266,6 +268,7 @@ def run_side_by_side(
     wall = 0.0
     seen = {"batches": 0, "sweeps": 0, "forwards": 0, "dead": 0, "signals": 0, "deleted": 0}
     seen.update(redelivered=0, skipped=0, facts=0, handed_over=0, restarts=0, ids=0, ids_dropped=0)
+    seen.update(encoded_batches=0, encoded_facts=0)
     margin = py_u[0].engine.margin
     steps = 0
     seen.update(asked=0, aggregate_answers=0)
@@ -320,9 +323,30 @@ def run_side_by_side(
         seen["ids"] += len(w1)
         seen["ids_dropped"] += sum(1 for w in w1 if w[1] is None)
 
+    def native_apply(p: int, b: Batch, off: int, o1: Output) -> Output:
+        if not encoded:
+            return na_u[p].apply(b, off)
+        data = codec.encode_batch(b)
+        got = na_u[p].apply_encoded(data, off)
+        if got is None:  # as agents/users.py does
+            return na_u[p].apply(codec.decode_batch(data), off)
+        seen["encoded_batches"] += 1
+        head = (got.topic, got.partition, got.records, list(got.kept_ts))
+        check(
+            f"partition {p} message {off}: what apply_encoded read",
+            (b.topic, b.partition, len(b.records), kept_ts(b, o1)),
+            head,
+        )
+        o2 = got.out
+        check(f"partition {p} message {off}: facts as lists", {}, o2.facts)
+        want = {q: codec.encode_facts(fs) for q, fs in o1.facts.items()}
+        check(f"partition {p} message {off}: the facts' messages", want, o2.facts_encoded)
+        o2.facts = {q: codec.decode_facts_message(m) for q, m in o2.facts_encoded.items()}
+        return o2
+
     def user_step(p: int, b: Batch, off: int) -> Output:
         o1 = py_u[p].apply(b, off)
-        o2 = na_u[p].apply(b, off)
+        o2 = native_apply(p, b, off, o1)
         for name, x, y in zip(_FIELDS, output_of(o1), output_of(o2), strict=True):
             check(f"partition {p} message {off}: Output.{name}", x, y)
         check(f"partition {p} message {off}: meta", meta_of(py_u[p].meta), meta_of(na_u[p].meta))
@@ -375,7 +399,11 @@ def run_side_by_side(
             off = amsg[p]
             amsg[p] += 1
             d1 = py_a[p].apply(fs, off)
-            d2 = na_a[p].apply(fs, off)
+            d2 = na_a[p].apply_encoded(codec.encode_facts(fs), off) if encoded else None
+            if d2 is None:
+                d2 = na_a[p].apply(fs, off)
+            else:
+                seen["encoded_facts"] += 1
             check(f"account partition {p} message {off}: dirty", sorted(d1), sorted(d2))
             check(f"account partition {p}: meta", meta_of(py_a[p].meta), meta_of(na_a[p].meta))
             seen["facts"] += len(fs)
@@ -449,24 +477,26 @@ def compare_states(py_u: list[Any], na_u: list[Any], py_a: list[Any], na_a: list
             )
 
 
-def assert_same(recs: list[Rec], cfg: Config, partitions: int, seed: int) -> dict[str, int]:
+def assert_same(
+    recs: list[Rec], cfg: Config, partitions: int, seed: int, encoded: bool = False
+) -> dict[str, int]:
     """run_side_by_side; on a difference, the input is shrunk and the failure reported with the
     smallest failing records found."""
     try:
-        return run_side_by_side(recs, cfg, partitions, seed)
+        return run_side_by_side(recs, cfg, partitions, seed, encoded=encoded)
     except Mismatch as exc:
         first = str(exc)
 
     def fails(rs: list[Any]) -> bool:
         try:
-            run_side_by_side(rs, cfg, partitions, seed)
+            run_side_by_side(rs, cfg, partitions, seed, encoded=encoded)
         except Mismatch:
             return True
         return False
 
     small = minimize(list(recs), fails, budget_s=30)
     try:
-        run_side_by_side(small, cfg, partitions, seed)
+        run_side_by_side(small, cfg, partitions, seed, encoded=encoded)
         again = "(the shrunk input passes?)"
     except Exception as exc:
         again = str(exc)
@@ -498,6 +528,28 @@ def test_random_micro_batches_side_by_side(
         assert seen["forwards"] > 0
     if days >= 5:
         assert seen["sweeps"] > 0 and seen["ids_dropped"] > 0
+
+
+@pytest.mark.parametrize(
+    ("seed", "timezone", "partitions", "n", "days"),
+    [(5, "UTC", 3, 2500, 12), (6, "America/New_York", 2, 1500, 40), (7, "UTC", 1, 1200, 0.5)],
+)
+def test_messages_applied_from_their_bytes_side_by_side(
+    seed: int, timezone: str, partitions: int, n: int, days: float
+) -> None:
+    """The worker's path: the core reads each micro-batch message and each facts message from
+    its bytes (`apply_encoded`) and writes the facts as their messages; everything equal to the
+    Python engine fed the decoded messages, the facts' messages equal to `encode_facts`'."""
+    cfg = Config.from_mapping({"timezone": timezone})
+    recs = sim_records(seed, n, users=60, days=days, partitions=partitions, hostile=n // 20)
+    seen = assert_same(recs, cfg, partitions, seed, encoded=True)
+    assert seen["batches"] > 50 and seen["dead"] > 0 and seen["facts"] > 0
+    assert seen["redelivered"] > 0 and seen["skipped"] > 0
+    # most messages went through the bytes path (the rest: a value the core cannot hold)
+    assert seen["encoded_batches"] > seen["batches"] // 2
+    assert seen["encoded_facts"] > 0
+    if partitions > 1:
+        assert seen["forwards"] > 0
     assert seen["handed_over"] == 0  # 18 fractional digits at most: the core held them all
     # the partials at a "now" moving forward came from the sums kept current, mostly
     assert seen["asked"] > 20 and seen["aggregate_answers"] > seen["asked"] // 2
