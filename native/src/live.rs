@@ -624,7 +624,6 @@ impl LiveUsers {
         )?))
     }
 
-
     /// The hot path on a record value: Some when plainly valid and on time.
     fn fast<'a, 'py>(&mut self, topic: &str, v: &'a [u8], rts: I) -> Option<Dec<'a, 'py>> {
         if v.len() > MAX_VALUE_BYTES || !(v.is_ascii() || std::str::from_utf8(v).is_ok()) {
@@ -1371,7 +1370,6 @@ impl LiveAccounts {
     }
 }
 
-
 #[pymethods]
 impl LiveAccounts {
     #[new]
@@ -1467,8 +1465,9 @@ impl LiveAccounts {
     ) -> PyResult<Option<Bound<'py, PySet>>> {
         // 1. read every fact (an instant the core cannot hold: nothing is applied)
         let items: Vec<Bound<'py, PyAny>> = facts.try_iter()?.collect::<PyResult<_>>()?;
-        let mut held: Vec<(I, Bound<'py, PyAny>, Bound<'py, PyAny>, [i64; 3], I, bool, u8, f64)> =
-            Vec::with_capacity(items.len());
+        // the Python objects the rows borrow their strs from, then the rows
+        let mut strs: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::with_capacity(items.len());
+        let mut rows: Vec<FactRow<'_>> = Vec::with_capacity(items.len());
         for f in &items {
             let t = f.cast::<PyTuple>().ok();
             let get = |i: usize| match t {
@@ -1483,32 +1482,25 @@ impl LiveAccounts {
                 Err(e) => return Err(e),
             };
             let rts: I = get(2)?.extract()?;
-            held.push((
-                ts,
-                get(0)?,
-                get(6)?,
-                [get(7)?.extract()?, get(8)?.extract()?, get(9)?.extract()?],
-                rts.checked_mul(UNIT)
-                    .ok_or_else(|| not_repr("a record ts"))?,
-                get(3)?.extract()?,
-                get(4)?.extract()?,
-                get(5)?.extract()?,
-            ));
-        }
-        let mut rows: Vec<FactRow<'_>> = Vec::with_capacity(held.len());
-        for (ts, customer, topic, [part, offset, via], rts, act, kind, value) in &held {
+            strs.push((get(0)?, get(6)?));
             rows.push(FactRow {
-                customer: customer.cast::<PyString>()?.to_str()?,
-                ts: *ts,
-                rts: *rts,
-                act: *act,
-                kind: *kind,
-                value: *value,
-                topic: topic.cast::<PyString>()?.to_str()?,
-                part: *part,
-                offset: *offset,
-                via: *via,
+                customer: "",
+                ts,
+                rts: rts
+                    .checked_mul(UNIT)
+                    .ok_or_else(|| not_repr("a record ts"))?,
+                act: get(3)?.extract()?,
+                kind: get(4)?.extract()?,
+                value: get(5)?.extract()?,
+                topic: "",
+                part: get(7)?.extract()?,
+                offset: get(8)?.extract()?,
+                via: get(9)?.extract()?,
             });
+        }
+        for (r, (customer, topic)) in rows.iter_mut().zip(strs.iter()) {
+            r.customer = customer.cast::<PyString>()?.to_str()?;
+            r.topic = topic.cast::<PyString>()?.to_str()?;
         }
         // 2. apply them
         self.apply_rows(py, &rows, offset, fold_limit).map(Some)

@@ -15,7 +15,7 @@
 //! streams/codec.py would (another version, a forget message, a str where bytes belong, trailing
 //! bytes): the caller then decodes the message in Python, the reference path.
 
-use crate::codec::{Out, Unsure as Unwritable, W, FORMAT_VERSION};
+use crate::codec::{Out, Unsure as Unwritable, FORMAT_VERSION, W};
 use crate::decode::{Rd, Unsure, R};
 use crate::time::{I, UNIT};
 use crate::user::Fact;

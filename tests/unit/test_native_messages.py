@@ -44,7 +44,7 @@ def _records(rng: random.Random, n: int) -> list[Any]:
     ints = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1]
     ints += [-1, -32, -33, -129, -(2**31), -(2**63)]
     return [
-        (rng.choice(ints + [rng.randrange(2**40)]), rng.choice(ints), _blob(rng), _blob(rng))
+        (rng.choice([*ints, rng.randrange(2**40)]), rng.choice(ints), _blob(rng), _blob(rng))
         for _ in range(n)
     ]
 
