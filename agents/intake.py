@@ -25,6 +25,11 @@ log = logging.getLogger("engagement.worker")
 
 # A fetch returns once INTAKE_MIN_BYTES came or `Settings.intake_linger_ms` passed.
 INTAKE_MIN_BYTES = 1024 * 1024
+# At most this much a fetch (all partitions), so a `getmany` round holds about as many records
+# as MAX_RECORDS: a partition's fetch read by the core comes as one run (agents/raw_fetch.py),
+# which `max_records` counts once.
+INTAKE_MAX_BYTES = 4 * 1024 * 1024
+MAX_RECORDS = 20_000
 MAX_IN_FLIGHT = 4
 
 
@@ -59,6 +64,7 @@ class Intake:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=INTAKE_MAX_BYTES,
             # Micro-batches: each costs the users stage a fixed amount (an event, the meta and
             # marker writes of its epoch), so a live trickle must not become one micro-batch
             # per record. The broker holds a fetch until it has INTAKE_MIN_BYTES or
@@ -79,18 +85,19 @@ class Intake:
         in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         try:
             while not self.stop_requested.is_set():
-                data = await consumer.getmany(timeout_ms=200, max_records=20000)
+                data = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
                 if not data:
                     continue
                 offsets = {}
                 acks = []
                 for tp, msgs in data.items():
                     base = w.input_names[tp.topic]
+                    # tuples, or the runs the core read from the fetch's bytes (raw_fetch)
                     recs = msgs if raw else [raw_fetch.as_raw(m) for m in msgs]
                     for value in encode(base, tp.partition, recs):
                         acks.append(await send(batches, None, value, tp.partition, None, None))
-                    offsets[tp] = recs[-1][0] + 1
-                    w.stats["intake_records"] += len(msgs)
+                    offsets[tp] = raw_fetch.next_offset(recs)
+                    w.stats["intake_records"] += raw_fetch.count(recs)
                 await in_flight.acquire()
                 if commits is not None and commits.done() and commits.exception() is not None:
                     raise commits.exception()  # type: ignore[misc]

@@ -7,6 +7,13 @@ the worker's drain profile building it was the largest single item (13% of the s
 gets the four-tuple instead, built in one loop over aiokafka's record batches; every other
 consumer of the process (Faust's) is untouched.
 
+With the compiled core, a fetch's records are not even tuples: the core reads the bytes the
+broker sent (native/src/kafka.rs, record batch format v2) into one `RecordRun` per partition's
+fetch, whose records the core's `encode_batches` writes into micro-batch messages from those
+bytes. `install()` wraps aiokafka's `MemoryRecords` to keep the bytes (`_KeptBytes`). What the
+core does not read (a compressed batch, an older magic, a CRC that does not match) goes through
+aiokafka's reader as tuples, as without the core.
+
 This reads aiokafka's fetcher internals (`PartitionRecords`), checked once when installed:
 with a release that lays them out differently `install()` returns False and the intake takes
 the `ConsumerRecord` path, with the same results. Transactions (read_committed) also take that
@@ -22,6 +29,12 @@ from aiokafka.consumer import fetcher as _fetcher
 from aiokafka.errors import CorruptRecordException
 from aiokafka.structs import ConsumerRecord
 
+try:
+    from engagement_native import RecordRun, read_record_batches
+except ImportError:  # no compiled core: tuples only
+    RecordRun = None
+    read_record_batches = None
+
 Raw = tuple[int, int, "bytes | None", "bytes | None"]
 
 
@@ -34,10 +47,41 @@ _installed: bool | None = None
 _ATTRS = ("_records", "_check_crcs", "_isolation_level", "_key_deserializer", "next_fetch_offset")
 
 
-def _unpack_raw(self: Any) -> Iterator[Raw]:
-    """`PartitionRecords._unpack_records` for read_uncommitted, yielding `Raw` tuples."""
+class _KeptBytes:
+    """aiokafka's `MemoryRecords`, keeping the bytes it reads (`raw`) for the core's reader."""
+
+    __slots__ = ("_inner", "raw")
+
+    def __init__(self, data: Any) -> None:
+        self.raw = data
+        self._inner = _MemoryRecords(data)
+
+    def size_in_bytes(self) -> int:
+        return int(self._inner.size_in_bytes())
+
+    def has_next(self) -> bool:
+        return bool(self._inner.has_next())
+
+    def next_batch(self) -> Any:
+        return self._inner.next_batch()
+
+
+_MemoryRecords: Any = getattr(_fetcher, "MemoryRecords", None)
+
+
+def _unpack_raw(self: Any) -> Iterator[Any]:
+    """`PartitionRecords._unpack_records` for read_uncommitted, yielding the fetch's records as
+    one `RecordRun` (the core read the bytes), else as `Raw` tuples."""
     records = self._records
     check = self._check_crcs
+    data = getattr(records, "raw", None)
+    if read_record_batches is not None and type(data) is bytes:
+        got = read_record_batches(data, self.next_fetch_offset, bool(check))
+        if got is not None:
+            run, self.next_fetch_offset = got
+            if run is not None:
+                yield run
+            return
     while records.has_next():
         batch = records.next_batch()
         if check and not batch.validate_crc():
@@ -78,8 +122,32 @@ def install() -> bool:
         return original(self)
 
     cls._unpack_records = _unpack_records
+    if _MemoryRecords is not None and read_record_batches is not None:
+        _fetcher.MemoryRecords = _KeptBytes
     _installed = True
     return True
+
+
+def tuples(records: list[Any]) -> list[Raw]:
+    """A partition's fetched records as `Raw` tuples, whichever path fetched them."""
+    if records and RecordRun is not None and type(records[0]) is RecordRun:
+        return [r for run in records for r in run.records()]
+    return [as_raw(m) for m in records]
+
+
+def count(records: list[Any]) -> int:
+    """How many records a partition's fetch holds (tuples, `ConsumerRecord`s or runs)."""
+    if records and RecordRun is not None and type(records[0]) is RecordRun:
+        return sum(len(run) for run in records)
+    return len(records)
+
+
+def next_offset(records: list[Any]) -> int:
+    """The offset after the last record of a non-empty fetch: the intake's commit."""
+    last = records[-1]
+    if RecordRun is not None and type(last) is RecordRun:
+        return int(last.last_offset) + 1
+    return int(as_raw(last)[0]) + 1
 
 
 def as_raw(m: Raw | ConsumerRecord[Any, Any]) -> Raw:

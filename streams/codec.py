@@ -672,7 +672,11 @@ def chunks(records: list[Any]) -> Iterable[list[Any]]:
 
 def encode_batches(topic: str, partition: int, records: list[Any]) -> list[bytes]:
     """The micro-batch messages of `records` read from one source partition (`chunks`,
-    `encode_batch`). streams/native_live.py `encode_batches` gives the same bytes from the core."""
+    `encode_batch`): (offset, record ts ms, key, value) tuples, or runs of them (an object
+    whose `records()` gives them: the compiled core's reading of a fetch, agents/raw_fetch.py).
+    streams/native_live.py `encode_batches` gives the same bytes from the core."""
+    if records and hasattr(records[0], "records"):
+        records = [r for run in records for r in run.records()]
     return [encode_batch(Batch(topic, partition, c)) for c in chunks(records)]
 
 

@@ -23,6 +23,7 @@ mod decode;
 mod entities;
 mod envelope;
 mod json;
+mod kafka;
 mod live;
 mod messages;
 mod partial;
@@ -80,6 +81,8 @@ fn engagement_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<live::LiveAccounts>()?;
     m.add_function(wrap_pyfunction!(live::py_murmur2, m)?)?;
     m.add_function(wrap_pyfunction!(messages::py_encode_batches, m)?)?;
+    m.add_function(wrap_pyfunction!(kafka::read_record_batches, m)?)?;
+    m.add_class::<kafka::RecordRun>()?;
     m.add_function(wrap_pyfunction!(partial::py_sum_terms, m)?)?;
     m.add_function(wrap_pyfunction!(live::py_kafka_partition, m)?)?;
     m.add(

@@ -3,7 +3,7 @@
 //!
 //! - a micro-batch of `<app>-batches` (streams/codec.py `encode_batch` / `decode_batch`): the
 //!   version byte, then [topic, partition, [[offset, record ts ms, key, value], ...]]; the intake
-//!   cuts a fetch into micro-batches (agents/intake.py `chunks`) and writes them with
+//!   cuts a fetch into micro-batches (streams/codec.py `chunks`) and writes them with
 //!   `encode_batches`, and the users stage hands a message's bytes to `LiveUsers.apply_encoded`;
 //! - a facts message of `<app>-account-facts` (`encode_facts` / `decode_facts_message`): the
 //!   version byte, then [0, [fact, ...]], a fact being [customer, ts, record ts ns, activity,
@@ -17,6 +17,7 @@
 
 use crate::codec::{Out, Unsure as Unwritable, FORMAT_VERSION, W};
 use crate::decode::{Rd, Unsure, R};
+use crate::kafka::RecordRun;
 use crate::time::{I, UNIT};
 use crate::user::Fact;
 use pyo3::prelude::*;
@@ -27,7 +28,7 @@ pub type RawRec<'a> = (i64, i64, Option<&'a [u8]>, Option<&'a [u8]>);
 
 /// streams/codec.py `_FACTS`: the tag of a facts message (a forget message is tagged 1).
 const FACTS_TAG: i128 = 0;
-/// agents/intake.py `chunks`: what a record adds to a micro-batch's size besides its key and value.
+/// streams/codec.py `chunks`: what a record adds to a micro-batch's size besides its key and value.
 const RECORD_OVERHEAD: usize = 32;
 
 /// One micro-batch message (`encode_batch(Batch(topic, partition, records))`).
@@ -51,9 +52,10 @@ fn encode_batch(topic: &str, partition: i64, recs: &[RawRec<'_>]) -> Result<Vec<
     Ok(o.0)
 }
 
-/// `[encode_batch(Batch(topic, partition, chunk)) for chunk in chunks(records)]` (agents/intake.py,
-/// whose `MAX_BATCH_RECORDS` and `MAX_BATCH_BYTES` it is given); None when a record is not an
-/// (int, int, bytes or None, bytes or None) tuple, for the caller to take the Python path.
+/// `[encode_batch(Batch(topic, partition, chunk)) for chunk in chunks(records)]` (streams/codec.py,
+/// whose `MAX_BATCH_RECORDS` and `MAX_BATCH_BYTES` it is given), `records` being tuples or the
+/// `RecordRun`s of a fetch; None when a record is not an (int, int, bytes or None, bytes or
+/// None) tuple, for the caller to take the Python path.
 #[pyfunction]
 #[pyo3(name = "encode_batches")]
 pub fn py_encode_batches<'py>(
@@ -64,6 +66,22 @@ pub fn py_encode_batches<'py>(
     max_records: usize,
     max_bytes: usize,
 ) -> PyResult<Option<Vec<Bound<'py, PyBytes>>>> {
+    // runs of a fetch read by the core (kafka.rs): their records borrowed from the fetch's bytes
+    if records
+        .iter()
+        .next()
+        .is_some_and(|r| r.cast::<RecordRun>().is_ok())
+    {
+        let mut runs: Vec<Bound<'py, RecordRun>> = Vec::with_capacity(records.len());
+        for r in records.iter() {
+            let Ok(run) = r.cast_into::<RecordRun>() else {
+                return Ok(None);
+            };
+            runs.push(run);
+        }
+        let recs: Vec<RawRec<'_>> = runs.iter().flat_map(|r| r.get().raw(py)).collect();
+        return Ok(chunked(py, topic, partition, &recs, max_records, max_bytes));
+    }
     let mut held: Vec<(i64, i64, Bound<'py, PyAny>, Bound<'py, PyAny>)> =
         Vec::with_capacity(records.len());
     for r in records.iter() {
@@ -95,6 +113,18 @@ pub fn py_encode_batches<'py>(
         };
         recs.push((*offset, *ts, k, v));
     }
+    Ok(chunked(py, topic, partition, &recs, max_records, max_bytes))
+}
+
+/// `recs` cut as streams/codec.py `chunks` cuts them, each micro-batch encoded.
+fn chunked<'py>(
+    py: Python<'py>,
+    topic: &str,
+    partition: i64,
+    recs: &[RawRec<'_>],
+    max_records: usize,
+    max_bytes: usize,
+) -> Option<Vec<Bound<'py, PyBytes>>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut size = 0usize;
@@ -102,7 +132,7 @@ pub fn py_encode_batches<'py>(
         let n = r.3.map_or(0, <[u8]>::len) + r.2.map_or(0, <[u8]>::len) + RECORD_OVERHEAD;
         if i > start && (i - start >= max_records || size + n > max_bytes) {
             let Ok(b) = encode_batch(topic, partition, &recs[start..i]) else {
-                return Ok(None);
+                return None;
             };
             out.push(PyBytes::new(py, &b));
             start = i;
@@ -112,11 +142,11 @@ pub fn py_encode_batches<'py>(
     }
     if start < recs.len() {
         let Ok(b) = encode_batch(topic, partition, &recs[start..]) else {
-            return Ok(None);
+            return None;
         };
         out.push(PyBytes::new(py, &b));
     }
-    Ok(Some(out))
+    Some(out)
 }
 
 /// A micro-batch message read (`decode_batch`): its topic, source partition and records,

@@ -1,9 +1,11 @@
 """agents/raw_fetch.py against aiokafka's own records, on the real broker: a consumer marked
-`RAW` gets `(offset, timestamp, key, value)` tuples equal to the fields of the ConsumerRecords
-an ordinary consumer gets from the same partitions (keys and values None or not, compressed
-batches, a transaction's records and its control batches, an aborted transaction), reads each
-record once across several `getmany` calls (its positions advance as aiokafka's do), and the
-ordinary consumer of the same process still gets ConsumerRecords."""
+`RAW` gets `(offset, timestamp, key, value)` tuples, or the compiled core's `RecordRun`s of them
+(read from the fetch's bytes), equal to the fields of the ConsumerRecords an ordinary consumer
+gets from the same partitions (keys and values None or not, compressed batches, a
+transaction's records and its control batches, an aborted transaction), reads each record once
+across several `getmany` calls (its positions advance as aiokafka's do), and the ordinary
+consumer of the same process still gets ConsumerRecords. With small fetches (a few batches
+each) the core reads the uncompressed ones and aiokafka those with a compressed batch."""
 
 from __future__ import annotations
 
@@ -70,13 +72,16 @@ class _aborting:
         await self.p.abort_transaction()
 
 
-async def _read_all(bootstrap: str, topic: str, n: int, raw: bool) -> dict[int, list[Any]]:
+async def _read_all(
+    bootstrap: str, topic: str, n: int, raw: bool, kinds: set[str], fetch_bytes: int = 1 << 20
+) -> dict[int, list[Any]]:
     c = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         key_deserializer=raw_fetch.RAW if raw else None,
+        max_partition_fetch_bytes=fetch_bytes,
     )
     await c.start()
     out: dict[int, list[Any]] = {p: [] for p in range(PARTITIONS)}
@@ -86,10 +91,13 @@ async def _read_all(bootstrap: str, topic: str, n: int, raw: bool) -> dict[int, 
             # small max_records: positions must advance correctly between calls
             data = await asyncio.wait_for(c.getmany(timeout_ms=500, max_records=37), 60)
             for tp, msgs in data.items():
-                out[tp.partition].extend(msgs)
-                got += len(msgs)
+                kinds.add(type(msgs[0]).__name__)
+                recs = raw_fetch.tuples(msgs) if raw else msgs
+                out[tp.partition].extend(recs)
+                got += raw_fetch.count(msgs)
                 # the position is past every record returned, also mid-batch
-                last = raw_fetch.as_raw(msgs[-1])[0]
+                last = raw_fetch.next_offset(msgs) - 1
+                assert last == raw_fetch.as_raw(recs[-1])[0]
                 assert await c.position(tp) >= last + 1, (raw, tp, last)
         assert not await c.getmany(timeout_ms=1000)  # nothing read twice, nothing more
         positions = {p: await c.position(TopicPartition(topic, p)) for p in range(PARTITIONS)}
@@ -105,17 +113,27 @@ def test_raw_tuples_are_aiokafkas_records(stack: Stack, topic_prefix: str) -> No
     topic = f"{topic_prefix}raw"
     boot = stack.kafka_bootstrap
 
-    async def run() -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
+    kinds: set[str] = set()
+    small: set[str] = set()
+
+    async def run() -> tuple[dict[int, list[Any]], ...]:
         await admin.ensure_topics(boot, [TopicSpec("raw", topic, PARTITIONS, 1)])
         n = await _produce(boot, topic)
-        return await _read_all(boot, topic, n, True), await _read_all(boot, topic, n, False)
+        return (
+            await _read_all(boot, topic, n, True, kinds),
+            await _read_all(boot, topic, n, False, set()),
+            await _read_all(boot, topic, n, True, small, fetch_bytes=2048),
+        )
 
-    raw, ordinary = asyncio.run(run())
+    raw, ordinary, raw_small = asyncio.run(run())
     assert sum(map(len, raw.values())) == 2 * 600 + 60
+    if raw_fetch.RecordRun is not None:  # the compiled core (required in CI by the unit tests)
+        assert small == {"RecordRun", "tuple"}, small
     for p in range(PARTITIONS):
         assert all(type(m) is ConsumerRecord for m in ordinary[p])
         assert all(type(m) is tuple for m in raw[p])
         assert raw[p] == [(m.offset, m.timestamp, m.key, m.value) for m in ordinary[p]]
+        assert raw_small[p] == raw[p]
         assert [raw_fetch.as_raw(m) for m in ordinary[p]] == raw[p]
         offsets = [m[0] for m in raw[p]]
         assert offsets == sorted(set(offsets))

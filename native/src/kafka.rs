@@ -1,0 +1,290 @@
+//! The records of a Kafka fetch read straight from the bytes the broker sent (record batch
+//! format v2, KIP-98), for the intake (agents/raw_fetch.py): a `RecordRun` holds the fetch's
+//! bytes and where each record's key and value are in them, so no Python object is made per
+//! record between the fetch and the micro-batch messages the core writes (messages.rs
+//! `encode_batches` reads runs as well as tuples).
+//!
+//! It reads what aiokafka's `PartitionRecords` would yield for a read_uncommitted consumer
+//! (`raw_fetch._unpack_raw`): whole batches only (a fetch may end with a partial one), control
+//! batches skipped, records before the fetch position skipped (a fetch may start inside a
+//! batch), the log-append time when a batch says so, the CRC-32C checked. Anything else it
+//! does not read itself (a compressed batch, an older magic, a CRC that does not match,
+//! lengths that do not add up) makes it give up on the whole fetch, and aiokafka's own reader
+//! runs, with its own errors. tests/unit/test_kafka_records.py compares the two.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+/// A record's key or value in the fetch's bytes: (start, length), length -1 for null.
+type Span = (u32, i32);
+
+/// The records of one partition's fetch: the bytes, and each record's offset, timestamp (ms),
+/// key and value.
+#[pyclass(frozen)]
+pub struct RecordRun {
+    buf: Py<PyBytes>,
+    recs: Vec<(i64, i64, Span, Span)>,
+}
+
+impl RecordRun {
+    /// (offset, timestamp, key, value) of each record, borrowed from the bytes.
+    pub fn raw<'a>(
+        &'a self,
+        py: Python<'a>,
+    ) -> impl Iterator<Item = (i64, i64, Option<&'a [u8]>, Option<&'a [u8]>)> + 'a {
+        let b: &'a [u8] = self.buf.bind(py).as_bytes();
+        self.recs
+            .iter()
+            .map(move |&(o, t, k, v)| (o, t, span(b, k), span(b, v)))
+    }
+}
+
+fn span(b: &[u8], (start, len): Span) -> Option<&[u8]> {
+    (len >= 0).then(|| &b[start as usize..start as usize + len as usize])
+}
+
+#[pymethods]
+impl RecordRun {
+    fn __len__(&self) -> usize {
+        self.recs.len()
+    }
+
+    /// The offset of its last record.
+    #[getter]
+    fn last_offset(&self) -> i64 {
+        self.recs.last().map_or(-1, |r| r.0)
+    }
+
+    /// Its records as `(offset, timestamp, key, value)` tuples (agents/raw_fetch.py `Raw`).
+    fn records<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for (o, t, k, v) in self.raw(py) {
+            let k = k.map(|x| PyBytes::new(py, x));
+            let v = v.map(|x| PyBytes::new(py, x));
+            out.append((o, t, k, v))?;
+        }
+        Ok(out)
+    }
+}
+
+/// Not a fetch this reader takes: aiokafka's reader runs instead.
+struct Other;
+
+struct Rd<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Rd<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], Other> {
+        let end = self.i.checked_add(n).ok_or(Other)?;
+        let s = self.b.get(self.i..end).ok_or(Other)?;
+        self.i = end;
+        Ok(s)
+    }
+
+    /// A zigzag varint of up to 64 bits.
+    fn varlong(&mut self) -> Result<i64, Other> {
+        let mut x: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let c = *self.b.get(self.i).ok_or(Other)?;
+            self.i += 1;
+            x |= ((c & 0x7f) as u64) << shift;
+            if c & 0x80 == 0 {
+                return Ok((x >> 1) as i64 ^ -((x & 1) as i64));
+            }
+        }
+        Err(Other)
+    }
+
+    fn varint(&mut self) -> Result<i32, Other> {
+        i32::try_from(self.varlong()?).map_err(|_| Other)
+    }
+
+    /// A nullable byte string (length -1: null), as its span in the whole buffer.
+    fn bytes(&mut self) -> Result<Span, Other> {
+        let n = self.varint()?;
+        if n < 0 {
+            return if n == -1 { Ok((0, -1)) } else { Err(Other) };
+        }
+        let start = u32::try_from(self.i).map_err(|_| Other)?;
+        self.take(n as usize)?;
+        Ok((start, n))
+    }
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+// record batch v2: field offsets (Kafka's DefaultRecordBatch)
+const LOG_OVERHEAD: usize = 12;
+const MAGIC: usize = 16;
+const CRC: usize = 17;
+const ATTRIBUTES: usize = 21;
+const LAST_OFFSET_DELTA: usize = 23;
+const BASE_TIMESTAMP: usize = 27;
+const MAX_TIMESTAMP: usize = 35;
+const RECORDS_COUNT: usize = 57;
+const HEADER: usize = 61;
+const COMPRESSION: i16 = 0x07;
+const LOG_APPEND_TIME: i16 = 0x08;
+const CONTROL: i16 = 0x20;
+
+/// Every whole batch of `b`: the records at or after `next`, and the fetch position after them.
+fn read(b: &[u8], mut next: i64, check_crc: bool) -> Result<(Vec<(i64, i64, Span, Span)>, i64), Other> {
+    let mut recs = Vec::new();
+    let mut pos = 0usize;
+    // MemoryRecords.has_next: a whole batch is left
+    while pos + LOG_OVERHEAD <= b.len() {
+        let len = usize::try_from(be_i32(b, pos + 8)).map_err(|_| Other)?;
+        let end = pos + LOG_OVERHEAD + len;
+        if end > b.len() {
+            break;
+        }
+        let batch = &b[pos..end];
+        if batch.len() < HEADER || batch[MAGIC] != 2 {
+            return Err(Other);
+        }
+        let attributes = i16::from_be_bytes([batch[ATTRIBUTES], batch[ATTRIBUTES + 1]]);
+        if attributes & COMPRESSION != 0 {
+            return Err(Other);
+        }
+        if check_crc {
+            let want = u32::from_be_bytes(batch[CRC..CRC + 4].try_into().expect("4 bytes"));
+            if crc32c(&batch[ATTRIBUTES..]) != want {
+                return Err(Other); // aiokafka's reader raises CorruptRecordException
+            }
+        }
+        let base = be_i64(batch, 0);
+        let after = base + be_i32(batch, LAST_OFFSET_DELTA) as i64 + 1;
+        if attributes & CONTROL != 0 {
+            next = after;
+            pos = end;
+            continue;
+        }
+        let base_ts = be_i64(batch, BASE_TIMESTAMP);
+        let append_ts = (attributes & LOG_APPEND_TIME != 0).then(|| be_i64(batch, MAX_TIMESTAMP));
+        let count = be_i32(batch, RECORDS_COUNT);
+        let mut r = Rd { b, i: pos + HEADER };
+        for _ in 0..count {
+            let size = usize::try_from(r.varint()?).map_err(|_| Other)?;
+            let start = r.i;
+            r.take(1)?; // attributes (unused)
+            let ts_delta = r.varlong()?;
+            let offset = base + r.varint()? as i64;
+            let key = r.bytes()?;
+            let value = r.bytes()?;
+            let headers = r.varint()?;
+            for _ in 0..headers {
+                let k = r.bytes()?;
+                if k.1 < 0 {
+                    return Err(Other);
+                }
+                r.bytes()?;
+            }
+            if r.i != start + size {
+                return Err(Other);
+            }
+            if offset < next {
+                continue; // before the fetch position (a fetch starting inside a batch)
+            }
+            next = offset + 1;
+            let ts = append_ts.unwrap_or(base_ts.wrapping_add(ts_delta));
+            recs.push((offset, ts, key, value));
+        }
+        if r.i != end {
+            return Err(Other);
+        }
+        next = next.max(after);
+        pos = end;
+    }
+    Ok((recs, next))
+}
+
+/// The records of one partition's fetch (the bytes aiokafka hands to `MemoryRecords`) at or
+/// after the fetch position `next`: (a `RecordRun`, None when there is none, and the position
+/// after them), or None when this reader does not take these bytes.
+#[pyfunction]
+pub fn read_record_batches(
+    buf: &Bound<'_, PyBytes>,
+    next: i64,
+    check_crc: bool,
+) -> PyResult<Option<(Option<RecordRun>, i64)>> {
+    let Ok((recs, next)) = read(buf.as_bytes(), next, check_crc) else {
+        return Ok(None);
+    };
+    let run = (!recs.is_empty()).then(|| RecordRun {
+        buf: buf.clone().unbind(),
+        recs,
+    });
+    Ok(Some((run, next)))
+}
+
+/// CRC-32C (Castagnoli), as Kafka's record batches carry it.
+pub fn crc32c(data: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("sse4.2") {
+            // SAFETY: the CPU has SSE 4.2, checked above
+            return unsafe { crc32c_sse42(data) };
+        }
+    }
+    crc32c_table(data)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn crc32c_sse42(data: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    let mut c: u64 = 0xffff_ffff;
+    let mut chunks = data.chunks_exact(8);
+    for ch in &mut chunks {
+        c = _mm_crc32_u64(c, u64::from_le_bytes(ch.try_into().expect("8 bytes")));
+    }
+    let mut c = c as u32;
+    for &x in chunks.remainder() {
+        c = _mm_crc32_u8(c, x);
+    }
+    !c
+}
+
+fn crc32c_table(data: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, e) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { (c >> 1) ^ 0x82f6_3b78 } else { c >> 1 };
+            }
+            *e = c;
+        }
+        t
+    });
+    let mut c = 0xffff_ffffu32;
+    for &x in data {
+        c = t[((c ^ x as u32) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_is_castagnoli_in_both_forms() {
+        // the check value of CRC-32C (RFC 3720): "123456789" -> 0xE3069283
+        assert_eq!(crc32c_table(b"123456789"), 0xe306_9283);
+        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
+        for n in [0, 1, 7, 8, 9, 63, 64, 65, 999, 1000] {
+            assert_eq!(crc32c(&data[..n]), crc32c_table(&data[..n]), "{n}");
+        }
+    }
+}
