@@ -18,12 +18,15 @@ use pyo3::types::{PyBytes, PyList};
 /// A record's key or value in the fetch's bytes: (start, length), length -1 for null.
 type Span = (u32, i32);
 
+/// A record in the fetch's bytes: (offset, timestamp ms, key, value).
+type Rec = (i64, i64, Span, Span);
+
 /// The records of one partition's fetch: the bytes, and each record's offset, timestamp (ms),
 /// key and value.
 #[pyclass(frozen)]
 pub struct RecordRun {
     buf: Py<PyBytes>,
-    recs: Vec<(i64, i64, Span, Span)>,
+    recs: Vec<Rec>,
 }
 
 impl RecordRun {
@@ -136,7 +139,7 @@ const LOG_APPEND_TIME: i16 = 0x08;
 const CONTROL: i16 = 0x20;
 
 /// Every whole batch of `b`: the records at or after `next`, and the fetch position after them.
-fn read(b: &[u8], mut next: i64, check_crc: bool) -> Result<(Vec<(i64, i64, Span, Span)>, i64), Other> {
+fn read(b: &[u8], mut next: i64, check_crc: bool) -> Result<(Vec<Rec>, i64), Other> {
     let mut recs = Vec::new();
     let mut pos = 0usize;
     // MemoryRecords.has_next: a whole batch is left
@@ -260,7 +263,11 @@ fn crc32c_table(data: &[u8]) -> u32 {
         for (i, e) in t.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { (c >> 1) ^ 0x82f6_3b78 } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0x82f6_3b78
+                } else {
+                    c >> 1
+                };
             }
             *e = c;
         }
