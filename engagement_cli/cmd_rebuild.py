@@ -18,7 +18,7 @@ workers are gone, e.g. Redis was flushed). It then:
 
 Then start the workers (with the new configuration): they read every record of the input
 topics again. The cost is reprocessing: about records / throughput, e.g. 1,000,000 records at
-~40,000 records/s per worker (bench/RESULTS.md) is ~25 seconds for one worker; more workers go
+~50,000 records/s per worker (bench/RESULTS.md) is ~20 seconds for one worker; more workers go
 faster up to one per partition. Input topics, dead-letters and churn-signals are not touched
 (churn signals and dead letters are written again as the records are reprocessed: consumers
 dedupe on the source position). The command prints the record count and the estimate.
@@ -47,9 +47,10 @@ from agents.settings import Settings
 from streams.errors import ConfigError
 from streams.records import PRODUCT_EVENTS, SURVEY_ANSWERS
 
-# records/s of one worker on a backlog (bench/RESULTS.md, 2026-12-06: 63,000-105,000/s at
-# 60,000 users, 24,000-44,000/s at 1.5M users, on 2 cores shared with the broker)
-THROUGHPUT = 40_000
+# records/s of one worker on a backlog (bench/RESULTS.md, 2026-12-06, session 13:
+# 125,000-185,000/s at 60,000 users, 46,000-69,000/s at 1.5M users, on 2 cores shared with the
+# broker): the lower end, since a rebuild's users are many
+THROUGHPUT = 50_000
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
