@@ -14,31 +14,6 @@ pub const MAX_VALUE_BYTES: usize = 65536;
 pub const PRODUCT: &str = "product-events";
 pub const SURVEY: &str = "survey-answers";
 
-/// CRC-32 (IEEE, as zlib.crc32): streams.replay.stable_hash.
-pub fn crc32(s: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let t = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, e) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *e = c;
-        }
-        t
-    });
-    let mut c = !0u32;
-    for &b in s {
-        c = t[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
-    }
-    !c
-}
-
 // field names of envelopes and records, as small codes (`key_code`)
 pub const F_TOPIC: u8 = 1;
 pub const F_TS: u8 = 2;

@@ -12,6 +12,7 @@
 //! lengths that do not add up) makes it give up on the whole fetch, and aiokafka's own reader
 //! runs, with its own errors. tests/unit/test_kafka_records.py compares the two.
 
+use crate::crc::crc32c;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
@@ -226,72 +227,4 @@ pub fn read_record_batches(
         recs,
     });
     Ok(Some((run, next)))
-}
-
-/// CRC-32C (Castagnoli), as Kafka's record batches carry it.
-pub fn crc32c(data: &[u8]) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("sse4.2") {
-            // SAFETY: the CPU has SSE 4.2, checked above
-            return unsafe { crc32c_sse42(data) };
-        }
-    }
-    crc32c_table(data)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse4.2")]
-unsafe fn crc32c_sse42(data: &[u8]) -> u32 {
-    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
-    let mut c: u64 = 0xffff_ffff;
-    let mut chunks = data.chunks_exact(8);
-    for ch in &mut chunks {
-        c = _mm_crc32_u64(c, u64::from_le_bytes(ch.try_into().expect("8 bytes")));
-    }
-    let mut c = c as u32;
-    for &x in chunks.remainder() {
-        c = _mm_crc32_u8(c, x);
-    }
-    !c
-}
-
-fn crc32c_table(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let t = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, e) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    (c >> 1) ^ 0x82f6_3b78
-                } else {
-                    c >> 1
-                };
-            }
-            *e = c;
-        }
-        t
-    });
-    let mut c = 0xffff_ffffu32;
-    for &x in data {
-        c = t[((c ^ x as u32) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc32c_is_castagnoli_in_both_forms() {
-        // the check value of CRC-32C (RFC 3720): "123456789" -> 0xE3069283
-        assert_eq!(crc32c_table(b"123456789"), 0xe306_9283);
-        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
-        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
-        for n in [0, 1, 7, 8, 9, 63, 64, 65, 999, 1000] {
-            assert_eq!(crc32c(&data[..n]), crc32c_table(&data[..n]), "{n}");
-        }
-    }
 }

@@ -19,6 +19,7 @@ mod aggregate;
 mod bridge;
 mod codec;
 mod convert;
+mod crc;
 mod decode;
 mod entities;
 mod envelope;

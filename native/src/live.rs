@@ -1304,27 +1304,19 @@ impl LiveAccounts {
                     id
                 }
             };
-            let (customer, off) = (r.customer, r.offset);
+            let (customer, off) = (r.fact.customer, r.offset);
             if let Some(a) = self.ap.accounts.get(customer) {
                 if a.offs.iter().any(|&(s, o)| s == id && o >= off) {
                     continue;
                 }
             }
-            let fact = Fact {
-                customer,
-                ts: r.ts,
-                rts: r.rts,
-                act: r.act,
-                kind: r.kind,
-                value: r.value,
-            };
             apply_fact(
                 py,
                 self.margin,
                 fold_limit,
                 &mut self.dc,
                 &mut self.ap,
-                &fact,
+                &r.fact,
             )?;
             let a = self
                 .ap
@@ -1484,14 +1476,16 @@ impl LiveAccounts {
             let rts: I = get(2)?.extract()?;
             strs.push((get(0)?, get(6)?));
             rows.push(FactRow {
-                customer: "",
-                ts,
-                rts: rts
-                    .checked_mul(UNIT)
-                    .ok_or_else(|| not_repr("a record ts"))?,
-                act: get(3)?.extract()?,
-                kind: get(4)?.extract()?,
-                value: get(5)?.extract()?,
+                fact: Fact {
+                    customer: "",
+                    ts,
+                    rts: rts
+                        .checked_mul(UNIT)
+                        .ok_or_else(|| not_repr("a record ts"))?,
+                    act: get(3)?.extract()?,
+                    kind: get(4)?.extract()?,
+                    value: get(5)?.extract()?,
+                },
                 topic: "",
                 part: get(7)?.extract()?,
                 offset: get(8)?.extract()?,
@@ -1499,7 +1493,7 @@ impl LiveAccounts {
             });
         }
         for (r, (customer, topic)) in rows.iter_mut().zip(strs.iter()) {
-            r.customer = customer.cast::<PyString>()?.to_str()?;
+            r.fact.customer = customer.cast::<PyString>()?.to_str()?;
             r.topic = topic.cast::<PyString>()?.to_str()?;
         }
         // 2. apply them

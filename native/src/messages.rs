@@ -18,7 +18,7 @@
 use crate::codec::{Out, Unsure as Unwritable, FORMAT_VERSION, W};
 use crate::decode::{Rd, Unsure, R};
 use crate::kafka::RecordRun;
-use crate::time::{I, UNIT};
+use crate::time::UNIT;
 use crate::user::Fact;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -221,15 +221,10 @@ impl FactsOut {
     }
 }
 
-/// A fact read from a facts message: `LiveAccounts::apply_facts`' reading of a `Fact` tuple.
+/// A fact read from a facts message (`LiveAccounts::apply_facts`' reading of a `Fact` tuple):
+/// the fact, and where it came from.
 pub struct FactRow<'a> {
-    pub customer: &'a str,
-    pub ts: I,
-    /// the record's timestamp (attoseconds)
-    pub rts: I,
-    pub act: bool,
-    pub kind: u8,
-    pub value: f64,
+    pub fact: Fact<'a>,
     pub topic: &'a str,
     pub part: i64,
     pub offset: i64,
@@ -254,12 +249,14 @@ pub fn read_facts(b: &[u8]) -> R<Vec<FactRow<'_>>> {
             return Err(Unsure);
         }
         out.push(FactRow {
-            customer: r.str()?,
-            ts: r.t()?,
-            rts: r.int()?.checked_mul(UNIT).ok_or(Unsure)?,
-            act: r.bool()?,
-            kind: u8::try_from(r.int()?).map_err(|_| Unsure)?,
-            value: r.float()?,
+            fact: Fact {
+                customer: r.str()?,
+                ts: r.t()?,
+                rts: r.int()?.checked_mul(UNIT).ok_or(Unsure)?,
+                act: r.bool()?,
+                kind: u8::try_from(r.int()?).map_err(|_| Unsure)?,
+                value: r.float()?,
+            },
             topic: r.str()?,
             part: r.i64()?,
             offset: r.i64()?,

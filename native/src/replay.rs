@@ -4,8 +4,9 @@
 use crate::account::{apply_fact, expire_account, AcctPart};
 use crate::bridge::{read_decision, reason_index, Decided};
 use crate::convert::Conv;
+use crate::crc::crc32;
 use crate::entities::Entities;
-use crate::envelope::{crc32, Decoder, Payload, FUTURE, PRODUCT, SURVEY};
+use crate::envelope::{Decoder, Payload, FUTURE, PRODUCT, SURVEY};
 use crate::json::Scan;
 use crate::state::Map;
 use crate::time::{Clock, DayCalc, I, MS, UNIT};
