@@ -204,7 +204,7 @@ fn read(b: &[u8], mut next: i64, check_crc: bool) -> Result<(Vec<Rec>, i64), Oth
         if r.i != end {
             return Err(Other);
         }
-        next = next.max(after);
+        next = after; // as aiokafka: the batch's next offset, whatever came before
         pos = end;
     }
     Ok((recs, next))

@@ -83,7 +83,8 @@ def _fetch(rng: random.Random) -> tuple[bytes, int]:
     data = b"".join(parts)
     if rng.random() < 0.4:  # a fetch ends with part of a batch
         data += _batch(rng, base, 3)[: rng.randint(1, 60)]
-    start = first + rng.choice([0, 0, 1, 2])  # a fetch may start inside its first batch
+    # a fetch may start inside its first batch, or (as aiokafka allows) past its end
+    start = first + rng.choice([0, 0, 1, 2, 40])
     return data, start
 
 
