@@ -14,10 +14,10 @@ timestamp with more than 18 fractional digits, in a record or a loaded state) mo
 partition to the Python class, which then goes on with it (`handed_over`).
 
 Snapshots (`engine.partial(t)`) are computed by a scan of the state in the core
-(native/src/partial.rs, the mirror of `UserPartition.partial` / `AccountPartition.partial`, the
-same Partial field for field, types included; tests/unit/test_native_partial.py compares them);
-for a T the core cannot hold (finer than attoseconds, outside years 1-9999), by the Python
-engine on the exported state.
+(native/src/partial.rs and account_partial.rs, the mirror of `UserPartition.partial` /
+`AccountPartition.partial`, the same Partial field for field, types included;
+tests/unit/test_native_partial.py compares them); for a T the core cannot hold (finer than
+attoseconds, outside years 1-9999), by the Python engine on the exported state.
 """
 
 from __future__ import annotations

@@ -65,6 +65,12 @@ impl<V> Entities<V> {
         &self.vals[i]
     }
 
+    /// The entity at position `i` (< len), to change.
+    #[inline]
+    pub fn at_mut(&mut self, i: usize) -> &mut V {
+        &mut self.vals[i]
+    }
+
     #[inline]
     pub fn contains_key(&self, k: &str) -> bool {
         self.position(k).is_some()

@@ -6,15 +6,17 @@
 //! the Python validation and hands back either a rejection (already reported) or the decoded
 //! record, which is applied here. In replay, the snapshot is computed in Python from the exported
 //! state (`UserPartition.partial`, `finalize`); the live partitions compute their partials at T
-//! here (partial.rs, the mirror of `UserPartition.partial` / `AccountPartition.partial`, checked
-//! against them by tests/unit/test_native_partial.py) and `finalize` stays Python's. An input whose
-//! value Rust cannot hold exactly (a timestamp with more than nine fractional digits) stops the
-//! engine; the bridge then moves the whole state to the Python engine, which continues.
+//! here (partial.rs and account_partial.rs, the mirror of `UserPartition.partial` /
+//! `AccountPartition.partial`, checked against them by tests/unit/test_native_partial.py) and
+//! `finalize` stays Python's. An input whose value Rust cannot hold exactly (a timestamp with
+//! more than nine fractional digits) stops the engine; the bridge then moves the whole state to
+//! the Python engine, which continues.
 
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 mod account;
+mod account_partial;
 mod aggregate;
 mod bridge;
 mod codec;

@@ -10,6 +10,7 @@
 //! the caller then moves the partition to the Python engine.
 
 use crate::account::{apply_fact, expire_account, AcctPart};
+use crate::account_partial::{accounts_partial, Rows};
 use crate::aggregate::UserAgg;
 use crate::bridge::{read_decision, Decided, OwnedAns, OwnedEv};
 use crate::convert::{not_repr, Conv};
@@ -17,7 +18,7 @@ use crate::entities::Entities;
 use crate::envelope::{Decoder, FUTURE, MAX_VALUE_BYTES, PRODUCT, SURVEY};
 use crate::json::Scan;
 use crate::messages::{read_batch, read_facts, FactRow, FactsOut};
-use crate::partial::{accounts_partial, users_partial, At, PartialCfg};
+use crate::partial::{users_partial, At, PartialCfg};
 use crate::state::{Account, Key, Map, User, REASONS, SV_CSAT, SV_NPS};
 use crate::time::{Clock, DayCalc, END_INSTANT, I, MIN_INSTANT, MS, SWEEP_EVERY, UNIT};
 use crate::user::{
@@ -1268,6 +1269,9 @@ pub struct LiveAccounts {
     sm: SweepMeta,
     #[pyo3(get)]
     sweeps: u64,
+    /// each customer's part of the partial, kept between asks (account_partial.rs): whatever
+    /// changes a customer here marks its row
+    rows: Rows,
 }
 
 impl LiveAccounts {
@@ -1318,11 +1322,13 @@ impl LiveAccounts {
                 &mut self.ap,
                 &r.fact,
             )?;
-            let a = self
+            let i = self
                 .ap
                 .accounts
-                .get_mut(customer)
+                .position(customer)
                 .expect("applied customer");
+            self.rows.changed(i);
+            let a = self.ap.accounts.at_mut(i);
             match a.offs.iter_mut().find(|x| x.0 == id) {
                 Some(x) => x.1 = off,
                 None => a.offs.push((id, off)),
@@ -1339,11 +1345,14 @@ impl LiveAccounts {
             );
             if let Some(at) = at {
                 let f = at.min(self.ap.clock.fold);
-                for (c, a) in self.ap.accounts.iter_mut() {
+                for (i, (c, a)) in self.ap.accounts.iter_mut().enumerate() {
                     let mut changed = false;
                     expire_account(py, &mut self.dc, a, f, &mut changed)?;
-                    if changed && !dirty.contains(c.as_str()) {
-                        dirty.insert(c.clone());
+                    if changed {
+                        self.rows.changed(i);
+                        if !dirty.contains(c.as_str()) {
+                            dirty.insert(c.clone());
+                        }
                     }
                 }
                 self.sm.swept = Some(at);
@@ -1392,6 +1401,7 @@ impl LiveAccounts {
                 msg_offset: -1,
             },
             sweeps: 0,
+            rows: Rows::default(),
         })
     }
 
@@ -1435,6 +1445,7 @@ impl LiveAccounts {
         let wm = meta.getattr("watermark")?;
         let sm = SweepMeta::read(meta, conv)?;
         self.ap.accounts = loaded;
+        self.rows.clear();
         self.ap.clock = Clock::new();
         if !wm.is_none() {
             let w: I = wm.extract()?;
@@ -1539,16 +1550,20 @@ impl LiveAccounts {
         self.ap.clock.watermark.map(|w| w / UNIT)
     }
 
-    /// `AccountPartition.partial(t)` computed here (see `LiveUsers.partial`).
+    /// `AccountPartition.partial(t)` computed here (see `LiveUsers.partial`): from the rows
+    /// kept between asks, or (`scan`) from every customer's state.
+    #[pyo3(signature = (t, scan=false))]
     fn partial<'py>(
         &mut self,
         py: Python<'py>,
         t: &Bound<'py, PyAny>,
+        scan: bool,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(at) = partial_at(&self.conv, t)? else {
             return Ok(None);
         };
-        accounts_partial(py, &self.ap.accounts, &mut self.dc, at).map(Some)
+        let rows = (!scan).then_some(&mut self.rows);
+        accounts_partial(py, &self.ap.accounts, rows, &mut self.dc, at).map(Some)
     }
 
     /// The health of `customers` at T (`agents.health.health_entry`'s inputs): a list of
@@ -1563,7 +1578,14 @@ impl LiveAccounts {
         let Some(at) = partial_at(&self.conv, t)? else {
             return Ok(None);
         };
-        crate::partial::health_entries(py, &self.ap.accounts, customers, &mut self.dc, at).map(Some)
+        crate::account_partial::health_entries(py, &self.ap.accounts, customers, &mut self.dc, at)
+            .map(Some)
+    }
+
+    /// How many customers the asks so far read from their rows (not from their state).
+    #[getter]
+    fn rows_reused(&self) -> u64 {
+        self.rows.reused
     }
 
     fn __len__(&self) -> usize {
@@ -1587,8 +1609,14 @@ impl LiveAccounts {
 
     fn pop<'py>(&mut self, py: Python<'py>, c: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
         let srcs = self.flat_srcs();
+        let i = self.ap.accounts.position(c);
         match self.ap.accounts.remove(c) {
-            Some(a) => Ok(Some(self.conv.account_to_py(py, &a, &srcs)?)),
+            Some(a) => {
+                if let Some(i) = i {
+                    self.rows.removed(i, self.ap.accounts.len());
+                }
+                Ok(Some(self.conv.account_to_py(py, &a, &srcs)?))
+            }
             None => Ok(None),
         }
     }

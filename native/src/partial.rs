@@ -1,7 +1,7 @@
-//! A partition's partial at T computed by a scan of the state held here: the Rust mirror of
-//! `streams.engine.UserPartition.partial` / `_user_partial` and `AccountPartition.partial`
-//! (with `customer_health`, `health_at_risk`, `_subscribed`, `_max_below`, `SurveyCounts.add`
-//! and `Partial.add_answer`), value for value and type for type.
+//! A user partition's partial at T computed by a scan of the state held here: the Rust mirror of
+//! `streams.engine.UserPartition.partial` / `_user_partial` (with `_max_below`,
+//! `SurveyCounts.add` and `Partial.add_answer`), value for value and type for type, and what
+//! account_partial.rs shares (`At`, `sum_terms`, the prefetches).
 //!
 //! Python's instants are int nanoseconds, or Fractions when finer: a difference of two of them
 //! (a time to first value, a session's duration, a ticket's resolution time) is a Fraction when
@@ -18,17 +18,16 @@
 
 use crate::convert::Conv;
 use crate::state::{
-    Account, Key, Map, Milestones, Ms, User, F_CANCEL, F_CLICK, F_IMPRESSION, F_SOCIAL, NONE,
+    Key, Map, Milestones, Ms, User, F_CANCEL, F_CLICK, F_IMPRESSION, F_SOCIAL, NONE,
 };
 use crate::state::{SV_CES, SV_CSAT, SV_NPS};
 use crate::time::{DayCalc, D30, D7, D90, DAY, H24, HOUR, I, UNIT};
 use pyo3::conversion::IntoPyObjectExt;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyFloat, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 const H1: I = HOUR;
 const D14: I = 14 * DAY;
-const D30_NS: I = D30 / UNIT;
 
 /// What the user scan reads of the configuration.
 pub struct PartialCfg {
@@ -359,7 +358,7 @@ pub fn py_sum_terms(values: Vec<f64>) -> Option<Vec<f64>> {
 }
 
 /// The bytes of floats as native-endian f64s (Python reads them as an `array('d')`).
-fn floats_block<'py>(py: Python<'py>, v: &[f64]) -> Bound<'py, PyBytes> {
+pub(crate) fn floats_block<'py>(py: Python<'py>, v: &[f64]) -> Bound<'py, PyBytes> {
     let mut bytes: Vec<u8> = Vec::with_capacity(v.len() * 8);
     for x in v {
         bytes.extend_from_slice(&x.to_ne_bytes());
@@ -658,7 +657,7 @@ fn prefetch_user(u: &User) {
 
 /// Prefetch a slice's cache lines (its first 1 KiB).
 #[inline(always)]
-fn prefetch_slice<T>(v: &[T]) {
+pub(crate) fn prefetch_slice<T>(v: &[T]) {
     let bytes = std::mem::size_of_val(v).min(1024);
     let p = v.as_ptr() as *const u8;
     let mut off = 0;
@@ -669,7 +668,7 @@ fn prefetch_slice<T>(v: &[T]) {
 }
 
 #[inline(always)]
-fn prefetch<T>(p: *const T) {
+pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint: it never faults, whatever the address
     unsafe {
@@ -692,7 +691,7 @@ fn prefetch_fields(u: &User) {
 
 /// How many users ahead the scan prefetches their blocks (`prefetch_user`), and their structs'
 /// fields (`prefetch_fields`, twice as far).
-const AHEAD: usize = 8;
+pub(crate) const AHEAD: usize = 8;
 
 /// `UserPartition._user_partial`.
 pub(crate) fn user_partial(
@@ -954,347 +953,6 @@ pub fn users_partial<'py>(
     p.to_dict(py, conv, cfg, counters, ttfv, &lists[1], &lists[2])
 }
 
-// ---- the account partition -------------------------------------------------------------------
-
-/// The correctly rounded (to nearest, ties to even) float of n / d, for 0 < n, d < 2**126.
-fn div_round(n: u128, d: u128) -> f64 {
-    let (mut q, mut r) = (n / d, n % d);
-    let mut e: i32 = 0;
-    while q < (1u128 << 55) {
-        r <<= 1;
-        q <<= 1;
-        if r >= d {
-            q |= 1;
-            r -= d;
-        }
-        e -= 1;
-    }
-    let sticky = r != 0;
-    let shift = (128 - q.leading_zeros()) - 53;
-    let mut mant = q >> shift;
-    let rem = q & ((1u128 << shift) - 1);
-    let half = 1u128 << (shift - 1);
-    if rem > half || (rem == half && (sticky || mant & 1 == 1)) {
-        mant += 1;
-    }
-    let exp = e + shift as i32;
-    (mant as f64) * f64::from_bits(((exp + 1023) as u64) << 52) // mant <= 2**53: exact
-}
-
-/// Python's `int / int` (true division: the correctly rounded quotient), d > 0.
-fn int_div(n: I, d: I) -> f64 {
-    const EXACT: I = 1 << 53;
-    if (-EXACT..=EXACT).contains(&n) && d <= EXACT {
-        return n as f64 / d as f64;
-    }
-    if n == 0 {
-        return 0.0;
-    }
-    let q = div_round(n.unsigned_abs(), d as u128);
-    if n < 0 {
-        -q
-    } else {
-        q
-    }
-}
-
-/// `_latest(folded, pending, t)`
-#[inline]
-fn latest(folded: Option<(I, i64)>, pending: &[(I, i64)], t: I) -> Option<(I, i64)> {
-    let mut best = folded;
-    for &k in pending {
-        if k.0 <= t && best.is_none_or(|b| k > b) {
-            best = Some(k);
-        }
-    }
-    best
-}
-
-/// `_subscribed(a, t)`
-#[inline]
-fn subscribed(a: &Account, t: I) -> bool {
-    let mut best = a.sub.get();
-    for &ev in &a.subp {
-        if ev.0 <= t && best.is_none_or(|b| ev > b) {
-            best = Some(ev);
-        }
-    }
-    best.is_some_and(|b| b.1 == 0)
-}
-
-/// The number of active days in d0-29..=d0 by T.
-#[inline]
-fn n_days(a: &Account, d0: i64, t: I) -> i64 {
-    a.days
-        .0
-        .iter()
-        .filter(|&&(d, m)| (d0 - 29..=d0).contains(&d) && m <= t)
-        .count() as i64
-}
-
-/// `customer_health(a, t, dc)[0]` and `health_at_risk(a, t, dc, health)`.
-fn health(a: &Account, at: At, d0: i64) -> (f64, bool) {
-    let (h, _, _, _, risk) = health_parts(a, at, d0);
-    (h, risk)
-}
-
-/// `customer_health(a, t)` (health, recency, frequency, sentiment) and `health_at_risk` (exact).
-pub fn health_parts(a: &Account, at: At, d0: i64) -> (f64, f64, f64, f64, bool) {
-    let t = at.t;
-    let last = max_below(a.last.get(), &a.lastp, t);
-    let (recency, freq, n) = match last {
-        None => (0.0, 0.0, 0),
-        Some(last) => {
-            let recency = if at.frac || is_frac(last) {
-                // float(max(0.0, 1 - Fraction(t - last) / _D30)): exact, rounded once
-                let num = D30 - (t - last);
-                if num > 0 {
-                    div_round(num as u128, D30 as u128)
-                } else {
-                    0.0
-                }
-            } else {
-                // float(max(0.0, 1 - (t - last) / _D30)): int / int, then a float subtraction
-                let v = 1.0 - int_div((t - last) / UNIT, D30_NS);
-                if v > 0.0 {
-                    v
-                } else {
-                    0.0
-                }
-            };
-            let n = n_days(a, d0, t);
-            let freq = (n as f64 / 20.0).min(1.0);
-            (recency, freq, n)
-        }
-    };
-    let nps = latest(a.nps.get(), &a.npsp, t);
-    let csat = if nps.is_none() {
-        latest(a.csat.get(), &a.csatp, t)
-    } else {
-        None
-    };
-    let sentiment = match (nps, csat) {
-        (Some(b), _) => (-b.1) as f64 / 10.0,
-        (None, Some(b)) => (-b.1 - 1) as f64 / 4.0,
-        _ => 0.5,
-    };
-    let h = 100.0 * (0.4 * recency + 0.3 * freq + 0.3 * sentiment);
-    if (h - 40.0).abs() >= 1e-6 {
-        return (h, recency, freq, sentiment, h < 40.0);
-    }
-    // health_at_risk, exactly: 4 er + 3 ef + 3 es < 4, times 20 * D30 (attoseconds)
-    let mut lhs: I = 0;
-    if let Some(last) = last {
-        lhs += 80 * (D30 - (t - last)).max(0) + 3 * (n.min(20) as I) * D30;
-    }
-    lhs += match (nps, csat) {
-        (Some(b), _) => 6 * (-b.1 as I) * D30,
-        (None, Some(b)) => 15 * ((-b.1 - 1) as I) * D30,
-        _ => 30 * D30,
-    };
-    (h, recency, freq, sentiment, lhs < 80 * D30)
-}
-
-/// `agents.health.health_entry`'s inputs for the given customers at T: (customer, health,
-/// recency, frequency, sentiment, at risk) of those that exist at T (`first <= t`), in order.
-pub fn health_entries<'py>(
-    py: Python<'py>,
-    accounts: &crate::entities::Entities<Account>,
-    customers: &Bound<'py, PyAny>,
-    dc: &mut DayCalc,
-    at: At,
-) -> PyResult<Bound<'py, PyList>> {
-    let d0 = dc.day(py, at.t)?;
-    let out = PyList::empty(py);
-    for c in customers.try_iter()? {
-        let c = c?;
-        let Some(a) = accounts.get(c.extract::<&str>()?) else {
-            continue;
-        };
-        if a.first > at.t {
-            continue;
-        }
-        let (h, recency, freq, sentiment, risk) = health_parts(a, at, d0);
-        out.append((c, h, recency, freq, sentiment, risk))?;
-    }
-    Ok(out)
-}
-
-/// `prefetch_fields` for a customer.
-#[inline(always)]
-fn prefetch_account_fields(a: &Account) {
-    prefetch(&a.first);
-    prefetch(&a.days);
-    prefetch(&a.last);
-    prefetch(&a.lastp);
-    prefetch(&a.nps);
-    prefetch(&a.npsp);
-    prefetch(&a.csat);
-    prefetch(&a.csatp);
-    prefetch(&a.sub);
-    prefetch(&a.subp);
-    prefetch(&a.orders);
-}
-
-/// `prefetch_user` for a customer.
-#[inline(always)]
-fn prefetch_account(a: &Account) {
-    prefetch_slice(&a.days.0);
-    prefetch_slice(&a.lastp);
-    prefetch_slice(&a.npsp);
-    prefetch_slice(&a.csatp);
-    prefetch_slice(&a.subp);
-    prefetch_slice(&a.orders);
-}
-
-/// What the scan of a partition's customers at T adds up (`AccountPartition.partial`).
-pub struct AccountScan {
-    /// subscribers, sub_start, sub_lost, sub_new, orders_90, customers_1, customers_2,
-    /// customers_30, at_risk: the names of `COUNT_NAMES`
-    counts: [i64; 9],
-    revenue_90: Vec<f64>,
-    revenue_30: Vec<f64>,
-    healths: Vec<f64>,
-    /// `sum_terms(&healths)`
-    health_terms: Option<Vec<f64>>,
-}
-
-const COUNT_NAMES: [&str; 9] = [
-    "subscribers",
-    "sub_start",
-    "sub_lost",
-    "sub_new",
-    "orders_90",
-    "customers_1",
-    "customers_2",
-    "customers_30",
-    "at_risk",
-];
-
-/// The scan of every customer at T (day `d0` of T): Rust only, so it runs without the GIL.
-pub fn scan_accounts(
-    accounts: &crate::entities::Entities<Account>,
-    at: At,
-    d0: i64,
-) -> AccountScan {
-    let t = at.t;
-    let (t30, t90) = (t - D30, t - D90);
-    let (mut subscribers, mut sub_start, mut sub_lost, mut sub_new) = (0i64, 0i64, 0i64, 0i64);
-    let (mut orders_90, mut customers_1, mut customers_2, mut customers_30) = (0i64, 0, 0, 0);
-    let mut at_risk = 0i64;
-    let mut revenue_90: Vec<f64> = Vec::new();
-    let mut revenue_30: Vec<f64> = Vec::new();
-    let mut healths: Vec<f64> = Vec::with_capacity(accounts.len());
-    let mut ahead = accounts.values();
-    let mut ahead2 = accounts.values();
-    for a in ahead2.by_ref().take(2 * AHEAD) {
-        prefetch_account_fields(a);
-    }
-    for a in ahead.by_ref().take(AHEAD) {
-        prefetch_account(a);
-    }
-    for a in accounts.values() {
-        if let Some(x) = ahead2.next() {
-            prefetch_account_fields(x);
-        }
-        if let Some(x) = ahead.next() {
-            prefetch_account(x);
-        }
-        if a.first > t {
-            continue;
-        }
-        let was = subscribed(a, t30);
-        let now = subscribed(a, t);
-        if now {
-            subscribers += 1;
-        }
-        if was {
-            sub_start += 1;
-            if !now {
-                sub_lost += 1;
-            }
-        } else if now {
-            sub_new += 1;
-        }
-        if !a.orders.is_empty() {
-            let (mut n90, mut n30) = (0i64, 0i64);
-            for &(ts, amount) in &a.orders {
-                if t90 < ts && ts <= t {
-                    n90 += 1;
-                    revenue_90.push(amount);
-                    if ts > t30 {
-                        n30 += 1;
-                        revenue_30.push(amount);
-                    }
-                }
-            }
-            orders_90 += n90;
-            if n90 > 0 {
-                customers_1 += 1;
-                if n90 >= 2 {
-                    customers_2 += 1;
-                }
-            }
-            if n30 > 0 {
-                customers_30 += 1;
-            }
-        }
-        let (h, risk) = health(a, at, d0);
-        healths.push(h);
-        if risk {
-            at_risk += 1;
-        }
-    }
-    AccountScan {
-        counts: [
-            subscribers,
-            sub_start,
-            sub_lost,
-            sub_new,
-            orders_90,
-            customers_1,
-            customers_2,
-            customers_30,
-            at_risk,
-        ],
-        revenue_90,
-        revenue_30,
-        health_terms: sum_terms(&healths),
-        healths,
-    }
-}
-
-/// The scan as the dict of `Partial` fields the Python side builds its `Partial` from.
-fn account_scan_dict<'py>(py: Python<'py>, scan: &AccountScan) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    for (k, v) in COUNT_NAMES.iter().zip(scan.counts) {
-        d.set_item(*k, v)?;
-    }
-    let floats = |v: &[f64]| PyList::new(py, v.iter().map(|&x| PyFloat::new(py, x)));
-    d.set_item("revenue_90", floats(&scan.revenue_90)?)?;
-    d.set_item("revenue_30", floats(&scan.revenue_30)?)?;
-    // the health scores as a block, with terms of their exact sum (`sum_terms`)
-    d.set_item("health", floats_block(py, &scan.healths))?;
-    match &scan.health_terms {
-        Some(terms) => d.set_item("health_terms", floats(terms)?)?,
-        None => d.set_item("health_terms", py.None())?,
-    }
-    Ok(d)
-}
-
-/// `AccountPartition.partial(t)`: the scan runs with the GIL released, so the partitions of a
-/// worker scan on several cores at once (agents/gather.py).
-pub fn accounts_partial<'py>(
-    py: Python<'py>,
-    accounts: &crate::entities::Entities<Account>,
-    dc: &mut DayCalc,
-    at: At,
-) -> PyResult<Bound<'py, PyDict>> {
-    let d0 = dc.day(py, at.t)?;
-    let scan = py.detach(|| scan_accounts(accounts, at, d0));
-    account_scan_dict(py, &scan)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1338,21 +996,5 @@ mod tests {
             };
             assert_eq!(whole_ns(d), want, "{d}");
         }
-    }
-
-    #[test]
-    fn divides_like_python() {
-        assert_eq!(int_div(1, 3), 1.0 / 3.0);
-        assert_eq!(int_div(-7, 2), -3.5);
-        assert_eq!(int_div(0, 5), 0.0);
-        // beyond 2**53: 2**60 + 1 over 3, correctly rounded
-        let n: I = (1 << 60) + 1;
-        assert_eq!(int_div(n, 3), 384_307_168_202_282_325.666_f64);
-        assert_eq!(div_round(1, 1), 1.0);
-        assert_eq!(div_round(2, 3), 2.0 / 3.0);
-        assert_eq!(div_round(1 << 100, 1 << 40), (1u64 << 60) as f64);
-        // a tie rounds to even: (2**53 + 1) / 1 -> 2**53
-        assert_eq!(div_round((1 << 53) + 1, 1), 9_007_199_254_740_992.0);
-        assert_eq!(div_round((1 << 53) + 3, 1), 9_007_199_254_740_996.0);
     }
 }

@@ -42,13 +42,23 @@ from streams.live import (
     IDLE_SOURCE_SECONDS,
     AccountMeta,
     Batch,
+    Fact,
     LiveAccountPartition,
     LiveUserPartition,
     Output,
 )
 from streams.partitioner import kafka_partition, murmur2
 from streams.simulate import SimConfig, Simulator
-from streams.state import _ACCOUNT_SLOTS, _USER_SLOTS
+from streams.state import (
+    _ACCOUNT_SLOTS,
+    _USER_SLOTS,
+    K_CSAT,
+    K_NONE,
+    K_NPS,
+    K_ORDER,
+    K_SUB_CANCEL,
+    K_SUB_START,
+)
 from streams.timeutil import DAY, HOUR, MS, format_instant
 from tests.unit import test_live_expiry as tle
 from tests.unit.native_cases import exact_differences, minimize
@@ -300,6 +310,35 @@ def run_side_by_side(
                 f"user partition {p}: scan at now {t}", partial_of(nl._user_partial(scanned)), got
             )
 
+    seen.update(account_asks=0, rows_reused=0, popped=0)
+    anow = [0] * n  # each account partition's "now" asked lately
+
+    def ask_accounts(p: int, fs: Any) -> None:
+        """The account partition's partial at a "now" that mostly moves forward, a few times
+        with no fact between (the core answers from the rows it keeps between asks, which must
+        equal the Python engine's partial and the core's scan of every customer)."""
+        newest = max((f[1] for f in fs), default=anow[p])
+        step = rng.choice([-2 * DAY, -HOUR, 0, 0, 1, 59 * HOUR // 60, 13 * HOUR, 2 * DAY])
+        anow[p] = max(anow[p], newest + step) if rng.random() < 0.9 else newest + step
+        core = na_a[p]._core
+        for _ in range(rng.choice([1, 1, 2, 6])):
+            t = anow[p]
+            before = core.rows_reused
+            got = partial_of(na_a[p].engine.partial(t))
+            seen["account_asks"] += 1
+            seen["rows_reused"] += core.rows_reused - before
+            check(
+                f"account partition {p}: partial at {t}", partial_of(py_a[p].engine.partial(t)), got
+            )
+            scanned = core.partial(t, scan=True)
+            if scanned is not None:
+                check(
+                    f"account partition {p}: scan at {t}",
+                    partial_of(nl._account_partial(scanned)),
+                    got,
+                )
+            anow[p] += rng.choice([1, HOUR // 60, HOUR, 5 * HOUR, 3 * DAY, 31 * DAY])
+
     history: dict[int, list[tuple[Batch, int]]] = {p: [] for p in range(n)}
 
     # each user partition's stored event ids ({id_key: value}), kept from the id writes
@@ -407,6 +446,13 @@ def run_side_by_side(
             check(f"account partition {p} message {off}: dirty", sorted(d1), sorted(d2))
             check(f"account partition {p}: meta", meta_of(py_a[p].meta), meta_of(na_a[p].meta))
             seen["facts"] += len(fs)
+            if rng.random() < 0.04 and fs and not na_a[p].handed_over:  # a forgotten customer
+                c = rng.choice(fs)[0]
+                check(f"customer {c!r} popped", py_a[p].accounts.pop(c, None) is None,
+                      na_a[p].accounts.pop(c, None) is None)  # fmt: skip
+                seen["popped"] += 1
+            if rng.random() < 0.35 and not na_a[p].handed_over:
+                ask_accounts(p, fs)
         if rng.random() < 0.03:  # a restart: both reload the Python side's durable state
             q = rng.randrange(n)
             # (through the codec, as the worker stores them: users without ids, ids apart)
@@ -553,6 +599,9 @@ def test_messages_applied_from_their_bytes_side_by_side(
     assert seen["handed_over"] == 0  # 18 fractional digits at most: the core held them all
     # the partials at a "now" moving forward came from the sums kept current, mostly
     assert seen["asked"] > 20 and seen["aggregate_answers"] > seen["asked"] // 2
+    # and the customers' partials came from the rows kept between asks, mostly
+    assert seen["account_asks"] > 20 and seen["popped"] > 0
+    assert seen["rows_reused"] > seen["account_asks"]
 
 
 def test_an_instant_finer_than_attoseconds_moves_the_partition_to_python() -> None:
@@ -723,3 +772,49 @@ def test_a_fold_limit_given_at_load_holds_a_stored_watermark_ahead_of_the_clock(
         assert apart.engine.fold == limit, acls
     # without it, the stored watermark moves the fold point past the clock (the old defect)
     assert LiveUserPartition(cfg, 0, 1, 1, users=dict(users), meta=py.meta).engine.fold > limit
+
+
+def test_the_customers_rows_hold_until_a_boundary_and_no_further() -> None:
+    """The rows a compiled account partition keeps between asks (native/src/account_partial.rs)
+    answer only while every instant they depend on is on the same side of T: asked one
+    nanosecond before, at and after each such instant (an order's 30 and 90 days, a
+    subscription's 30 days, a pending answer, a first activity, a day's start), backwards too,
+    and after a customer is removed, the partial equals the Python engine's."""
+    cfg = Config()
+    t0 = START_MS * MS
+    nl = _native()
+    py, na = LiveAccountPartition(cfg, 0), nl.NativeLiveAccountPartition(cfg, 0)
+
+    def fact(c: str, ts: int, activity: bool, kind: int, value: float, off: int) -> Fact:
+        return (c, ts, ts, activity, kind, value, "product-events", 0, off, 0)
+
+    facts = [
+        fact("a", t0, True, K_SUB_START, 0.0, 1),
+        fact("a", t0 + HOUR, True, K_ORDER, 19.5, 2),
+        fact("a", t0 + 2 * HOUR, False, K_NPS, 9, 3),
+        fact("b", t0 + 3 * HOUR, True, K_NONE, 0.0, 4),
+        fact("c", t0 + 4 * HOUR, True, K_CSAT, 2, 5),
+        fact("c", t0 + 5 * DAY, False, K_SUB_START, 0.0, 6),
+        fact("c", t0 + 6 * DAY, False, K_SUB_CANCEL, 0.0, 7),
+        fact("c", t0 + 7 * DAY, True, K_ORDER, 5.25, 8),
+        fact("c", t0 + 8 * DAY, True, K_ORDER, 7.0, 9),
+        fact("d", t0 + 9 * DAY, True, K_NPS, 3, 10),
+    ]
+    for p in (py, na):
+        p.engine.fold_limit = t0 + 2 * DAY  # the later facts stay pending
+        p.apply(facts[:6], 0)
+        p.apply(facts[6:], 1)
+    edges = {t0 + 9 * DAY + 5}
+    for f in facts:
+        ts = f[1]
+        edges |= {ts, ts + 30 * DAY, ts + 90 * DAY, ts - ts % DAY + DAY}
+    asks = []
+    for x in sorted(edges):
+        asks += [x - 1, x, x + 1]
+    asks += asks[::-3]
+    reused = na._core.rows_reused
+    for i, t in enumerate(asks):
+        if i == len(asks) // 2:  # the first customer removed: the last one takes its place
+            check("popped", py.accounts.pop("a") is None, na.accounts.pop("a") is None)
+        check(f"partial at {t}", partial_of(py.engine.partial(t)), partial_of(na.engine.partial(t)))
+    assert na._core.rows_reused - reused > len(asks)  # and most answers came from the rows
