@@ -728,5 +728,7 @@ mod tests {
         }
         let open = Row::new(&CustomerAt::ABSENT, Span::all());
         assert!(open.holds(0) && open.get() == CustomerAt::ABSENT);
+        // a row a customer: 32 bytes beside its ~300 (docs/architecture.md)
+        assert_eq!(std::mem::size_of::<Row>(), 32);
     }
 }
