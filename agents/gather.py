@@ -87,7 +87,22 @@ def _partials(engines: list[Any], t: Instant) -> Iterator[Partial]:
 
 
 async def gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body) of /snapshot at T: every partition's partial, from every worker."""
+    """(HTTP status, body) of /snapshot at T: every partition's partial, from every worker.
+
+    The health publisher waits while a snapshot is gathered: it holds the event loop for a
+    chunk of customers at a time (agents/health.py), and after a backlog it has every customer
+    to publish, so a snapshot whose awaits (Redis, the other workers) each let a chunk run
+    would wait for several. Holding its lock, a snapshot waits for one chunk at most, and the
+    publisher goes on after it (the lock is fair: snapshots asked back to back let a chunk run
+    between each two)."""
+    pub = w.health_pub
+    if pub is None:
+        return await _gather(w, t)
+    async with pub.lock:
+        return await _gather(w, t)
+
+
+async def _gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:
     import aiohttp
 
     try:
@@ -102,22 +117,28 @@ async def gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     errors: list[str] = []
     as_of = format_instant(t)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+    others = [u for u in urls if u != w.s.web_url]
+    if not others:  # one worker: no HTTP client
+        if w.s.web_url in urls:
+            parts.append(local_partials(w, t, wire=False))
+    else:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
 
-        async def fetch(url: str) -> None:
-            if url == w.s.web_url:
+            async def fetch(url: str) -> None:
+                try:
+                    async with session.get(f"{url}/partials", params={"as_of": as_of}) as resp:
+                        if resp.status == 200:
+                            parts.append(await resp.json())
+                        else:
+                            errors.append(f"{url}: HTTP {resp.status}")
+                except Exception as exc:
+                    errors.append(f"{url}: {type(exc).__name__}")
+
+            asked = [asyncio.ensure_future(fetch(u)) for u in others]
+            await asyncio.sleep(0)  # the requests start, then this worker's partials are computed
+            if w.s.web_url in urls:
                 parts.append(local_partials(w, t, wire=False))
-                return
-            try:
-                async with session.get(f"{url}/partials", params={"as_of": as_of}) as resp:
-                    if resp.status == 200:
-                        parts.append(await resp.json())
-                    else:
-                        errors.append(f"{url}: HTTP {resp.status}")
-            except Exception as exc:
-                errors.append(f"{url}: {type(exc).__name__}")
-
-        await asyncio.gather(*(fetch(u) for u in urls))
+            await asyncio.gather(*asked)
     total = Partial()
     seen_u: dict[int, int] = {}
     seen_a: dict[int, int] = {}

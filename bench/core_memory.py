@@ -3,7 +3,9 @@
 The simulate mix (as bench/live_core_bench.py makes it) is fed to the native partitions of one
 worker owning every partition, the event-id writes taken after each micro-batch as the worker's
 epochs take them; glibc's heap in use (`mallinfo2`) before and after gives the bytes the core
-holds per user (customers included). Then one `malloc_trim(0)` (agents/heap.py): how long it
+holds per user (customers included), and after one ask of every partition's partial at a "now"
+a second after the newest record, what the partials kept between asks hold on top (the users'
+sums, native/src/aggregate.rs; the customers' rows, native/src/account_partial.rs). Then one `malloc_trim(0)` (agents/heap.py): how long it
 takes and what it gives back. Linux with glibc 2.33 or later.
 
 usage:
@@ -77,6 +79,17 @@ def main() -> int:
     print("| users | customers | heap held, MiB | bytes a user (customers included) |")
     print("|---:|---:|---:|---:|")
     print(f"| {nu:,} | {na:,} | {held / 2**20:,.0f} | {held / max(nu, 1):,.0f} |")
+    newest = max((u.engine.watermark or 0) for u in users)
+    t = newest + 1_000_000_000
+    before = heap_in_use()
+    for part in [*users, *accts]:
+        part.engine.partial(t)
+    gc.collect()
+    kept = heap_in_use() - before
+    print(
+        f"\nthe partials kept between asks (one ask each at T = the newest record + 1 s): "
+        f"{kept / 2**20:,.0f} MiB more, {kept / max(nu, 1):,.0f} bytes a user"
+    )
     trimmer = HeapTrimmer()
     if trimmer.available:
         rss = resident_bytes()

@@ -27,6 +27,7 @@ Phases (each contender reads the same backlog from the earliest offset, one at a
  6. delay: the load generator at half of ours' rate, every record stamped with its send time;
     /snapshot is polled every BENCH_POLL_SECONDS (0.25 s) and a record's delay is the first
     answer whose `coverage` (last offset included per source partition) includes its offset;
+    then, with BENCH_HOLD_SECONDS set, the worker is left alone that long (to look into it);
  7. recovery: SIGKILL the worker, start a new one, time until /snapshot answers 200 with every
     record counted again; resident memory, on-disk state (RocksDB directory) and the time to
     read and unpickle every user from it, per tracked user, scaled to 1M users;
@@ -593,6 +594,10 @@ def main(argv: list[str] | None = None) -> int:
         results["delay"] = {"rate": half, **dl}
         log(f"delay: {results['delay']}")
         results["rss"] = rss_bytes(worker.proc.pid)
+        hold = float(os.environ.get("BENCH_HOLD_SECONDS", "0"))
+        if hold > 0:  # time to look into the worker (gdb, /proc/PID/smaps) before the SIGKILL
+            log(f"holding the worker (pid {worker.proc.pid}) for {hold:g} s")
+            time.sleep(hold)
 
         # 7. recovery after SIGKILL
         rec = recover(new_worker, worker, total, m["timeout"])

@@ -1063,7 +1063,7 @@ impl LiveUsers {
             self.aggregate_answers += 1;
             return self
                 .agg
-                .to_dict(py, &self.conv, &self.pcfg, counters)
+                .answer(py, &self.conv, &self.pcfg, counters)
                 .map(Some);
         }
         users_partial(
