@@ -41,10 +41,15 @@ const BEHIND_REBUILD: u32 = 8;
 
 /// When more users than this share of the partition (and than `CHURN_MIN`) changed since the
 /// last ask, keeping the sums costs more than the scan it saves (a backlog drained between two
-/// scrapes touches most users): the sums are dropped, and the next `CHURN_SCANS` asks scan.
+/// scrapes touches most users): the sums are dropped, and asks scan while that many changes
+/// come between two of them. The first ask after the churn ends builds the sums again (a
+/// build costs what a scan does), so a backlog drained costs one slow ask, not several.
 const CHURN_SHARE: usize = 4; // a quarter
 const CHURN_MIN: usize = 50_000;
-const CHURN_SCANS: u32 = 4;
+
+fn churn_limit(users: usize) -> usize {
+    CHURN_MIN.max(users / CHURN_SHARE)
+}
 
 /// The earliest instant after `t` at which the contribution of `u` at `t` may change within
 /// `t`'s day: every instant `user_partial` compares T with (an instant of the state, or one
@@ -248,8 +253,8 @@ pub struct UserAgg {
     /// the order Python does)
     frac: i64,
     behind: u32,
-    /// asks the scan answers before the sums are built again (after too many changes)
-    cool: u32,
+    /// without sums: the changes since the last ask (a scan answers while they are many)
+    churn: usize,
     scratch: UserAcc,
     ms: Vec<Option<I>>,
 }
@@ -272,7 +277,7 @@ impl UserAgg {
             resolution_durs: Durations::default(),
             frac: 0,
             behind: 0,
-            cool: 0,
+            churn: 0,
             scratch: UserAcc::new(n_social),
             ms: Vec::new(),
         }
@@ -334,6 +339,7 @@ impl UserAgg {
         dc: &mut DayCalc,
     ) -> PyResult<()> {
         if !self.valid {
+            self.churn += 1;
             return Ok(());
         }
         let Some(pos) = users.position(uid) else {
@@ -342,9 +348,10 @@ impl UserAgg {
         if pos >= self.n || self.dirty[pos] {
             return Ok(());
         }
-        if self.dirty_list.len() >= CHURN_MIN.max(self.n / CHURN_SHARE) {
+        if self.dirty_list.len() >= churn_limit(self.n) {
+            let changed = self.dirty_list.len() + 1;
             self.invalidate();
-            self.cool = CHURN_SCANS;
+            self.churn = changed;
             return Ok(());
         }
         self.take_out(py, users.at(pos), pos, cfg, dc)
@@ -384,9 +391,12 @@ impl UserAgg {
         if frac_t {
             return Ok(false);
         }
-        if !self.valid && self.cool > 0 {
-            self.cool -= 1;
-            return Ok(false);
+        if !self.valid {
+            let churning = self.churn >= churn_limit(users.len());
+            self.churn = 0;
+            if churning {
+                return Ok(false);
+            }
         }
         let res = if !self.valid || d0 != self.d0 {
             self.rebuild(py, users, cfg, dc, t, d0)
