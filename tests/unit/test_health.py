@@ -305,6 +305,38 @@ def test_pending_customers_stay_pending_while_redis_is_down() -> None:
     assert w.redis.data["p.app:health"]["b"] == pytest.approx(h_19)
 
 
+def test_the_timers_rest_three_times_as_long_as_they_published() -> None:
+    """`paced_tick` / `paced_refresh` (the timers): after publishing for d seconds, neither
+    publishes for 3 d (DUTY = 1/4); the customers that change meanwhile stay pending."""
+    w = FakeWorker(_live_parts())
+    now = [100.0]
+    pub = H.HealthPublisher(w, chunk=1, clock=lambda: now[0])  # type: ignore[arg-type]
+    publish = pub._publish
+
+    async def slow(part: Any, customers: Any) -> int:  # each chunk takes 2 s of the clock
+        now[0] += 2.0
+        return await publish(part, customers)
+
+    pub._publish = slow  # type: ignore[method-assign]
+    asyncio.run(pub.paced_tick())  # adopts 3 customers in 3 chunks: 6 s busy
+    assert now[0] == 106.0 and pub.rest_until == 106.0 + 18.0
+    assert len(w.redis.commands) == 6
+    w.redis.commands.clear()
+    w.health_pending[0] = {"a"}
+    for at in (107.0, 123.9):
+        now[0] = at
+        asyncio.run(pub.paced_tick())
+        asyncio.run(pub.paced_refresh())
+    assert w.redis.commands == [] and w.health_pending == {0: {"a"}}  # resting: nothing sent
+    now[0] = 124.0
+    asyncio.run(pub.paced_tick())
+    assert w.redis.commands == ["zadd", "hset"] and w.health_pending == {}
+    assert pub.rest_until == 126.0 + 6.0  # one chunk, 2 s: 6 s of rest
+    now[0] = 132.0
+    asyncio.run(pub.paced_refresh())  # every customer: 3 chunks
+    assert len(w.redis.commands) == 2 + 6
+
+
 def test_a_revoked_partition_is_not_published_and_a_new_one_is_adopted() -> None:
     parts = _live_parts()
     w = FakeWorker({0: parts[0]})
