@@ -41,6 +41,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from streams import native_live
 from streams.engine import SIGNALS, Partial, SurveyCounts
 from streams.records import REJECT_REASONS, SOCIAL_ACTIONS
 from streams.timeutil import NS, Instant
@@ -223,6 +224,15 @@ class EngagementCollector(Collector):
             "records the intake stage of this process has read from the input topics",
             value=stats.get("intake_records", 0),
         )
+        heap = native_live.core_heap_bytes()
+        if heap is not None:
+            yield GaugeMetricFamily(
+                "engagement_core_heap_bytes",
+                "bytes the compiled core of this process holds on the heap (its users and "
+                "customers, the partials kept between asks); the rest of "
+                "process_resident_memory_bytes is RocksDB, Python and the Kafka clients",
+                value=heap,
+            )
         yield from self._epochs(w)
         delays = getattr(w, "delays", None)
         if delays is not None:

@@ -265,6 +265,14 @@ def fmt_int(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def gauge_value(metrics_text: str, name: str) -> float | None:
+    """The value of the unlabelled gauge `name` in a /metrics text (None when absent)."""
+    for line in metrics_text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def histogram_buckets(metrics_text: str, name: str) -> list[tuple[str, float]]:
     """The cumulative (le, count) buckets of histogram `name` in a /metrics text, summed over
     its series (one per worker process here), +Inf last."""

@@ -594,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
         results["delay"] = {"rate": half, **dl}
         log(f"delay: {results['delay']}")
         results["rss"] = rss_bytes(worker.proc.pid)
+        _status, text = worker.get("/metrics", timeout=30)
+        results["core_heap"] = report.gauge_value(str(text), "engagement_core_heap_bytes")
         hold = float(os.environ.get("BENCH_HOLD_SECONDS", "0"))
         if hold > 0:  # time to look into the worker (gdb, /proc/PID/smaps) before the SIGKILL
             log(f"holding the worker (pid {worker.proc.pid}) for {hold:g} s")
@@ -758,6 +760,10 @@ def render(r: dict[str, Any]) -> str:
         row("resident memory per 1M tracked users", f"{rss_user * 1e6 / 2**30:,.2f} GiB", "", "",
             f"extrapolated from {users:,} users: ({r['rss'] / 2**20:,.0f} - "
             f"{r['ours']['baseline_rss'] / 2**20:,.0f} MiB idle) / users")  # fmt: skip
+        heap = r.get("core_heap")
+        if heap:
+            row("of which the compiled core's heap, per 1M tracked users", f"{heap / users * 1e6 / 2**30:,.2f} GiB",
+                "", "", f"engagement_core_heap_bytes {heap / 2**20:,.0f} MiB (its users and customers, the partials kept between asks); the rest: RocksDB, Python, the Kafka clients")  # fmt: skip
         row("on-disk state per 1M tracked users", f"{report.per_million(r['disk'], users) / 2**30:,.2f} GiB",
             "", "", f"RocksDB dir {r['disk'] / 2**20:,.1f} MiB for {users:,} users (+ customers)")  # fmt: skip
         row("stored per user in its table, its dedupe ids included", f"{st['bytes'] / users:,.0f} B",

@@ -77,6 +77,12 @@ def available() -> bool:
     return _native is not None
 
 
+def core_heap_bytes() -> int | None:
+    """The bytes the compiled core holds on the heap (its entities, the partials kept between
+    asks: native/src/heap.rs), or None without the core."""
+    return None if _native is None else int(_native.heap_bytes())
+
+
 def partition_classes(engine: str = "auto") -> tuple[type[Any], type[Any]]:
     """(user partition class, account partition class) for `engine`: "native" (the compiled
     twins; RuntimeError when the core is not usable), "python" (streams.live), or "auto"

@@ -25,6 +25,7 @@ mod crc;
 mod decode;
 mod entities;
 mod envelope;
+mod heap;
 mod json;
 mod kafka;
 mod live;
@@ -87,6 +88,7 @@ fn engagement_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kafka::read_record_batches, m)?)?;
     m.add_class::<kafka::RecordRun>()?;
     m.add_function(wrap_pyfunction!(partial::py_sum_terms, m)?)?;
+    m.add_function(wrap_pyfunction!(heap::heap_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(live::py_kafka_partition, m)?)?;
     m.add(
         "NotRepresentable",

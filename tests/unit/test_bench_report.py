@@ -147,3 +147,14 @@ def test_plural() -> None:
     assert report.plural(1, "stream thread") == "1 stream thread"
     assert report.plural(2, "stream thread") == "2 stream threads"
     assert report.plural(1500, "record") == "1,500 records"
+
+
+def test_gauge_value_reads_an_unlabelled_gauge_only() -> None:
+    text = (
+        "# HELP engagement_core_heap_bytes x\n# TYPE engagement_core_heap_bytes gauge\n"
+        "engagement_core_heap_bytes_total 9.0\n"
+        'engagement_core_heap_bytes{kind="a"} 7.0\n'
+        "engagement_core_heap_bytes 1.2345e+08\n"
+    )
+    assert report.gauge_value(text, "engagement_core_heap_bytes") == 123_450_000.0
+    assert report.gauge_value(text, "engagement_missing") is None

@@ -7,8 +7,10 @@ computes from the same records (the judge), never from the collector's own outpu
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -408,6 +410,31 @@ def test_churn_signals_and_pipeline_counters(world: World) -> None:
     w.stats["forwarded"] = 5
     assert value(reg, "engagement_records_forwarded_total") == 5
     assert value(reg, "engagement_as_of_timestamp_seconds") == ms(T) / 1000
+
+
+def test_the_core_heap_is_exported_and_follows_what_the_core_holds(world: World) -> None:
+    """`engagement_core_heap_bytes`: the compiled core's own count (native/src/heap.rs), which
+    grows with the entities a partition holds and falls back when they are gone."""
+    from streams import native_live
+    from streams.config import Config
+
+    if not native_live.available():
+        if os.environ.get("CI"):
+            pytest.fail("the compiled core is not built (CI: the tests must run)")
+        pytest.skip("the compiled core is not built")
+    before = native_live.core_heap_bytes()
+    assert before is not None and before > 0
+    part = native_live.NativeLiveAccountPartition(Config(), 0)
+    facts = [(f"c{i}", 10**18 + i, 10**18 + i, True, 0, 0.0, "product-events", 0, i, 0)
+             for i in range(20_000)]  # fmt: skip
+    part.apply(facts, 0)
+    held = native_live.core_heap_bytes()
+    assert held is not None and held - before > 20_000 * 200  # ~300 bytes a customer
+    assert abs(value(world.reg, "engagement_core_heap_bytes") - held) < 1_000_000
+    del part
+    gc.collect()  # the partition and its engine refer to each other
+    after = native_live.core_heap_bytes()
+    assert after is not None and after - before < 20_000 * 50
 
 
 def test_epoch_series_count_what_the_committers_persisted(world: World) -> None:
