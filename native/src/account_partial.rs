@@ -16,11 +16,14 @@
 //! the row at each ask, exactly as from the customer: the row holds the same values.
 
 use crate::entities::Entities;
-use crate::partial::{floats_block, prefetch, prefetch_slice, sum_terms, whole_ns, At, AHEAD};
+use crate::partial::{
+    floats_block, prefetch, prefetch_slice, sum_terms, visit_prefetched, whole_ns, At, AHEAD,
+};
 use crate::state::Account;
 use crate::time::{DayCalc, D30, D90, I, UNIT};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyList};
+use std::convert::Infallible;
 
 const D30_NS: I = D30 / UNIT;
 
@@ -582,23 +585,15 @@ pub fn scan_accounts(
     let n = accounts.len();
     match rows {
         None => {
-            let mut ahead = accounts.values();
-            let mut ahead2 = accounts.values();
-            for a in ahead2.by_ref().take(2 * AHEAD) {
-                prefetch_account_fields(a);
-            }
-            for a in ahead.by_ref().take(AHEAD) {
-                prefetch_account(a);
-            }
-            for a in accounts.values() {
-                if let Some(x) = ahead2.next() {
-                    prefetch_account_fields(x);
-                }
-                if let Some(x) = ahead.next() {
-                    prefetch_account(x);
-                }
-                scan.add(&customer_at(a, t, d0, &mut Span::all()), a, at);
-            }
+            let Ok(()) = visit_prefetched::<_, Infallible>(
+                accounts.values(),
+                prefetch_account_fields,
+                prefetch_account,
+                |a| {
+                    scan.add(&customer_at(a, t, d0, &mut Span::all()), a, at);
+                    Ok(())
+                },
+            );
         }
         Some(rows) => {
             if rows.day != Some(d0) {

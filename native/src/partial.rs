@@ -693,6 +693,35 @@ fn prefetch_fields(u: &User) {
 /// fields (`prefetch_fields`, twice as far).
 pub(crate) const AHEAD: usize = 8;
 
+/// `visit` each of `items` in order, with `fields` (what the struct holds) asked ahead of time
+/// 2 * AHEAD items before it and `blocks` (what those fields point to) AHEAD items before it.
+#[inline(always)]
+pub(crate) fn visit_prefetched<'a, T: 'a, E>(
+    items: impl Iterator<Item = &'a T> + Clone,
+    fields: impl Fn(&T),
+    blocks: impl Fn(&T),
+    mut visit: impl FnMut(&'a T) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut ahead = items.clone();
+    let mut ahead2 = items.clone();
+    for x in ahead2.by_ref().take(2 * AHEAD) {
+        fields(x);
+    }
+    for x in ahead.by_ref().take(AHEAD) {
+        blocks(x);
+    }
+    for x in items {
+        if let Some(y) = ahead2.next() {
+            fields(y);
+        }
+        if let Some(y) = ahead.next() {
+            blocks(y);
+        }
+        visit(x)?;
+    }
+    Ok(())
+}
+
 /// `UserPartition._user_partial`.
 pub(crate) fn user_partial(
     py: Python<'_>,
@@ -923,23 +952,9 @@ pub fn users_partial<'py>(
     let c = UserCtx { at, d0, cfg };
     let mut p = UserAcc::new(n_social);
     let mut ms = Vec::new();
-    let mut ahead = users.values();
-    let mut ahead2 = users.values();
-    for u in ahead2.by_ref().take(2 * AHEAD) {
-        prefetch_fields(u);
-    }
-    for u in ahead.by_ref().take(AHEAD) {
-        prefetch_user(u);
-    }
-    for u in users.values() {
-        if let Some(a) = ahead2.next() {
-            prefetch_fields(a);
-        }
-        if let Some(a) = ahead.next() {
-            prefetch_user(a);
-        }
-        user_partial(py, &mut p, u, &c, dc, &mut ms)?;
-    }
+    visit_prefetched(users.values(), prefetch_fields, prefetch_user, |u| {
+        user_partial(py, &mut p, u, &c, dc, &mut ms)
+    })?;
     // sorted by value, stably (UserPartition.partial sorts the three lists)
     let mut lists = [
         std::mem::take(&mut p.ttfv),
