@@ -87,22 +87,8 @@ def _partials(engines: list[Any], t: Instant) -> Iterator[Partial]:
 
 
 async def gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body) of /snapshot at T: every partition's partial, from every worker.
-
-    The health publisher waits while a snapshot is gathered: it holds the event loop for a
-    chunk of customers at a time (agents/health.py), and after a backlog it has every customer
-    to publish, so a snapshot whose awaits (Redis, the other workers) each let a chunk run
-    would wait for several. Holding its lock, a snapshot waits for one chunk at most, and the
-    publisher goes on after it (the lock is fair: snapshots asked back to back let a chunk run
-    between each two)."""
-    pub = w.health_pub
-    if pub is None:
-        return await _gather(w, t)
-    async with pub.lock:
-        return await _gather(w, t)
-
-
-async def _gather(w: Runtime, t: Instant) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of /snapshot at T: every partition's partial, from every worker
+    (`Worker.gather` holds the health publisher's lock meanwhile)."""
     import aiohttp
 
     try:

@@ -546,9 +546,18 @@ class Worker:
         return local_partials(self, t)
 
     async def gather(self, t: Instant) -> tuple[int, dict[str, Any]]:
+        """/snapshot at T (agents/gather.py). The health publisher waits meanwhile: it holds the
+        event loop for a chunk of customers at a time (agents/health.py), and after a backlog it
+        has every customer to publish, so a snapshot whose awaits (Redis, the other workers)
+        each let a chunk run would wait for several. Holding its lock, a snapshot waits for one
+        chunk at most, and the publisher goes on after it (the lock is fair: snapshots asked
+        back to back let a chunk run between each two)."""
         from agents.gather import gather
 
-        return await gather(self, t)
+        if self.health_pub is None:
+            return await gather(self, t)
+        async with self.health_pub.lock:
+            return await gather(self, t)
 
     def parse_as_of(self, raw: str | None) -> Instant:
         return self.now() if not raw else parse_as_of(raw)

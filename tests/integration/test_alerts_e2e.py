@@ -438,11 +438,13 @@ def test_churn_spike_reaches_the_webhook_naming_only_the_job_that_spiked(
                 f"(scrape and evaluation every {INTERVAL}, rules scaled 1/{SCALE}, "
                 f"Alertmanager group_wait of the page route)"
             )
-        # Only the job that spiked: no alert of staging fired or reached the webhook.
+        # Only the job that spiked: no alert of staging fired or reached the webhook, nor went
+        # pending after the spike. (Not before it: right after Prometheus starts, a rate over
+        # one sample is empty, so EngagementNoRecords can be pending for an evaluation or two.)
         delivered = {a["labels"].get("job") for _, _, a in webhook.alerts()}
         assert delivered == {PRODUCTION}, webhook.received
         staged = monitoring.query(
-            f'max_over_time(ALERTS{{job="{STAGING}"}}[{int(time.monotonic() - sent) + 60}s])'
+            f'max_over_time(ALERTS{{job="{STAGING}"}}[{int(time.monotonic() - sent) + 2}s])'
         )
         assert staged == [], [f["metric"] for f in staged]
         spiking = monitoring.query('ALERTS{alertname="EngagementChurnSignalSpike"}')
