@@ -31,6 +31,7 @@ import live_core_bench  # noqa: E402
 import partial_bench  # noqa: E402
 
 from agents.heap import HeapTrimmer, resident_bytes  # noqa: E402
+from streams import native_live  # noqa: E402
 
 
 class _MallInfo2(ctypes.Structure):
@@ -69,16 +70,22 @@ def main() -> int:
     batches = live_core_bench.make_batches(args.records, args.users, 7.0, n, 2_000)
     gc.collect()
     before = heap_in_use()
+    core_before = native_live.core_heap_bytes() or 0
     users, accts = partial_bench.feed("native", batches, n, take_ids=True)
     del batches
     gc.collect()
     held = heap_in_use() - before
+    core_held = (native_live.core_heap_bytes() or 0) - core_before
     nu = sum(len(u.users) for u in users)
     na = sum(len(a.accounts) for a in accts)
     print(f"### the core's heap: {args.records:,} records, {n} partitions\n")
     print("| users | customers | heap held, MiB | bytes a user (customers included) |")
     print("|---:|---:|---:|---:|")
     print(f"| {nu:,} | {na:,} | {held / 2**20:,.0f} | {held / max(nu, 1):,.0f} |")
+    print(
+        f"\nthe core's own count (engagement_core_heap_bytes, requested bytes without malloc's "
+        f"overhead): {core_held / 2**20:,.0f} MiB, {core_held / max(nu, 1):,.0f} bytes a user"
+    )
     newest = max((u.engine.watermark or 0) for u in users)
     t = newest + 1_000_000_000
     before = heap_in_use()
