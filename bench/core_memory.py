@@ -60,6 +60,26 @@ def heap_in_use() -> int:
     return int(m.uordblks + m.hblkhd)
 
 
+def print_footprint(title: str, parts: list[list[tuple[str, int, int]]], nu: int) -> None:
+    """One table of where the heap goes (`footprint()` of each partition, summed by part)."""
+    total: dict[str, list[int]] = {}
+    for one in parts:
+        for name, items, nbytes in one:
+            t = total.setdefault(name, [0, 0])
+            t[0] += items
+            t[1] += nbytes
+    print(f"\n{title} (requested bytes, capacities included):\n")
+    print("| part | items | MiB | bytes a user | bytes an item |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (items, nbytes) in total.items():
+        print(
+            f"| {name} | {items:,} | {nbytes / 2**20:,.1f} | {nbytes / max(nu, 1):,.0f} "
+            f"| {nbytes / max(items, 1):,.0f} |"
+        )
+    s = sum(t[1] for t in total.values())
+    print(f"| all | | {s / 2**20:,.1f} | {s / max(nu, 1):,.0f} | |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=300_000)
@@ -86,6 +106,8 @@ def main() -> int:
         f"\nthe core's own count (engagement_core_heap_bytes, requested bytes without malloc's "
         f"overhead): {core_held / 2**20:,.0f} MiB, {core_held / max(nu, 1):,.0f} bytes a user"
     )
+    print_footprint("the users' parts", [u._core.footprint() for u in users], nu)
+    print_footprint("the customers' parts", [a._core.footprint() for a in accts], nu)
     newest = max((u.engine.watermark or 0) for u in users)
     t = newest + 1_000_000_000
     before = heap_in_use()

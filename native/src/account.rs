@@ -2,7 +2,7 @@
 //! (`fact`, expiry).
 
 use crate::state::{
-    push_tight, Account, Latest, When, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL,
+    push_tight, Account, Inst, Latest, Pending, When, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL,
 };
 use crate::time::{Clock, DayCalc, D30, D90, I};
 use crate::user::{note_activity, Fact};
@@ -27,8 +27,8 @@ pub fn apply_fact(
     let ts = f.ts;
     let a = match ap.accounts.get_mut(f.customer) {
         Some(a) => {
-            if ts < a.first {
-                a.first = ts;
+            if ts < a.first.get() {
+                a.first = Inst::new(ts);
             }
             a
         }
@@ -39,7 +39,7 @@ pub fn apply_fact(
     if f.act {
         let day = dc.day(py, ts)?;
         if !note_activity(&mut a.days, &mut a.last, day, ts, fold) {
-            push_tight(&mut a.lastp, ts);
+            push_tight(&mut a.pend_mut().lastp, ts);
         }
     }
     match f.kind {
@@ -47,17 +47,15 @@ pub fn apply_fact(
         K_ORDER => push_tight(&mut a.orders, (ts, f.value)),
         K_NPS | K_CSAT => {
             let key = (ts, -(f.value as i64));
-            let (best, pending) = if f.kind == K_NPS {
-                (&mut a.nps, &mut a.npsp)
-            } else {
-                (&mut a.csat, &mut a.csatp)
-            };
+            let nps = f.kind == K_NPS;
             if ts <= fold {
+                let best = if nps { &mut a.nps } else { &mut a.csat };
                 if best.get().is_none_or(|b| key > b) {
                     *best = Latest::of(Some(key));
                 }
             } else {
-                push_tight(pending, key);
+                let p = a.pend_mut();
+                push_tight(if nps { &mut p.npsp } else { &mut p.csatp }, key);
             }
         }
         _ => {
@@ -67,7 +65,7 @@ pub fn apply_fact(
                     a.sub = Latest::of(Some(ev));
                 }
             } else {
-                push_tight(&mut a.subp, ev);
+                push_tight(&mut a.pend_mut().subp, ev);
             }
         }
     }
@@ -88,19 +86,51 @@ pub fn expire_account(
     if a.days.0.len() != n {
         *changed = true;
     }
-    if !a.lastp.is_empty() {
-        for &x in &a.lastp {
-            if x <= f && a.last.get().is_none_or(|l| x > l) {
-                a.last = When::of(Some(x));
+    if let Some(p) = a.pending.as_deref_mut() {
+        expire_pending(
+            p,
+            &mut a.last,
+            &mut a.nps,
+            &mut a.csat,
+            &mut a.sub,
+            f,
+            changed,
+        );
+        a.tidy();
+    }
+    let cut = f - D90;
+    let n = a.orders.len();
+    a.orders.retain(|o| o.0 > cut);
+    if a.orders.len() != n {
+        *changed = true;
+    }
+    Ok(())
+}
+
+/// The pending lists' part of `expire_account`: what is at or before the fold (for
+/// subscriptions, 30 days before it) moves into the customer's latest values.
+fn expire_pending(
+    p: &mut Pending,
+    last: &mut When,
+    nps: &mut Latest,
+    csat: &mut Latest,
+    sub: &mut Latest,
+    f: I,
+    changed: &mut bool,
+) {
+    if !p.lastp.is_empty() {
+        for &x in &p.lastp {
+            if x <= f && last.get().is_none_or(|l| x > l) {
+                *last = When::of(Some(x));
             }
         }
-        let n = a.lastp.len();
-        a.lastp.retain(|&x| x > f);
-        if a.lastp.len() != n {
+        let n = p.lastp.len();
+        p.lastp.retain(|&x| x > f);
+        if p.lastp.len() != n {
             *changed = true;
         }
     }
-    for (best, pend) in [(&mut a.nps, &mut a.npsp), (&mut a.csat, &mut a.csatp)] {
+    for (best, pend) in [(nps, &mut p.npsp), (csat, &mut p.csatp)] {
         if !pend.is_empty() {
             for &k in pend.iter() {
                 if k.0 <= f && best.get().is_none_or(|b| k > b) {
@@ -114,24 +144,17 @@ pub fn expire_account(
             }
         }
     }
-    if !a.subp.is_empty() {
+    if !p.subp.is_empty() {
         let cut = f - D30;
-        for &ev in &a.subp {
-            if ev.0 <= cut && a.sub.get().is_none_or(|b| ev > b) {
-                a.sub = Latest::of(Some(ev));
+        for &ev in &p.subp {
+            if ev.0 <= cut && sub.get().is_none_or(|b| ev > b) {
+                *sub = Latest::of(Some(ev));
             }
         }
-        let n = a.subp.len();
-        a.subp.retain(|ev| ev.0 > cut);
-        if a.subp.len() != n {
+        let n = p.subp.len();
+        p.subp.retain(|ev| ev.0 > cut);
+        if p.subp.len() != n {
             *changed = true;
         }
     }
-    let cut = f - D90;
-    let n = a.orders.len();
-    a.orders.retain(|o| o.0 > cut);
-    if a.orders.len() != n {
-        *changed = true;
-    }
-    Ok(())
 }

@@ -89,7 +89,7 @@ fn max_below(folded: Option<I>, pending: &[I], t: I, s: &mut Span) -> Option<I> 
 #[inline]
 fn subscribed(a: &Account, before: I, t: I, s: &mut Span) -> bool {
     let mut best = a.sub.get();
-    for &ev in &a.subp {
+    for &ev in &a.pend().subp {
         if s.le(ev.0 + before, t) && best.is_none_or(|b| ev > b) {
             best = Some(ev);
         }
@@ -139,7 +139,7 @@ impl CustomerAt {
 
 /// Customer `a` at T (day `d0` of T), each comparison noted in `s`.
 pub(crate) fn customer_at(a: &Account, t: I, d0: i64, s: &mut Span) -> CustomerAt {
-    if !s.le(a.first, t) {
+    if !s.le(a.first.get(), t) {
         return CustomerAt::ABSENT;
     }
     let sub_was = subscribed(a, D30, t, s);
@@ -154,18 +154,19 @@ pub(crate) fn customer_at(a: &Account, t: I, d0: i64, s: &mut Span) -> CustomerA
             }
         }
     }
-    let last = max_below(a.last.get(), &a.lastp, t, s);
+    let p = a.pend();
+    let last = max_below(a.last.get(), &p.lastp, t, s);
     let mut n_days = 0u8;
     if last.is_some() {
         for &(d, m) in &a.days.0 {
-            if (d0 - 29..=d0).contains(&d) && s.le(m, t) {
+            if (d0 - 29..=d0).contains(&d) && s.le(m.get(), t) {
                 n_days += 1;
             }
         }
     }
-    let feel = match latest(a.nps.get(), &a.npsp, t, s) {
+    let feel = match latest(a.nps.get(), &p.npsp, t, s) {
         Some(b) => Feel::Nps(b.1),
-        None => match latest(a.csat.get(), &a.csatp, t, s) {
+        None => match latest(a.csat.get(), &p.csatp, t, s) {
             Some(b) => Feel::Csat(b.1),
             None => Feel::Unknown,
         },
@@ -470,24 +471,20 @@ fn prefetch_account_fields(a: &Account) {
     prefetch(&a.first);
     prefetch(&a.days);
     prefetch(&a.last);
-    prefetch(&a.lastp);
     prefetch(&a.nps);
-    prefetch(&a.npsp);
     prefetch(&a.csat);
-    prefetch(&a.csatp);
     prefetch(&a.sub);
-    prefetch(&a.subp);
     prefetch(&a.orders);
+    prefetch(&a.pending);
 }
 
 /// Prefetch a customer's heap blocks that `customer_at` reads.
 #[inline(always)]
 fn prefetch_account(a: &Account) {
     prefetch_slice(&a.days.0);
-    prefetch_slice(&a.lastp);
-    prefetch_slice(&a.npsp);
-    prefetch_slice(&a.csatp);
-    prefetch_slice(&a.subp);
+    if let Some(p) = a.pending.as_deref() {
+        prefetch(p);
+    }
     prefetch_slice(&a.orders);
 }
 

@@ -62,7 +62,7 @@ pub fn horizon(u: &User, t: I) -> I {
         }
     };
     for &(_, m) in &u.days.0 {
-        see(m);
+        see(m.get());
     }
     if let Some(s) = u.signup.get() {
         see(s);
@@ -70,7 +70,7 @@ pub fn horizon(u: &User, t: I) -> I {
     }
     for (_, m) in &u.ms {
         if let Ms::At(x) = m {
-            see(*x);
+            see(x.get());
         }
     }
     for (f0, f1) in u.rare().features.values() {
@@ -123,9 +123,9 @@ pub fn horizon(u: &User, t: I) -> I {
             see(r + D7);
         }
     }
-    for &r in u.rare().returns.values() {
-        see(r);
-        see(r + D90);
+    for r in u.rare().returns.values() {
+        see(r.get());
+        see(r.get() + D90);
     }
     next
 }

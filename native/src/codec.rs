@@ -10,7 +10,7 @@
 use crate::convert::INIT_FOLD_NS;
 use crate::envelope::{PRODUCT, SURVEY};
 use crate::small_map::SmallMap;
-use crate::state::{Account, Days, Ms, User, NONE};
+use crate::state::{Account, Days, Inst, Ms, User, NONE};
 use crate::time::{I, INIT_FOLD, UNIT};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -271,21 +271,21 @@ impl Out {
         self.map(v.len())?;
         for &(k, x) in v {
             self.int(k as i128);
-            self.t(x);
+            self.t(x.get());
         }
         Ok(())
     }
 
-    pub(crate) fn str_dict(&mut self, m: &SmallMap<I>) -> W {
+    pub(crate) fn str_dict(&mut self, m: &SmallMap<Inst>) -> W {
         self.map(m.len())?;
         for (k, &x) in m {
             self.str(k.as_str())?;
-            self.t(x);
+            self.t(x.get());
         }
         Ok(())
     }
 
-    pub(crate) fn str_dict_or_none(&mut self, m: &SmallMap<I>) -> W {
+    pub(crate) fn str_dict_or_none(&mut self, m: &SmallMap<Inst>) -> W {
         if m.is_empty() {
             self.nil();
             Ok(())
@@ -403,12 +403,12 @@ fn user(u: &User, srcs: &[(Box<str>, i64)]) -> Result<Vec<u8>, Unsure> {
             }
             o.map(u.ms.len())?;
             for (i, (k, m)) in u.ms.into_iter().enumerate() {
-                if u.ms.0[..i].iter().any(|e| e.0.same(k)) {
+                if u.ms.0[..i].iter().any(|e| e.0 == *k) {
                     return Err(Unsure);
                 }
                 o.str(k.as_str())?;
                 match m {
-                    Ms::At(x) => o.t(*x),
+                    Ms::At(x) => o.t(x.get()),
                     Ms::List(v) => o.tlist(v)?,
                 }
             }
@@ -488,7 +488,7 @@ fn account(a: &Account, srcs: &[(Box<str>, (i64, i64))]) -> Result<Vec<u8>, Unsu
     let int = |o: &mut Out, n: i64| o.int(n as i128);
     let mut s = Slots::new(1);
     s.slot(|o| {
-        o.t(a.first);
+        o.t(a.first.get());
         Ok(())
     })?
     .slot(|o| o.offs(&a.offs, srcs, |s| (&*s.0, s.1 .0, Some(s.1 .1))))?
@@ -510,10 +510,10 @@ fn account(a: &Account, srcs: &[(Box<str>, (i64, i64))]) -> Result<Vec<u8>, Unsu
         Ok(())
     })?
     .slot(|o| o.pairs(&a.orders, |o, f| o.float(f)))?
-    .slot(|o| o.tlist(&a.lastp))?
-    .slot(|o| o.pairs(&a.subp, int))?
-    .slot(|o| o.pairs(&a.npsp, int))?
-    .slot(|o| o.pairs(&a.csatp, int))?;
+    .slot(|o| o.tlist(&a.pend().lastp))?
+    .slot(|o| o.pairs(&a.pend().subp, int))?
+    .slot(|o| o.pairs(&a.pend().npsp, int))?
+    .slot(|o| o.pairs(&a.pend().csatp, int))?;
     Ok(s.finish())
 }
 

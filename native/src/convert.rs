@@ -2,7 +2,7 @@
 //! nanoseconds or exact Fractions).
 
 use crate::small_map::SmallMap;
-use crate::state::{Account, Days, Key, Latest, Ms, User, When, NONE};
+use crate::state::{Account, Days, Inst, Key, Latest, Ms, User, When, NONE};
 use crate::time::{I, INIT_FOLD, UNIT};
 use pyo3::conversion::IntoPyObjectExt;
 use pyo3::prelude::*;
@@ -86,15 +86,19 @@ impl Conv {
         }
         let d = PyDict::new(py);
         for (k, v) in &m.0 {
-            d.set_item(*k, self.t(py, *v)?)?;
+            d.set_item(*k, self.t(py, v.get())?)?;
         }
         Ok(d.into_any())
     }
 
-    pub fn str_dict<'py>(&self, py: Python<'py>, m: &SmallMap<I>) -> PyResult<Bound<'py, PyDict>> {
+    pub fn str_dict<'py>(
+        &self,
+        py: Python<'py>,
+        m: &SmallMap<Inst>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for (k, v) in m {
-            d.set_item(k.as_str(), self.t(py, *v)?)?;
+            d.set_item(k.as_str(), self.t(py, v.get())?)?;
         }
         Ok(d)
     }
@@ -102,7 +106,7 @@ impl Conv {
     pub fn str_dict_or_none<'py>(
         &self,
         py: Python<'py>,
-        m: &SmallMap<I>,
+        m: &SmallMap<Inst>,
     ) -> PyResult<Bound<'py, PyAny>> {
         if m.is_empty() {
             return Ok(py.None().into_bound(py));
@@ -172,7 +176,7 @@ impl Conv {
             let d = PyDict::new(py);
             for (k, m) in &u.ms {
                 match m {
-                    Ms::At(x) => d.set_item(k.as_str(), self.t(py, *x)?)?,
+                    Ms::At(x) => d.set_item(k.as_str(), self.t(py, x.get())?)?,
                     Ms::List(v) => d.set_item(k.as_str(), self.tlist(py, v)?)?,
                 }
             }
@@ -248,17 +252,17 @@ impl Conv {
             py,
             [
                 self.pair(py, a.csat.get())?,
-                self.pairs(py, &a.csatp)?,
+                self.pairs(py, &a.pend().csatp)?,
                 self.day_dict(py, &a.days)?,
-                self.t(py, a.first)?,
+                self.t(py, a.first.get())?,
                 self.ot(py, a.last.get())?,
-                self.tlist(py, &a.lastp)?,
+                self.tlist(py, &a.pend().lastp)?,
                 self.pair(py, a.nps.get())?,
-                self.pairs(py, &a.npsp)?,
+                self.pairs(py, &a.pend().npsp)?,
                 offs, // live pipeline only
                 self.pairs(py, &a.orders)?,
                 self.pair(py, a.sub.get())?,
-                self.pairs(py, &a.subp)?,
+                self.pairs(py, &a.pend().subp)?,
             ],
         )?;
         self.restore_account.bind(py).call1(values)
@@ -309,11 +313,11 @@ impl Conv {
         o.try_iter()?.map(|x| self.inst(&x?)).collect()
     }
 
-    fn str_map(&self, o: &Bound<'_, PyAny>) -> PyResult<SmallMap<I>> {
+    fn str_map(&self, o: &Bound<'_, PyAny>) -> PyResult<SmallMap<Inst>> {
         let mut m = SmallMap::new();
         if !o.is_none() {
             for (k, v) in o.cast::<PyDict>()?.iter() {
-                m.insert(Key::from(k.extract::<&str>()?), self.inst(&v)?);
+                m.insert(Key::from(k.extract::<&str>()?), Inst::new(self.inst(&v)?));
             }
         }
         Ok(m)
@@ -323,7 +327,7 @@ impl Conv {
         let mut d = Days::default();
         if !o.is_none() {
             for (k, v) in o.cast::<PyDict>()?.iter() {
-                d.0.push((k.extract()?, self.inst(&v)?));
+                d.0.push((k.extract()?, Inst::new(self.inst(&v)?)));
             }
         }
         Ok(d)
@@ -404,9 +408,9 @@ impl Conv {
                 let m = if v.cast::<PyList>().is_ok() {
                     Ms::List(self.inst_list(&v)?)
                 } else {
-                    Ms::At(self.inst(&v)?)
+                    Ms::At(Inst::new(self.inst(&v)?))
                 };
-                u.ms.insert(Key::from(k.extract::<&str>()?), m);
+                u.ms.insert(crate::names::intern_or_err(k.extract::<&str>()?)?, m);
             }
         }
         let offs = g("offs")?;
@@ -455,12 +459,12 @@ impl Conv {
         let g = |name: &str| o.getattr(name);
         let mut a = Account::new(self.inst(&g("first")?)?);
         a.csat = Latest::of(self.opair(&g("csat")?)?);
-        a.csatp = self.pair_list::<i64>(&g("csatp")?)?;
+        a.pend_mut().csatp = self.pair_list::<i64>(&g("csatp")?)?;
         a.days = self.days(&g("days")?)?;
         a.last = When::of(self.oinst(&g("last")?)?);
-        a.lastp = self.inst_list(&g("lastp")?)?;
+        a.pend_mut().lastp = self.inst_list(&g("lastp")?)?;
         a.nps = Latest::of(self.opair(&g("nps")?)?);
-        a.npsp = self.pair_list::<i64>(&g("npsp")?)?;
+        a.pend_mut().npsp = self.pair_list::<i64>(&g("npsp")?)?;
         let offs = g("offs")?;
         if !offs.is_none() {
             for (k, v) in offs.cast::<PyDict>()?.iter() {
@@ -471,7 +475,8 @@ impl Conv {
         }
         a.orders = self.pair_list::<f64>(&g("orders")?)?;
         a.sub = Latest::of(self.opair(&g("sub")?)?);
-        a.subp = self.pair_list::<i64>(&g("subp")?)?;
+        a.pend_mut().subp = self.pair_list::<i64>(&g("subp")?)?;
+        a.tidy();
         Ok(a)
     }
 }

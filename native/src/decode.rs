@@ -11,7 +11,7 @@
 
 use crate::codec::{EXT_BIG_INT, EXT_FRACTION, FORMAT_VERSION, TOPICS};
 use crate::small_map::SmallMap;
-use crate::state::{Account, Days, Key, Latest, Ms, Rare, User, When, NONE};
+use crate::state::{Account, Days, Inst, Key, Latest, Ms, Rare, User, When, NONE};
 use crate::time::{I, UNIT};
 
 /// The most entries of a map kept in a vector (days, milestones) read here: their duplicate
@@ -255,13 +255,13 @@ impl<'a> Rd<'a> {
         (0..n).map(|_| self.t()).collect()
     }
 
-    pub(crate) fn str_map(&mut self) -> R<SmallMap<I>> {
+    pub(crate) fn str_map(&mut self) -> R<SmallMap<Inst>> {
         let n = self.map_or_nil()?;
         let mut m = SmallMap::new();
         m.reserve(n);
         for _ in 0..n {
             let k = Key::from(self.str()?);
-            if m.insert(k, self.t()?).is_some() {
+            if m.insert(k, Inst::new(self.t()?)).is_some() {
                 return Err(Unsure);
             }
         }
@@ -280,7 +280,7 @@ impl<'a> Rd<'a> {
             if d.0.iter().any(|e| e.0 == day) {
                 return Err(Unsure);
             }
-            d.0.push((day, self.t()?));
+            d.0.push((day, Inst::new(self.t()?)));
         }
         Ok(d)
     }
@@ -407,14 +407,15 @@ pub fn user(b: &[u8], src: &mut dyn FnMut(&str, i64) -> u32) -> R<User> {
                     }
                     for _ in 0..n {
                         let k = r.str()?;
-                        if u.ms.0.iter().any(|e| e.0.as_str() == k) {
+                        let k = crate::names::intern(k).ok_or(Unsure)?;
+                        if u.ms.0.iter().any(|e| e.0 == k) {
                             return Err(Unsure);
                         }
                         let m = match r.peek()? {
                             0x90..=0x9f | 0xdc | 0xdd => Ms::List(r.tlist()?),
-                            _ => Ms::At(r.t()?),
+                            _ => Ms::At(Inst::new(r.t()?)),
                         };
-                        u.ms.0.push((Key::from(k), m));
+                        u.ms.0.push((k, m));
                     }
                 }
             }
@@ -520,12 +521,13 @@ pub fn account(b: &[u8], src: &mut dyn FnMut(&str, i64, i64) -> u32) -> R<Accoun
             5 => a.nps = Latest::of(r.pair()?),
             6 => a.csat = Latest::of(r.pair()?),
             7 => a.orders = r.pairs(|r| r.float())?,
-            8 => a.lastp = r.tlist()?,
-            9 => a.subp = r.pairs(|r| r.i64())?,
-            10 => a.npsp = r.pairs(|r| r.i64())?,
-            _ => a.csatp = r.pairs(|r| r.i64())?,
+            8 => a.pend_mut().lastp = r.tlist()?,
+            9 => a.pend_mut().subp = r.pairs(|r| r.i64())?,
+            10 => a.pend_mut().npsp = r.pairs(|r| r.i64())?,
+            _ => a.pend_mut().csatp = r.pairs(|r| r.i64())?,
         }
     }
+    a.tidy();
     if r.i != b.len() {
         return Err(Unsure);
     }

@@ -186,6 +186,15 @@ impl<V> Entities<V> {
         self.keys.iter().zip(self.vals.iter_mut())
     }
 
+    /// The capacities of the keys' and the states' vectors and of the index (`footprint.rs`).
+    pub fn capacities(&self) -> (usize, usize, usize) {
+        (
+            self.keys.capacity(),
+            self.vals.capacity(),
+            self.index.capacity(),
+        )
+    }
+
     #[inline]
     pub fn keys(&self) -> std::slice::Iter<'_, Key> {
         self.keys.iter()

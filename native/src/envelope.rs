@@ -145,7 +145,7 @@ impl Decoder {
         let i = TInfo {
             kind: kind_of(t),
             activity: !self.rules.inactive.contains(t),
-            milestone: self.rules.milestones.contains(t),
+            milestone: self.rules.milestones.get(t).copied(),
             known: self.rules.known.contains(t) || type_ok(t),
         };
         if self.types.len() < 10_000 {
@@ -452,7 +452,6 @@ impl Decoder {
             Ev {
                 uid,
                 eid,
-                typ,
                 acct,
                 sid,
                 prop,

@@ -19,7 +19,7 @@ use crate::envelope::{Decoder, FUTURE, MAX_VALUE_BYTES, PRODUCT, SURVEY};
 use crate::json::Scan;
 use crate::messages::{read_batch, read_facts, FactRow, FactsOut};
 use crate::partial::{users_partial, At, PartialCfg};
-use crate::state::{Account, Key, Map, User, REASONS, SV_CSAT, SV_NPS};
+use crate::state::{Account, Inst, Key, Map, User, REASONS, SV_CSAT, SV_NPS};
 use crate::time::{Clock, DayCalc, END_INSTANT, I, MIN_INSTANT, MS, SWEEP_EVERY, UNIT};
 use crate::user::{
     apply_product, apply_survey, expire_user, ids_cut, setting, Ans, Ev, Fact, Kind, Rules, TInfo,
@@ -128,7 +128,6 @@ fn borrow_ev(o: &OwnedEv) -> Ev<'_> {
     Ev {
         uid: &o.uid,
         eid: &o.eid,
-        typ: &o.typ,
         acct: o.acct.as_deref(),
         sid: o.sid.as_deref(),
         prop: o.prop.as_deref(),
@@ -290,7 +289,7 @@ impl LiveUsers {
             self.agg.invalidate(); // users change and move
             self.up.users.retain(|uid, u| {
                 for (eid, &ts) in u.ids.iter() {
-                    if ts < cut {
+                    if ts.get() < cut {
                         log.push(IdChange::Drop(uid.clone(), eid.clone()));
                     }
                 }
@@ -1021,6 +1020,13 @@ impl LiveUsers {
         self.conv.t(py, self.up.clock.fold)
     }
 
+    /// Where the users' heap goes: [(part, items, bytes)] (footprint.rs; walks every user).
+    fn footprint(&self) -> Vec<(&'static str, usize, usize)> {
+        let mut f = crate::footprint::Footprint::default();
+        crate::footprint::users(&mut f, &self.up.users);
+        f.0
+    }
+
     #[getter]
     fn watermark(&self) -> Option<I> {
         self.up.clock.watermark.map(|w| w / UNIT)
@@ -1202,7 +1208,7 @@ impl LiveUsers {
                 (Some(u), Some(src)) => {
                     let src = src as u32;
                     if u.offs.iter().any(|&(s, o)| s == src && o >= off) {
-                        u.ids.insert(Key::from(eid), ts);
+                        u.ids.insert(Key::from(eid), Inst::new(ts));
                         true
                     } else {
                         false
@@ -1580,6 +1586,14 @@ impl LiveAccounts {
         };
         crate::account_partial::health_entries(py, &self.ap.accounts, customers, &mut self.dc, at)
             .map(Some)
+    }
+
+    /// Where the customers' heap goes: [(part, items, bytes)] (footprint.rs; walks every
+    /// customer).
+    fn footprint(&self) -> Vec<(&'static str, usize, usize)> {
+        let mut f = crate::footprint::Footprint::default();
+        crate::footprint::accounts(&mut f, &self.ap.accounts);
+        f.0
     }
 
     /// How many customers the asks so far read from their rows (not from their state).

@@ -17,6 +17,7 @@
 //! the one the Python engine computes on the exported state, in order too.
 
 use crate::convert::Conv;
+use crate::names::Name;
 use crate::state::{
     Key, Map, Milestones, Ms, User, F_CANCEL, F_CLICK, F_IMPRESSION, F_SOCIAL, NONE,
 };
@@ -35,7 +36,7 @@ pub struct PartialCfg {
     pub steps: Vec<(String, String)>,
     /// every milestone key the scan reads (activation events, the value event, the steps'),
     /// once each; and the index in it of each act key, of the value event, of each step
-    ms_keys: Vec<Key>,
+    ms_keys: Vec<Name>,
     act_idx: Vec<usize>,
     value_idx: usize,
     step_idx: Vec<usize>,
@@ -56,17 +57,20 @@ impl PartialCfg {
             .collect();
         let act_keys: Vec<String> = get("activation_events")?.extract()?;
         let value_event: String = get("value_event")?.extract()?;
-        let mut ms_keys: Vec<Key> = Vec::new();
-        let mut idx = |k: &str| match ms_keys.iter().position(|x| x.as_str() == k) {
-            Some(i) => i,
-            None => {
-                ms_keys.push(Key::from(k));
-                ms_keys.len() - 1
-            }
+        let mut ms_keys: Vec<Name> = Vec::new();
+        let mut idx = |k: &str| -> PyResult<usize> {
+            let name = crate::names::intern_or_err(k)?;
+            Ok(match ms_keys.iter().position(|&x| x == name) {
+                Some(i) => i,
+                None => {
+                    ms_keys.push(name);
+                    ms_keys.len() - 1
+                }
+            })
         };
-        let act_idx = act_keys.iter().map(|k| idx(k)).collect();
-        let value_idx = idx(&value_event);
-        let step_idx = steps.iter().map(|(_, k)| idx(k)).collect();
+        let act_idx = act_keys.iter().map(|k| idx(k)).collect::<PyResult<_>>()?;
+        let value_idx = idx(&value_event)?;
+        let step_idx = steps.iter().map(|(_, k)| idx(k)).collect::<PyResult<_>>()?;
         let step_canon = (0..steps.len())
             .map(|i| steps.iter().position(|s| s.0 == steps[i].0).unwrap_or(i))
             .collect();
@@ -89,8 +93,8 @@ impl PartialCfg {
         out.resize(self.ms_keys.len(), None);
         for (k, m) in ms {
             if let Ms::At(x) = m {
-                if let Some(i) = self.ms_keys.iter().position(|x| x.same(k)) {
-                    out[i] = Some(*x);
+                if let Some(i) = self.ms_keys.iter().position(|x| x == k) {
+                    out[i] = Some(x.get());
                 }
             }
         }
@@ -736,7 +740,7 @@ pub(crate) fn user_partial(
     // the active days in d0-30..=d0 (by T): bit k for day d0 - k
     let mut active: u64 = 0;
     for &(d, m) in &u.days.0 {
-        if m <= t && (d0 - 30..=d0).contains(&d) {
+        if m.get() <= t && (d0 - 30..=d0).contains(&d) {
             active |= 1u64 << (d0 - d);
         }
     }
@@ -784,7 +788,11 @@ pub(crate) fn user_partial(
             }) {
                 p.activated += 1;
             }
-            if u.days.0.iter().any(|&(d, m)| d > sday && m < end && m <= t) {
+            if u.days
+                .0
+                .iter()
+                .any(|&(d, m)| d > sday && m.get() < end && m.get() <= t)
+            {
                 p.returned += 1;
             }
         }
@@ -926,7 +934,8 @@ pub(crate) fn user_partial(
     }
     if !u.rare().returns.is_empty() {
         let lo90 = t - D90;
-        for &r in u.rare().returns.values() {
+        for r in u.rare().returns.values() {
+            let r = r.get();
             if lo90 < r && r <= t {
                 p.returns += 1;
             }

@@ -323,7 +323,6 @@ impl Engine {
                 let ev = Ev {
                     uid: &o.uid,
                     eid: &o.eid,
-                    typ: &o.typ,
                     acct: o.acct.as_deref(),
                     sid: o.sid.as_deref(),
                     prop: o.prop.as_deref(),

@@ -1,6 +1,7 @@
 //! Entity state: the Rust mirror of streams/state.py (UserState, AccountState), field for field.
 //! An empty Vec or map stands for Python's None.
 
+use crate::names::Name;
 use crate::small_map::SmallMap;
 use crate::time::I;
 use std::collections::HashMap;
@@ -191,20 +192,20 @@ impl Eq for Key {}
 /// Local day -> earliest activity that day: at most ~32 days are kept, and nearly every activity
 /// is on the newest day, so a short list searched from its end beats a hash map.
 #[derive(Default)]
-pub struct Days(pub Vec<(i64, I)>);
+pub struct Days(pub Vec<(i64, Inst)>);
 
 impl Days {
     #[inline]
     pub fn note(&mut self, day: i64, ts: I) {
         for e in self.0.iter_mut().rev() {
             if e.0 == day {
-                if ts < e.1 {
-                    e.1 = ts;
+                if ts < e.1.get() {
+                    e.1 = Inst(ts);
                 }
                 return;
             }
         }
-        push_tight(&mut self.0, (day, ts));
+        push_tight(&mut self.0, (day, Inst(ts)));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -219,38 +220,69 @@ impl Days {
 /// An absent instant in fixed-size state (sessions): half the size of an `Option<i128>`.
 pub const NONE: I = I::MIN;
 
+/// An instant as entities hold it in their lists: an `I` stored 8-byte aligned. An `i128` is
+/// 16-byte aligned, so a pair (8-byte key or day, instant) took 32 bytes where 24 hold it (an
+/// event id's entry 48 where 40 do, a milestone's 64 where 32 do): a third of a million users'
+/// core (docs/decisions.md 57). Read by value (`get`); no reference to the packed field is made.
+#[derive(Clone, Copy)]
+#[repr(C, packed(8))]
+pub struct Inst(I);
+
+impl Inst {
+    #[inline]
+    pub const fn new(x: I) -> Self {
+        Inst(x)
+    }
+
+    #[inline]
+    pub const fn get(self) -> I {
+        self.0
+    }
+}
+
+impl From<I> for Inst {
+    #[inline]
+    fn from(x: I) -> Self {
+        Inst(x)
+    }
+}
+
+impl std::fmt::Debug for Inst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
 /// A milestone: before the signup is known, every instant seen; after, the earliest at or after
 /// the signup.
 #[derive(Clone, Debug)]
 pub enum Ms {
     List(Vec<I>),
-    At(I),
+    At(Inst),
 }
 
-/// A user's milestones by key: the configured activation events, value event and onboarding
+/// A user's milestones by name: the configured activation events, value event and onboarding
 /// steps only (`UserPartition._milestone`'s keys), so a handful at most: a short list searched
-/// in order beats a hash map, and it is one block the partial's scan can prefetch.
+/// in order beats a hash map, and it is one block the partial's scan can prefetch. An entry is
+/// 32 bytes (names.rs, `Inst`).
 #[derive(Default, Clone)]
-pub struct Milestones(pub Vec<(Key, Ms)>);
+pub struct Milestones(pub Vec<(Name, Ms)>);
 
 impl Milestones {
     #[inline]
-    pub fn get_mut(&mut self, k: &str) -> Option<&mut Ms> {
-        self.0
-            .iter_mut()
-            .find(|e| e.0.as_str() == k)
-            .map(|e| &mut e.1)
+    pub fn get_mut(&mut self, k: Name) -> Option<&mut Ms> {
+        self.0.iter_mut().find(|e| e.0 == k).map(|e| &mut e.1)
     }
 
     /// Set `k` (added at the end when new).
-    pub fn insert(&mut self, k: Key, v: Ms) {
-        match self.get_mut(k.as_str()) {
+    pub fn insert(&mut self, k: Name, v: Ms) {
+        match self.get_mut(k) {
             Some(m) => *m = v,
             None => push_tight(&mut self.0, (k, v)),
         }
     }
 
-    pub fn retain(&mut self, mut f: impl FnMut(&Key, &mut Ms) -> bool) {
+    pub fn retain(&mut self, mut f: impl FnMut(&Name, &mut Ms) -> bool) {
         self.0.retain_mut(|(k, v)| f(k, v));
     }
 
@@ -268,9 +300,9 @@ impl Milestones {
 }
 
 impl<'a> IntoIterator for &'a Milestones {
-    type Item = (&'a Key, &'a Ms);
+    type Item = (&'a Name, &'a Ms);
     type IntoIter =
-        std::iter::Map<std::slice::Iter<'a, (Key, Ms)>, fn(&'a (Key, Ms)) -> Self::Item>;
+        std::iter::Map<std::slice::Iter<'a, (Name, Ms)>, fn(&'a (Name, Ms)) -> Self::Item>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|e| (&e.0, &e.1))
@@ -337,7 +369,7 @@ impl<'a> IntoIterator for &'a Offsets {
 /// scan of the users reads fewer cache lines. `User::tidy` drops the box once it is empty.
 #[derive(Default)]
 pub struct Rare {
-    pub resp: SmallMap<I>,
+    pub resp: SmallMap<Inst>,
     pub facts: Vec<(I, u8)>,
     pub answers: Vec<(I, u8, i64, Option<Key>)>,
     pub lastp: Vec<I>,
@@ -345,8 +377,8 @@ pub struct Rare {
     /// [start, end, first page view, second page view, newest event]; `NONE` for unknown
     pub sessions: SmallMap<[I; 5]>,
     pub tickets: SmallMap<[Option<I>; 2]>,
-    pub orders: SmallMap<I>,
-    pub returns: SmallMap<I>,
+    pub orders: SmallMap<Inst>,
+    pub returns: SmallMap<Inst>,
 }
 
 impl Rare {
@@ -384,7 +416,7 @@ pub fn rare_mut(r: &mut Option<Box<Rare>>) -> &mut Rare {
 
 #[derive(Default)]
 pub struct User {
-    pub ids: SmallMap<I>,
+    pub ids: SmallMap<Inst>,
     pub signup: When,
     pub ms: Milestones,
     pub days: Days,
@@ -430,6 +462,7 @@ impl User {
 /// An `Option<I>` in 16 bytes rather than 32: `NONE` when absent, which no instant is
 /// (docs/decisions.md 50). A user's signup and last activity, a customer's last activity.
 #[derive(Clone, Copy)]
+#[repr(C, packed(8))]
 pub struct When(I);
 
 impl When {
@@ -437,7 +470,8 @@ impl When {
 
     #[inline]
     pub fn get(self) -> Option<I> {
-        (self.0 != NONE).then_some(self.0)
+        let x = self.0;
+        (x != NONE).then_some(x)
     }
 
     #[inline]
@@ -456,6 +490,7 @@ impl Default for When {
 /// An `Option<(instant, value)>` in 32 bytes rather than 48: the instant is `NONE` when absent,
 /// which no instant is (docs/decisions.md 50).
 #[derive(Clone, Copy)]
+#[repr(C, packed(8))]
 pub struct Latest {
     ts: I,
     v: i64,
@@ -466,7 +501,8 @@ impl Latest {
 
     #[inline]
     pub fn get(self) -> Option<(I, i64)> {
-        (self.ts != NONE).then_some((self.ts, self.v))
+        let (ts, v) = (self.ts, self.v);
+        (ts != NONE).then_some((ts, v))
     }
 
     #[inline]
@@ -481,18 +517,52 @@ impl Latest {
     }
 }
 
+/// What a customer holds after the fold, not yet folded into its `last`, `nps`, `csat` and
+/// `sub`: activity, answers and subscription events of the last minutes (the fold margin) or,
+/// for subscriptions, of the last 30 days. Boxed, as `User::rare` is: a customer without any
+/// pays 8 bytes for the four lists rather than 96 (docs/decisions.md 57); `Account::tidy` drops
+/// the box once it is empty.
+#[derive(Default)]
+pub struct Pending {
+    pub lastp: Vec<I>,
+    pub npsp: Vec<(I, i64)>,
+    pub csatp: Vec<(I, i64)>,
+    pub subp: Vec<(I, i64)>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.lastp.is_empty()
+            && self.npsp.is_empty()
+            && self.csatp.is_empty()
+            && self.subp.is_empty()
+    }
+}
+
+/// What `Account::pend` reads for a customer without the box.
+static NO_PENDING: Pending = Pending {
+    lastp: Vec::new(),
+    npsp: Vec::new(),
+    csatp: Vec::new(),
+    subp: Vec::new(),
+};
+
+/// The customer's `Pending` part, made when first written (a function of the field, so that
+/// the customer's other fields stay borrowable beside it).
+#[inline]
+pub fn pend_mut(p: &mut Option<Box<Pending>>) -> &mut Pending {
+    p.get_or_insert_with(Box::default)
+}
+
 pub struct Account {
-    pub first: I,
+    pub first: Inst,
     pub days: Days,
     pub last: When,
-    pub lastp: Vec<I>,
     pub nps: Latest,
-    pub npsp: Vec<(I, i64)>,
     pub csat: Latest,
-    pub csatp: Vec<(I, i64)>,
     pub sub: Latest,
-    pub subp: Vec<(I, i64)>,
     pub orders: Vec<(I, f64)>,
+    pub pending: Option<Box<Pending>>,
     /// live only: (source id, last offset applied to this customer)
     pub offs: Offsets,
 }
@@ -500,18 +570,34 @@ pub struct Account {
 impl Account {
     pub fn new(first: I) -> Self {
         Account {
-            first,
+            first: Inst::new(first),
             days: Days::default(),
             last: When::NONE,
-            lastp: Vec::new(),
             nps: Latest::NONE,
-            npsp: Vec::new(),
             csat: Latest::NONE,
-            csatp: Vec::new(),
             sub: Latest::NONE,
-            subp: Vec::new(),
             orders: Vec::new(),
+            pending: None,
             offs: Offsets::None,
+        }
+    }
+
+    /// The lists after the fold (empty ones when the customer holds none).
+    #[inline]
+    pub fn pend(&self) -> &Pending {
+        self.pending.as_deref().unwrap_or(&NO_PENDING)
+    }
+
+    #[inline]
+    pub fn pend_mut(&mut self) -> &mut Pending {
+        pend_mut(&mut self.pending)
+    }
+
+    /// Drop the `Pending` box when nothing is left in it.
+    #[inline]
+    pub fn tidy(&mut self) {
+        if self.pending.as_deref().is_some_and(Pending::is_empty) {
+            self.pending = None;
         }
     }
 }
@@ -531,9 +617,15 @@ mod tests {
             std::mem::size_of::<User>()
         );
         assert!(
-            std::mem::size_of::<Account>() <= 304,
+            std::mem::size_of::<Account>() <= 184,
             "{}",
             std::mem::size_of::<Account>()
         );
+        // the entries of an entity's lists (docs/decisions.md 57)
+        assert_eq!(std::mem::size_of::<(i64, Inst)>(), 24);
+        assert_eq!(std::mem::size_of::<(Key, Inst)>(), 40);
+        assert_eq!(std::mem::size_of::<Ms>(), 24);
+        assert_eq!(std::mem::size_of::<(Name, Ms)>(), 32);
+        assert_eq!(std::mem::size_of::<Latest>(), 24);
     }
 }

@@ -2,15 +2,16 @@
 //! (`product`, `survey`, the sessions, milestones and expiry).
 
 use crate::entities::Entities;
+use crate::names::Name;
 use crate::state::{
-    push_tight, Days, Key, Map, Ms, User, When, F_CANCEL, F_CLICK, F_IMPRESSION, F_SOCIAL, K_CSAT,
-    K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL, K_SUB_START, NONE, SV_CSAT, SV_NPS,
+    push_tight, Days, Inst, Key, Map, Ms, User, When, F_CANCEL, F_CLICK, F_IMPRESSION, F_SOCIAL,
+    K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL, K_SUB_START, NONE, SV_CSAT, SV_NPS,
 };
 use crate::time::{Clock, DayCalc, D30, D31, D7, D90, H24, HOUR, I, UNIT};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -57,7 +58,8 @@ pub fn kind_of(t: &str) -> Kind {
 pub struct TInfo {
     pub kind: Kind,
     pub activity: bool,
-    pub milestone: bool,
+    /// the milestone the type is, if any
+    pub milestone: Option<Name>,
     pub known: bool, // a valid type (the catalogue's, or matching the type pattern)
 }
 
@@ -66,9 +68,10 @@ pub struct Rules {
     pub lateness: I,
     pub margin: I,
     pub inactive: HashSet<String>,
-    pub milestones: HashSet<String>,
+    /// each milestone event type's name
+    pub milestones: HashMap<String, Name>,
     pub known: HashSet<String>,
-    pub steps: Map<Box<str>, Box<str>>, // funnel step -> "step:<step>"
+    pub steps: Map<Box<str>, Name>, // funnel step -> "step:<step>"
     pub social: Vec<String>,
 }
 
@@ -87,12 +90,19 @@ impl Rules {
             lateness: get("lateness_ns")?.extract::<I>()? * UNIT,
             margin: get("margin_ns")?.extract::<I>()? * UNIT,
             inactive: get("inactive_events")?.extract()?,
-            milestones: get("milestones")?.extract()?,
+            milestones: get("milestones")?
+                .extract::<HashSet<String>>()?
+                .into_iter()
+                .map(|t| Ok((t.clone(), crate::names::intern_or_err(&t)?)))
+                .collect::<PyResult<_>>()?,
             known: get("known_types")?.extract()?,
             steps: steps
                 .iter()
-                .map(|s| (Box::from(s.as_str()), Box::from(format!("step:{s}"))))
-                .collect(),
+                .map(|s| {
+                    let name = crate::names::intern_or_err(&format!("step:{s}"))?;
+                    Ok((Box::from(s.as_str()), name))
+                })
+                .collect::<PyResult<_>>()?,
             social: get("social_actions")?.extract()?,
         })
     }
@@ -102,7 +112,6 @@ impl Rules {
 pub struct Ev<'a> {
     pub uid: &'a str,
     pub eid: &'a str,
-    pub typ: &'a str,
     pub acct: Option<&'a str>,
     pub sid: Option<&'a str>,
     pub prop: Option<&'a str>, // feature | step | action | order_id | ticket_id, by type
@@ -159,27 +168,27 @@ pub fn note_activity(days: &mut Days, last: &mut When, day: i64, ts: I, fold: I)
     }
 }
 
-pub fn milestone(u: &mut User, key: &str, ts: I) {
+pub fn milestone(u: &mut User, key: Name, ts: I) {
     u.ms_some = true; // Python's `u.ms` is a dict from now on, maybe empty
     match u.signup.get() {
         None => match u.ms.get_mut(key) {
             Some(Ms::List(v)) => push_tight(v, ts),
             Some(m) => *m = Ms::List(vec![ts]), // not reachable: no instant before a signup
             None => {
-                u.ms.insert(Key::from(key), Ms::List(vec![ts]));
+                u.ms.insert(key, Ms::List(vec![ts]));
             }
         },
         Some(s) => {
             if ts >= s {
                 match u.ms.get_mut(key) {
                     Some(Ms::At(c)) => {
-                        if ts < *c {
-                            *c = ts;
+                        if ts < c.get() {
+                            *c = Inst::new(ts);
                         }
                     }
-                    Some(m) => *m = Ms::At(ts), // not reachable: lists end at the signup
+                    Some(m) => *m = Ms::At(Inst::new(ts)), // not reachable: lists end at the signup
                     None => {
-                        u.ms.insert(Key::from(key), Ms::At(ts));
+                        u.ms.insert(key, Ms::At(Inst::new(ts)));
                     }
                 }
             }
@@ -226,7 +235,7 @@ pub fn apply_product<'a>(
     let wm = up.clock.watermark.unwrap_or(0);
     let u = get_user(&mut up.users, ev.uid);
     let ts = ev.inst;
-    if !u.ids.insert_if_absent(ev.eid, ts) {
+    if !u.ids.insert_if_absent(ev.eid, Inst::new(ts)) {
         return Ok(None);
     }
     if info.activity {
@@ -237,8 +246,8 @@ pub fn apply_product<'a>(
     }
     let mut kind = K_NONE;
     let mut value = 0.0;
-    if info.milestone {
-        milestone(u, ev.typ, ts);
+    if let Some(name) = info.milestone {
+        milestone(u, name, ts);
     }
     match info.kind {
         Kind::PageView | Kind::SessionStart | Kind::SessionEnd => {
@@ -289,7 +298,7 @@ pub fn apply_product<'a>(
             push_tight(&mut u.rare_mut().facts, (ts, F_SOCIAL + i as u8));
         }
         Kind::Onboarding => {
-            if let Some(key) = cfg.steps.get(ev.prop.unwrap_or("")) {
+            if let Some(&key) = cfg.steps.get(ev.prop.unwrap_or("")) {
                 milestone(u, key, ts);
             }
         }
@@ -299,7 +308,7 @@ pub fn apply_product<'a>(
                 u.ms.retain(|_, m| match m {
                     Ms::List(v) => match v.iter().filter(|&&x| x >= ts).min() {
                         Some(&first) => {
-                            *m = Ms::At(first);
+                            *m = Ms::At(Inst::new(first));
                             true
                         }
                         None => false,
@@ -310,14 +319,14 @@ pub fn apply_product<'a>(
         }
         Kind::Purchase => {
             let oid = ev.prop.unwrap_or("");
-            if u.rare_mut().orders.insert_if_absent(oid, ts) {
+            if u.rare_mut().orders.insert_if_absent(oid, Inst::new(ts)) {
                 kind = K_ORDER;
                 value = ev.amount;
             }
         }
         Kind::Return => {
             let oid = ev.prop.unwrap_or("");
-            u.rare_mut().returns.insert_if_absent(oid, ts);
+            u.rare_mut().returns.insert_if_absent(oid, Inst::new(ts));
         }
         Kind::TicketOpened | Kind::TicketResolved => {
             let tid = ev.prop.unwrap_or("");
@@ -363,7 +372,7 @@ pub fn apply_survey<'a>(up: &mut UserPart, ans: &Ans<'a>) -> Option<Fact<'a>> {
     let u = get_user(&mut up.users, ans.uid);
     let ts = ans.inst;
     let r = u.rare_mut();
-    if !r.resp.insert_if_absent(ans.rid, ts) {
+    if !r.resp.insert_if_absent(ans.rid, Inst::new(ts)) {
         return None;
     }
     push_tight(
@@ -412,9 +421,9 @@ pub fn expire_user(
     changed: &mut bool,
 ) -> PyResult<bool> {
     let ids_cut = ids_cut(cfg, f);
-    retain_changed!(u.ids, changed, |_, v| *v >= ids_cut);
+    retain_changed!(u.ids, changed, |_, v| v.get() >= ids_cut);
     if let Some(r) = u.rare.as_deref_mut() {
-        retain_changed!(r.resp, changed, |_, v| *v >= ids_cut);
+        retain_changed!(r.resp, changed, |_, v| v.get() >= ids_cut);
         retain_changed!(r.facts, changed, |x| x.0 > f - H24);
         retain_changed!(r.answers, changed, |x| x.0 > f - D30);
         if !r.lastp.is_empty() {
@@ -487,8 +496,8 @@ pub fn expire_user(
         let cut = f - D7 - cfg.lateness;
         retain_changed!(r.tickets, changed, |_, v| v[1].is_none_or(|x| x >= cut));
         let cut = f - D90 - cfg.lateness;
-        retain_changed!(r.orders, changed, |_, v| *v >= cut);
-        retain_changed!(r.returns, changed, |_, v| *v >= cut);
+        retain_changed!(r.orders, changed, |_, v| v.get() >= cut);
+        retain_changed!(r.returns, changed, |_, v| v.get() >= cut);
     }
     u.tidy();
     Ok(u.is_empty())
