@@ -2,7 +2,8 @@
 //! (`fact`, expiry).
 
 use crate::state::{
-    push_tight, Account, Inst, Latest, Pending, When, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL,
+    push_tight, push_tight_thin, Account, Inst, Latest, Pending, When, K_CSAT, K_NONE, K_NPS,
+    K_ORDER, K_SUB_CANCEL,
 };
 use crate::time::{Clock, DayCalc, D30, D90, I};
 use crate::user::{note_activity, Fact};
@@ -39,7 +40,7 @@ pub fn apply_fact(
     if f.act {
         let day = dc.day(py, ts)?;
         if !note_activity(&mut a.days, &mut a.last, day, ts, fold) {
-            push_tight(&mut a.pend_mut().lastp, ts);
+            push_tight_thin(&mut a.pending.lastp, ts);
         }
     }
     match f.kind {
@@ -54,8 +55,8 @@ pub fn apply_fact(
                     *best = Latest::of(Some(key));
                 }
             } else {
-                let p = a.pend_mut();
-                push_tight(if nps { &mut p.npsp } else { &mut p.csatp }, key);
+                let p = &mut a.pending;
+                push_tight_thin(if nps { &mut p.npsp } else { &mut p.csatp }, key);
             }
         }
         _ => {
@@ -65,7 +66,7 @@ pub fn apply_fact(
                     a.sub = Latest::of(Some(ev));
                 }
             } else {
-                push_tight(&mut a.pend_mut().subp, ev);
+                push_tight_thin(&mut a.pending.subp, ev);
             }
         }
     }
@@ -86,18 +87,15 @@ pub fn expire_account(
     if a.days.0.len() != n {
         *changed = true;
     }
-    if let Some(p) = a.pending.as_deref_mut() {
-        expire_pending(
-            p,
-            &mut a.last,
-            &mut a.nps,
-            &mut a.csat,
-            &mut a.sub,
-            f,
-            changed,
-        );
-        a.tidy();
-    }
+    expire_pending(
+        &mut a.pending,
+        &mut a.last,
+        &mut a.nps,
+        &mut a.csat,
+        &mut a.sub,
+        f,
+        changed,
+    );
     let cut = f - D90;
     let n = a.orders.len();
     a.orders.retain(|o| o.0 > cut);

@@ -89,7 +89,7 @@ fn max_below(folded: Option<I>, pending: &[I], t: I, s: &mut Span) -> Option<I> 
 #[inline]
 fn subscribed(a: &Account, before: I, t: I, s: &mut Span) -> bool {
     let mut best = a.sub.get();
-    for &ev in &a.pend().subp {
+    for &ev in &a.pending.subp {
         if s.le(ev.0 + before, t) && best.is_none_or(|b| ev > b) {
             best = Some(ev);
         }
@@ -154,7 +154,7 @@ pub(crate) fn customer_at(a: &Account, t: I, d0: i64, s: &mut Span) -> CustomerA
             }
         }
     }
-    let p = a.pend();
+    let p = &a.pending;
     let last = max_below(a.last.get(), &p.lastp, t, s);
     let mut n_days = 0u8;
     if last.is_some() {
@@ -482,9 +482,10 @@ fn prefetch_account_fields(a: &Account) {
 #[inline(always)]
 fn prefetch_account(a: &Account) {
     prefetch_slice(&a.days.0);
-    if let Some(p) = a.pending.as_deref() {
-        prefetch(p);
-    }
+    prefetch_slice(&a.pending.lastp);
+    prefetch_slice(&a.pending.npsp);
+    prefetch_slice(&a.pending.csatp);
+    prefetch_slice(&a.pending.subp);
     prefetch_slice(&a.orders);
 }
 

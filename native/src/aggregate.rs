@@ -84,11 +84,11 @@ pub fn horizon(u: &User, t: I) -> I {
     if let Some(x) = u.last.get() {
         see(x);
     }
-    for &x in &u.rare().lastp {
+    for &x in &u.lastp {
         see(x);
     }
     // the dormant signal: 14 days after the last activity at T, for 24 h (and its first hour)
-    if let Some(l) = max_below(u.last.get(), &u.rare().lastp, t) {
+    if let Some(l) = max_below(u.last.get(), &u.lastp, t) {
         see(l + D14);
         see(l + D14 + HOUR);
         see(l + D14 + H24);

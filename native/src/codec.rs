@@ -479,7 +479,7 @@ fn user(u: &User, srcs: &[(Box<str>, i64)]) -> Result<Vec<u8>, Unsure> {
             Ok(())
         })?
         .slot(|o| o.str_dict_or_none(&u.rare().returns))?
-        .slot(|o| o.tlist(&u.rare().lastp))?;
+        .slot(|o| o.tlist(&u.lastp))?;
     Ok(s.finish())
 }
 
@@ -510,10 +510,10 @@ fn account(a: &Account, srcs: &[(Box<str>, (i64, i64))]) -> Result<Vec<u8>, Unsu
         Ok(())
     })?
     .slot(|o| o.pairs(&a.orders, |o, f| o.float(f)))?
-    .slot(|o| o.tlist(&a.pend().lastp))?
-    .slot(|o| o.pairs(&a.pend().subp, int))?
-    .slot(|o| o.pairs(&a.pend().npsp, int))?
-    .slot(|o| o.pairs(&a.pend().csatp, int))?;
+    .slot(|o| o.tlist(&a.pending.lastp))?
+    .slot(|o| o.pairs(&a.pending.subp, int))?
+    .slot(|o| o.pairs(&a.pending.npsp, int))?
+    .slot(|o| o.pairs(&a.pending.csatp, int))?;
     Ok(s.finish())
 }
 

@@ -217,7 +217,7 @@ impl Conv {
                 features,
                 ids.into_any(),
                 self.ot(py, u.last.get())?,
-                self.tlist(py, &r.lastp)?,
+                self.tlist(py, &u.lastp)?,
                 ms,
                 offs, // live pipeline only
                 self.str_dict_or_none(py, &r.orders)?,
@@ -252,17 +252,17 @@ impl Conv {
             py,
             [
                 self.pair(py, a.csat.get())?,
-                self.pairs(py, &a.pend().csatp)?,
+                self.pairs(py, &a.pending.csatp)?,
                 self.day_dict(py, &a.days)?,
                 self.t(py, a.first.get())?,
                 self.ot(py, a.last.get())?,
-                self.tlist(py, &a.pend().lastp)?,
+                self.tlist(py, &a.pending.lastp)?,
                 self.pair(py, a.nps.get())?,
-                self.pairs(py, &a.pend().npsp)?,
+                self.pairs(py, &a.pending.npsp)?,
                 offs, // live pipeline only
                 self.pairs(py, &a.orders)?,
                 self.pair(py, a.sub.get())?,
-                self.pairs(py, &a.pend().subp)?,
+                self.pairs(py, &a.pending.subp)?,
             ],
         )?;
         self.restore_account.bind(py).call1(values)
@@ -400,7 +400,7 @@ impl Conv {
         }
         u.ids = self.str_map(&g("ids")?)?;
         u.last = When::of(self.oinst(&g("last")?)?);
-        u.rare_mut().lastp = self.inst_list(&g("lastp")?)?;
+        u.lastp = self.inst_list(&g("lastp")?)?.into();
         let ms = g("ms")?;
         if !ms.is_none() {
             u.ms_some = true;
@@ -459,12 +459,12 @@ impl Conv {
         let g = |name: &str| o.getattr(name);
         let mut a = Account::new(self.inst(&g("first")?)?);
         a.csat = Latest::of(self.opair(&g("csat")?)?);
-        a.pend_mut().csatp = self.pair_list::<i64>(&g("csatp")?)?;
+        a.pending.csatp = self.pair_list::<i64>(&g("csatp")?)?.into();
         a.days = self.days(&g("days")?)?;
         a.last = When::of(self.oinst(&g("last")?)?);
-        a.pend_mut().lastp = self.inst_list(&g("lastp")?)?;
+        a.pending.lastp = self.inst_list(&g("lastp")?)?.into();
         a.nps = Latest::of(self.opair(&g("nps")?)?);
-        a.pend_mut().npsp = self.pair_list::<i64>(&g("npsp")?)?;
+        a.pending.npsp = self.pair_list::<i64>(&g("npsp")?)?.into();
         let offs = g("offs")?;
         if !offs.is_none() {
             for (k, v) in offs.cast::<PyDict>()?.iter() {
@@ -475,8 +475,7 @@ impl Conv {
         }
         a.orders = self.pair_list::<f64>(&g("orders")?)?;
         a.sub = Latest::of(self.opair(&g("sub")?)?);
-        a.pend_mut().subp = self.pair_list::<i64>(&g("subp")?)?;
-        a.tidy();
+        a.pending.subp = self.pair_list::<i64>(&g("subp")?)?.into();
         Ok(a)
     }
 }

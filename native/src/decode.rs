@@ -488,7 +488,7 @@ pub fn user(b: &[u8], src: &mut dyn FnMut(&str, i64) -> u32) -> R<User> {
                 }
             }
             13 => rare.returns = r.str_map()?,
-            _ => rare.lastp = r.tlist()?,
+            _ => u.lastp = r.tlist()?.into(),
         }
     }
     if r.i != b.len() {
@@ -521,13 +521,12 @@ pub fn account(b: &[u8], src: &mut dyn FnMut(&str, i64, i64) -> u32) -> R<Accoun
             5 => a.nps = Latest::of(r.pair()?),
             6 => a.csat = Latest::of(r.pair()?),
             7 => a.orders = r.pairs(|r| r.float())?,
-            8 => a.pend_mut().lastp = r.tlist()?,
-            9 => a.pend_mut().subp = r.pairs(|r| r.i64())?,
-            10 => a.pend_mut().npsp = r.pairs(|r| r.i64())?,
-            _ => a.pend_mut().csatp = r.pairs(|r| r.i64())?,
+            8 => a.pending.lastp = r.tlist()?.into(),
+            9 => a.pending.subp = r.pairs(|r| r.i64())?.into(),
+            10 => a.pending.npsp = r.pairs(|r| r.i64())?.into(),
+            _ => a.pending.csatp = r.pairs(|r| r.i64())?.into(),
         }
     }
-    a.tidy();
     if r.i != b.len() {
         return Err(Unsure);
     }

@@ -7,6 +7,7 @@ use crate::entities::Entities;
 use crate::small_map::SmallMap;
 use crate::state::{Account, Key, Ms, Offsets, User};
 use std::mem::size_of;
+use thin_vec::ThinVec;
 
 /// (part, items, bytes) in the order the parts were first noted.
 #[derive(Default)]
@@ -27,6 +28,15 @@ impl Footprint {
 /// The bytes a vector's buffer takes.
 fn vec_bytes<T>(v: &Vec<T>) -> usize {
     v.capacity() * size_of::<T>()
+}
+
+/// The bytes a thin list's block takes (its length and capacity, then the items; none when it
+/// has never held any).
+fn thin_bytes<T>(v: &ThinVec<T>) -> usize {
+    match v.capacity() {
+        0 => 0,
+        c => 16 + c * size_of::<T>(),
+    }
 }
 
 /// What a key holds off the struct (a long id's text).
@@ -98,6 +108,11 @@ pub fn users(f: &mut Footprint, users: &Entities<User>) {
             small_map_bytes(&u.ids, |_| 0),
         );
         f.add("active days", u.days.0.len(), vec_bytes(&u.days.0));
+        f.add(
+            "pending activity (after the fold)",
+            u.lastp.len(),
+            thin_bytes(&u.lastp),
+        );
         let ms_lists: usize =
             u.ms.0
                 .iter()
@@ -130,11 +145,6 @@ pub fn users(f: &mut Footprint, users: &Entities<User>) {
                         .sum::<usize>(),
             );
             f.add(
-                "rare parts: pending activity",
-                r.lastp.len(),
-                vec_bytes(&r.lastp),
-            );
-            f.add(
                 "rare parts: features",
                 r.features.len(),
                 small_map_bytes(&r.features, |(_, v)| vec_bytes(v)),
@@ -162,14 +172,12 @@ pub fn accounts(f: &mut Footprint, accounts: &Entities<Account>) {
     entities(f, accounts);
     for a in accounts.values() {
         f.add("active days", a.days.0.len(), vec_bytes(&a.days.0));
-        if let Some(p) = a.pending.as_deref() {
-            f.add("pending: the box", 1, size_of::<crate::state::Pending>());
-            f.add(
-                "pending: the lists (after the fold)",
-                p.lastp.len() + p.npsp.len() + p.csatp.len() + p.subp.len(),
-                vec_bytes(&p.lastp) + vec_bytes(&p.npsp) + vec_bytes(&p.csatp) + vec_bytes(&p.subp),
-            );
-        }
+        let p = &a.pending;
+        f.add(
+            "pending (after the fold)",
+            p.lastp.len() + p.npsp.len() + p.csatp.len() + p.subp.len(),
+            thin_bytes(&p.lastp) + thin_bytes(&p.npsp) + thin_bytes(&p.csatp) + thin_bytes(&p.subp),
+        );
         f.add("orders", a.orders.len(), vec_bytes(&a.orders));
         f.add(
             "offsets (more than one source)",

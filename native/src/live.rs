@@ -150,6 +150,10 @@ fn borrow_ans(o: &OwnedAns) -> Ans<'_> {
 
 /// An event id added to a user (user, id, ts, product-events partition, offset) or dropped from
 /// it (streams/live.py `IdChange`)
+/// The room for event-id changes `take_id_writes` keeps between epochs (an epoch's worth at
+/// live rates; a sweep's log, far longer, is given back).
+const ID_LOG_KEPT: usize = 8192;
+
 enum IdChange {
     Put(Key, Key, I, i64, i64),
     Drop(Key, Key),
@@ -1024,6 +1028,11 @@ impl LiveUsers {
     fn footprint(&self) -> Vec<(&'static str, usize, usize)> {
         let mut f = crate::footprint::Footprint::default();
         crate::footprint::users(&mut f, &self.up.users);
+        f.add(
+            "event-id changes not yet taken",
+            self.id_log.len(),
+            self.id_log.capacity() * std::mem::size_of::<IdChange>(),
+        );
         f.0
     }
 
@@ -1180,6 +1189,9 @@ impl LiveUsers {
                 ))?,
             }
         }
+        // a sweep logs a drop for every expired id of the partition at once: give such a
+        // log's room back rather than hold it until the next sweep
+        self.id_log.shrink_to(ID_LOG_KEPT);
         Ok(out)
     }
 
@@ -1241,12 +1253,12 @@ impl LiveUsers {
         let (lo, hi) = (since - after, until - after);
         let mut out = Vec::new();
         for (uid, u) in &self.up.users {
-            if u.last.get().is_none() && u.rare().lastp.is_empty() {
+            if u.last.get().is_none() && u.lastp.is_empty() {
                 continue;
             }
             // _max_below(u.last, u.lastp, until)
             let mut best = u.last.get();
-            for &p in &u.rare().lastp {
+            for &p in &u.lastp {
                 if p <= until && best.is_none_or(|b| p > b) {
                     best = Some(p);
                 }

@@ -653,6 +653,7 @@ pub(crate) struct UserCtx<'a> {
 fn prefetch_user(u: &User) {
     prefetch_slice(&u.days.0);
     prefetch_slice(&u.ms.0);
+    prefetch_slice(&u.lastp);
     if let Some(r) = u.rare.as_deref() {
         // the box (its blocks are found when the scan reaches the user: few users have one)
         prefetch_slice(std::slice::from_ref(r));
@@ -690,6 +691,7 @@ fn prefetch_fields(u: &User) {
     prefetch(&u.ms);
     prefetch(&u.signup);
     prefetch(&u.last);
+    prefetch(&u.lastp);
     prefetch(&u.rare);
 }
 
@@ -832,8 +834,8 @@ pub(crate) fn user_partial(
             }
         }
     }
-    if u.last.get().is_some() || !u.rare().lastp.is_empty() {
-        if let Some(last) = max_below(u.last.get(), &u.rare().lastp, t) {
+    if u.last.get().is_some() || !u.lastp.is_empty() {
+        if let Some(last) = max_below(u.last.get(), &u.lastp, t) {
             let age = t - last - D14; // the dormant signal is at last + 14d
             if (0..H24).contains(&age) {
                 p.sig24[SIG_DORMANT] += 1;

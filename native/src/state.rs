@@ -7,6 +7,7 @@ use crate::time::I;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
+use thin_vec::ThinVec;
 
 /// The hasher of maps keyed by producer input: ahash with keys drawn at random once per process
 /// (so that a producer cannot choose colliding keys), shared by every map rather than held by
@@ -110,6 +111,15 @@ pub type Map<K, V> = HashMap<K, V, RandomKeys>;
 
 /// Maps keyed by small internal integers (the day calculator's slots).
 pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+/// `push_tight` for a thin list.
+#[inline]
+pub fn push_tight_thin<T>(v: &mut ThinVec<T>, x: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.len() / 2).max(1));
+    }
+    v.push(x);
+}
 
 /// `v.push(x)`, but a full vector grows by half its length (at least one slot) rather than to
 /// four slots and then by doubling: an entity's vectors hold a few items each, and their spare
@@ -364,7 +374,7 @@ impl<'a> IntoIterator for &'a Offsets {
 }
 
 /// What most users hold none of at a given time (survey answers and response ids, facts,
-/// sessions, features, tickets, orders, returns, activity after the fold): boxed, so a user
+/// sessions, features, tickets, orders, returns): boxed, so a user
 /// without any pays 8 bytes for all of it in the dense vector of users (`Entities`), and a
 /// scan of the users reads fewer cache lines. `User::tidy` drops the box once it is empty.
 #[derive(Default)]
@@ -372,7 +382,6 @@ pub struct Rare {
     pub resp: SmallMap<Inst>,
     pub facts: Vec<(I, u8)>,
     pub answers: Vec<(I, u8, i64, Option<Key>)>,
-    pub lastp: Vec<I>,
     pub features: SmallMap<(Option<I>, Vec<I>)>,
     /// [start, end, first page view, second page view, newest event]; `NONE` for unknown
     pub sessions: SmallMap<[I; 5]>,
@@ -386,7 +395,6 @@ impl Rare {
         self.resp.is_empty()
             && self.facts.is_empty()
             && self.answers.is_empty()
-            && self.lastp.is_empty()
             && self.features.is_empty()
             && self.sessions.is_empty()
             && self.tickets.is_empty()
@@ -400,7 +408,6 @@ static NO_RARE: Rare = Rare {
     resp: SmallMap::new(),
     facts: Vec::new(),
     answers: Vec::new(),
-    lastp: Vec::new(),
     features: SmallMap::new(),
     sessions: SmallMap::new(),
     tickets: SmallMap::new(),
@@ -421,6 +428,9 @@ pub struct User {
     pub ms: Milestones,
     pub days: Days,
     pub last: When,
+    /// activity after the fold, not yet folded into `last`: every user active within the fold
+    /// margin holds some, so it is not in `Rare` (a thin list: 8 bytes when empty)
+    pub lastp: ThinVec<I>,
     pub rare: Option<Box<Rare>>,
     /// Python's `ms` is a dict even when empty (a milestone before the signup, or a signup
     /// that dropped every list): exported as {} rather than None
@@ -455,6 +465,7 @@ impl User {
             && self.ms.is_empty()
             && self.days.is_empty()
             && self.last.get().is_none()
+            && self.lastp.is_empty()
             && self.rare().is_empty()
     }
 }
@@ -519,39 +530,15 @@ impl Latest {
 
 /// What a customer holds after the fold, not yet folded into its `last`, `nps`, `csat` and
 /// `sub`: activity, answers and subscription events of the last minutes (the fold margin) or,
-/// for subscriptions, of the last 30 days. Boxed, as `User::rare` is: a customer without any
-/// pays 8 bytes for the four lists rather than 96 (docs/decisions.md 57); `Account::tidy` drops
-/// the box once it is empty.
+/// for subscriptions, of the last 30 days. Under live traffic most customers hold some, so the
+/// lists are inline, and thin: 8 bytes each when empty, where a `Vec` takes 24
+/// (docs/decisions.md 57).
 #[derive(Default)]
 pub struct Pending {
-    pub lastp: Vec<I>,
-    pub npsp: Vec<(I, i64)>,
-    pub csatp: Vec<(I, i64)>,
-    pub subp: Vec<(I, i64)>,
-}
-
-impl Pending {
-    pub fn is_empty(&self) -> bool {
-        self.lastp.is_empty()
-            && self.npsp.is_empty()
-            && self.csatp.is_empty()
-            && self.subp.is_empty()
-    }
-}
-
-/// What `Account::pend` reads for a customer without the box.
-static NO_PENDING: Pending = Pending {
-    lastp: Vec::new(),
-    npsp: Vec::new(),
-    csatp: Vec::new(),
-    subp: Vec::new(),
-};
-
-/// The customer's `Pending` part, made when first written (a function of the field, so that
-/// the customer's other fields stay borrowable beside it).
-#[inline]
-pub fn pend_mut(p: &mut Option<Box<Pending>>) -> &mut Pending {
-    p.get_or_insert_with(Box::default)
+    pub lastp: ThinVec<I>,
+    pub npsp: ThinVec<(I, i64)>,
+    pub csatp: ThinVec<(I, i64)>,
+    pub subp: ThinVec<(I, i64)>,
 }
 
 pub struct Account {
@@ -562,7 +549,7 @@ pub struct Account {
     pub csat: Latest,
     pub sub: Latest,
     pub orders: Vec<(I, f64)>,
-    pub pending: Option<Box<Pending>>,
+    pub pending: Pending,
     /// live only: (source id, last offset applied to this customer)
     pub offs: Offsets,
 }
@@ -577,27 +564,8 @@ impl Account {
             csat: Latest::NONE,
             sub: Latest::NONE,
             orders: Vec::new(),
-            pending: None,
+            pending: Pending::default(),
             offs: Offsets::None,
-        }
-    }
-
-    /// The lists after the fold (empty ones when the customer holds none).
-    #[inline]
-    pub fn pend(&self) -> &Pending {
-        self.pending.as_deref().unwrap_or(&NO_PENDING)
-    }
-
-    #[inline]
-    pub fn pend_mut(&mut self) -> &mut Pending {
-        pend_mut(&mut self.pending)
-    }
-
-    /// Drop the `Pending` box when nothing is left in it.
-    #[inline]
-    pub fn tidy(&mut self) {
-        if self.pending.as_deref().is_some_and(Pending::is_empty) {
-            self.pending = None;
         }
     }
 }
@@ -612,12 +580,12 @@ mod tests {
         // million customers (see docs/architecture.md, "How the core holds a partition's entities")
         assert_eq!(std::mem::size_of::<Offsets>(), 24);
         assert!(
-            std::mem::size_of::<User>() <= 144,
+            std::mem::size_of::<User>() <= 152,
             "{}",
             std::mem::size_of::<User>()
         );
         assert!(
-            std::mem::size_of::<Account>() <= 184,
+            std::mem::size_of::<Account>() <= 208,
             "{}",
             std::mem::size_of::<Account>()
         );

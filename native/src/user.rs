@@ -4,8 +4,9 @@
 use crate::entities::Entities;
 use crate::names::Name;
 use crate::state::{
-    push_tight, Days, Inst, Key, Map, Ms, User, When, F_CANCEL, F_CLICK, F_IMPRESSION, F_SOCIAL,
-    K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL, K_SUB_START, NONE, SV_CSAT, SV_NPS,
+    push_tight, push_tight_thin, Days, Inst, Key, Map, Ms, User, When, F_CANCEL, F_CLICK,
+    F_IMPRESSION, F_SOCIAL, K_CSAT, K_NONE, K_NPS, K_ORDER, K_SUB_CANCEL, K_SUB_START, NONE,
+    SV_CSAT, SV_NPS,
 };
 use crate::time::{Clock, DayCalc, D30, D31, D7, D90, H24, HOUR, I, UNIT};
 use pyo3::exceptions::PyValueError;
@@ -241,7 +242,7 @@ pub fn apply_product<'a>(
     if info.activity {
         let day = dc.day(py, ts)?;
         if !note_activity(&mut u.days, &mut u.last, day, ts, fold) {
-            push_tight(&mut u.rare_mut().lastp, ts);
+            push_tight_thin(&mut u.lastp, ts);
         }
     }
     let mut kind = K_NONE;
@@ -426,14 +427,14 @@ pub fn expire_user(
         retain_changed!(r.resp, changed, |_, v| v.get() >= ids_cut);
         retain_changed!(r.facts, changed, |x| x.0 > f - H24);
         retain_changed!(r.answers, changed, |x| x.0 > f - D30);
-        if !r.lastp.is_empty() {
-            for &x in &r.lastp {
-                if x <= f && u.last.get().is_none_or(|l| x > l) {
-                    u.last = When::of(Some(x));
-                }
+    }
+    if !u.lastp.is_empty() {
+        for &x in &u.lastp {
+            if x <= f && u.last.get().is_none_or(|l| x > l) {
+                u.last = When::of(Some(x));
             }
-            retain_changed!(r.lastp, changed, |&x| x > f);
         }
+        retain_changed!(u.lastp, changed, |&x| x > f);
     }
     if !u.days.is_empty() {
         let dcut = dc.day(py, f)? - 31;
@@ -443,7 +444,7 @@ pub fn expire_user(
             *changed = true;
         }
     }
-    if u.last.get().is_some_and(|l| l < f - D31) && u.rare().lastp.is_empty() {
+    if u.last.get().is_some_and(|l| l < f - D31) && u.lastp.is_empty() {
         u.last = When::NONE;
         *changed = true;
     }
