@@ -818,3 +818,52 @@ def test_the_customers_rows_hold_until_a_boundary_and_no_further() -> None:
             check("popped", py.accounts.pop("a") is None, na.accounts.pop("a") is None)
         check(f"partial at {t}", partial_of(py.engine.partial(t)), partial_of(na.engine.partial(t)))
     assert na._core.rows_reused - reused > len(asks)  # and most answers came from the rows
+
+
+def test_the_footprint_counts_what_the_partitions_hold() -> None:
+    """`footprint()` (bench/core_memory.py's table of where the core's heap goes) counts the
+    entities and their lists' items as the exported states hold them, and its bytes are within
+    what the core's own allocation count says the partitions took."""
+    from streams import native_live
+
+    nl = _native()
+    cfg = Config.from_mapping({"timezone": "Europe/Paris"})
+    recs = sim_records(9, 3000, users=120, days=10, partitions=1)
+    heap0 = native_live.core_heap_bytes()
+    part = nl.NativeLiveUserPartition(cfg, 0, 1, 1)
+    acct = nl.NativeLiveAccountPartition(cfg, 0)
+    for i, b in enumerate(micro_batches(recs, random.Random(9), 40)):
+        o = part.apply(b, i)
+        for fs in o.facts.values():
+            acct.apply(fs, i)
+    users = dict(part.users.items())
+    customers = dict(acct.accounts.items())
+    assert len(users) > 50 and len(customers) > 10
+
+    def table(rows: list[tuple[str, int, int]]) -> dict[str, tuple[int, int]]:
+        names = [r[0] for r in rows]
+        assert len(names) == len(set(names)), names
+        return {name: (items, nbytes) for name, items, nbytes in rows}
+
+    fu = table(part._core.footprint())
+    fa = table(acct._core.footprint())
+    n = lambda x: len(x or ())  # noqa: E731
+    assert fu["entity structs"][0] == fu["entity ids"][0] == len(users)
+    assert fu["active days"][0] == sum(n(u.days) for u in users.values())
+    assert fu["milestones"][0] == sum(n(u.ms) for u in users.values())
+    assert fu["pending activity (after the fold)"][0] == sum(n(u.lastp) for u in users.values())
+    assert fu["rare parts: facts and answers"][0] == sum(
+        n(u.facts) + n(u.answers) for u in users.values()
+    )
+    assert fu["event ids (dedupe)"][0] == sum(n(u.ids) for u in users.values()) > 0
+    assert fa["entity structs"][0] == len(customers)
+    assert fa["active days"][0] == sum(n(a.days) for a in customers.values())
+    assert fa["pending (after the fold)"][0] == sum(
+        n(a.lastp) + n(a.npsp) + n(a.csatp) + n(a.subp) for a in customers.values()
+    )
+    # each part's bytes hold at least its items, and all of them fit in what the core took
+    assert fu["active days"][1] >= 24 * fu["active days"][0]
+    assert fu["milestones"][1] >= 32 * fu["milestones"][0]
+    held = native_live.core_heap_bytes() - heap0
+    counted = sum(b for _, b in fu.values()) + sum(b for _, b in fa.values())
+    assert 0 < counted <= held, (counted, held)
