@@ -867,3 +867,53 @@ def test_the_footprint_counts_what_the_partitions_hold() -> None:
     held = native_live.core_heap_bytes() - heap0
     counted = sum(b for _, b in fu.values()) + sum(b for _, b in fa.values())
     assert 0 < counted <= held, (counted, held)
+
+
+def test_a_churning_partition_scans_and_the_first_quiet_ask_rebuilds_its_sums() -> None:
+    """When more than a quarter of a partition's users (and more than a few hundred) change
+    between two asks, the sums are dropped and the asks scan; the first ask after fewer changes
+    builds them again, and the asks after it come from the sums (native/src/aggregate.rs,
+    decisions 55 and 58). Every answer equals the scan's."""
+    nl = _native()
+    cfg = Config()
+    users = 3000
+    recs = sim_records(21, 24000, users=users, days=2, partitions=1, over_precise=0)
+    recs.sort(key=lambda r: r[3])  # record time order: "now" moves forward with the records
+    part = nl.NativeLiveUserPartition(cfg, 0, 1, 1)
+    core = part._core
+    applied = 0
+
+    def apply(rs: list[Rec]) -> int:
+        """Apply `rs` as one micro-batch per source; the newest record time (ns)."""
+        nonlocal applied
+        per: dict[tuple[str, int], list[Any]] = {}
+        for topic, p, off, rts, key, value in rs:
+            per.setdefault((topic, p), []).append((off, rts, key, value))
+        for (topic, p), items in per.items():
+            part.apply(Batch(topic, p, items), applied)
+            applied += 1
+        return max(r[3] for r in rs) * MS
+
+    def ask(t: int) -> bool:
+        """Ask at t: whether the sums answered; the answer must be the scan's."""
+        before = core.aggregate_answers
+        got = partial_of(part.engine.partial(t))
+        assert partial_of(nl._user_partial(core.partial(t, scan=True))) == got
+        return core.aggregate_answers == before + 1
+
+    half = len(recs) // 2
+    t = apply(recs[:half]) + 1
+    assert not ask(t)  # every user changed since the partition began: a scan
+    assert ask(t + 1)  # nothing changed since: the sums are built, and answer
+    assert ask(t + 2)
+    rest = recs[half:]
+    # a burst touching most users: the next asks scan
+    burst = rest[: len(rest) // 2]
+    t = apply(burst) + 1
+    assert len({r[4] for r in burst}) > max(500, users // 4)
+    assert not ask(t)
+    assert ask(t + 1)  # the first quiet ask builds the sums again, and they answer
+    # a few records: the sums keep answering
+    t = apply(rest[len(rest) // 2 : len(rest) // 2 + 20]) + 1
+    assert ask(t)
+    assert ask(t + 1)
