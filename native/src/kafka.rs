@@ -228,3 +228,136 @@ pub fn read_record_batches(
     });
     Ok(Some((run, next)))
 }
+
+// ---- writing -----------------------------------------------------------------------------------
+
+/// The fixed part of a record batch (v2) before its records: base offset 8, length 4, leader
+/// epoch 4, magic 1, CRC 4, attributes 2, last offset delta 4, base and max timestamps 16,
+/// producer id 8, producer epoch 2, base sequence 4, record count 4.
+const BATCH_HEAD: usize = 61;
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64; // zigzag
+    while z >= 0x80 {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn varint_len(v: i64) -> usize {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    let mut n = 1;
+    while z >= 0x80 {
+        z >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// A record to write: its key and value, either of them null.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// One record's bytes after its length: attributes, timestamp delta 0, offset delta, key,
+/// value, no headers.
+fn record_body_len(delta: i64, key: Option<&[u8]>, value: Option<&[u8]>) -> usize {
+    let field = |f: Option<&[u8]>| match f {
+        Some(b) => varint_len(b.len() as i64) + b.len(),
+        None => 1,
+    };
+    1 + 1 + varint_len(delta) + field(key) + field(value) + 1
+}
+
+/// Record batches (v2, uncompressed, create time `timestamp_ms`, no producer id) holding
+/// `records` in order, each batch under `max_bytes` unless one record alone is larger (as
+/// aiokafka's builder, which takes a first record whatever its size). The producer sends them as
+/// they are and the broker sets their offsets (agents/epoch.py `send_as_batches`).
+pub fn write_batches(
+    records: &[KeyValue<'_>],
+    timestamp_ms: i64,
+    max_bytes: usize,
+) -> Vec<(Vec<u8>, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < records.len() {
+        // how many records fit
+        let (mut size, mut j) = (BATCH_HEAD, i);
+        while j < records.len() {
+            let (k, v) = records[j];
+            let body = record_body_len((j - i) as i64, k, v);
+            let rec = varint_len(body as i64) + body;
+            if j > i && size + rec >= max_bytes {
+                // (aiokafka's builder takes a record while the batch stays under the size)
+                break;
+            }
+            size += rec;
+            j += 1;
+        }
+        let mut b: Vec<u8> = Vec::with_capacity(size);
+        b.extend_from_slice(&0i64.to_be_bytes()); // base offset (the broker's)
+        b.extend_from_slice(&((size - 12) as i32).to_be_bytes()); // length after this field
+        b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch (the broker's)
+        b.push(2); // magic
+        b.extend_from_slice(&0u32.to_be_bytes()); // CRC-32C, set below
+        b.extend_from_slice(&0i16.to_be_bytes()); // attributes: none
+        b.extend_from_slice(&((j - i - 1) as i32).to_be_bytes()); // last offset delta
+        b.extend_from_slice(&timestamp_ms.to_be_bytes()); // base timestamp
+        b.extend_from_slice(&timestamp_ms.to_be_bytes()); // max timestamp
+        b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id: none
+        b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+        b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        b.extend_from_slice(&((j - i) as i32).to_be_bytes()); // record count
+        debug_assert_eq!(b.len(), BATCH_HEAD);
+        for (n, &(k, v)) in records[i..j].iter().enumerate() {
+            let body = record_body_len(n as i64, k, v);
+            put_varint(&mut b, body as i64);
+            b.push(0); // attributes
+            put_varint(&mut b, 0); // timestamp delta
+            put_varint(&mut b, n as i64); // offset delta
+            for f in [k, v] {
+                match f {
+                    Some(x) => {
+                        put_varint(&mut b, x.len() as i64);
+                        b.extend_from_slice(x);
+                    }
+                    None => put_varint(&mut b, -1),
+                }
+            }
+            put_varint(&mut b, 0); // headers
+        }
+        debug_assert_eq!(b.len(), size);
+        let crc = crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        out.push((b, j - i));
+        i = j;
+    }
+    out
+}
+
+/// `write_record_batches(records, timestamp_ms, max_bytes)`: [(batch bytes, record count)] of
+/// `records` [(key or None, value or None)] (`write_batches`).
+#[pyfunction]
+#[pyo3(name = "write_record_batches")]
+pub fn py_write_record_batches<'py>(
+    py: Python<'py>,
+    records: &Bound<'py, PyList>,
+    timestamp_ms: i64,
+    max_bytes: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    type Item<'py> = (Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>);
+    let items: Vec<Item<'py>> = records.extract()?;
+    let views: Vec<KeyValue<'_>> = items
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_ref().map(|b| b.as_bytes()),
+                v.as_ref().map(|b| b.as_bytes()),
+            )
+        })
+        .collect();
+    let out = PyList::empty(py);
+    for (b, n) in write_batches(&views, timestamp_ms, max_bytes) {
+        out.append((PyBytes::new(py, &b), n))?;
+    }
+    Ok(out)
+}

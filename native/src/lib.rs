@@ -88,6 +88,7 @@ fn engagement_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(live::py_murmur2, m)?)?;
     m.add_function(wrap_pyfunction!(messages::py_encode_batches, m)?)?;
     m.add_function(wrap_pyfunction!(kafka::read_record_batches, m)?)?;
+    m.add_function(wrap_pyfunction!(kafka::py_write_record_batches, m)?)?;
     m.add_class::<kafka::RecordRun>()?;
     m.add_function(wrap_pyfunction!(partial::py_sum_terms, m)?)?;
     m.add_function(wrap_pyfunction!(heap::heap_bytes, m)?)?;

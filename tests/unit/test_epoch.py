@@ -23,6 +23,8 @@ import json
 import random
 from typing import Any
 
+import pytest
+
 from agents.accounts import AccountsStage, load_account_partition
 from agents.delays import DelayHistogram
 from agents.epoch import EpochCommitter, Stored, attach_ids, read_partition
@@ -477,10 +479,16 @@ def test_owner_of_is_the_partition_of_every_stored_user() -> None:
     assert users > 50
 
 
-def test_writes_sent_as_batches_return_the_last_offset_in_order() -> None:
-    """agents/epoch.py `send_as_batches`: writes fill record batches in order, a full batch is
-    sent and a new one started, and the offset returned is the last write's."""
+def test_writes_sent_as_batches_return_the_last_offset_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """agents/epoch.py `send_as_batches` with aiokafka's builder (no compiled core): writes
+    fill record batches in order, a full batch is sent and a new one started, and the offset
+    returned is the last write's."""
+    from agents import epoch
     from agents.epoch import send_as_batches
+
+    monkeypatch.setattr(epoch, "write_record_batches", None)
 
     class FakeBatch:
         def __init__(self) -> None:
@@ -511,4 +519,54 @@ def test_writes_sent_as_batches_return_the_last_offset_in_order() -> None:
     last = asyncio.run(send_as_batches(producer, "t", 0, writes))
     assert producer.log == writes
     assert last == 100 + len(writes) - 1
+    assert asyncio.run(send_as_batches(FakeProducer(), "t", 0, [])) == -1
+
+
+def test_writes_sent_as_the_cores_batches_return_the_last_offset_in_order() -> None:
+    """`send_as_batches` with the compiled core: the batches it writes hold the writes in
+    order, each under the producer's batch size, as aiokafka reads them, and the offset
+    returned is the last write's; a producer that numbers its batches (idempotent or
+    transactional) gets them from its own builder."""
+    from aiokafka.record.memory_records import MemoryRecords
+
+    from agents.epoch import WrittenBatch, send_as_batches
+    from tests.unit.test_native_live import _native
+
+    _native()  # fails in CI without the compiled core, skips elsewhere
+
+    class FakeProducer:
+        def __init__(self, numbered: bool = False) -> None:
+            self.log: list[tuple[bytes, bytes | None]] = []
+            self._message_accumulator = type("Acc", (), {"_batch_size": 300})()
+            self._txn_manager = object() if numbered else None
+            self.sizes: list[int] = []
+
+        def create_batch(self) -> Any:  # the builder path (a numbering producer)
+            from aiokafka.producer.message_accumulator import BatchBuilder
+
+            return BatchBuilder(300, 0)
+
+        async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any:
+            if not self._txn_manager:
+                assert isinstance(batch, WrittenBatch) and batch.closed()
+                assert batch.append(timestamp=None, key=b"k", value=b"v") is None
+            data = bytes(batch._build())
+            self.sizes.append(len(data))
+            base = len(self.log) + 100  # the changelog already held 100 records
+            records = MemoryRecords(data).next_batch()
+            assert records is not None and records.validate_crc()
+            got = [(bytes(r.key), None if r.value is None else bytes(r.value)) for r in records]
+            assert len(got) == batch.record_count()
+            self.log.extend(got)
+            return done(type("Md", (), {"offset": base})())
+
+    writes: list[tuple[bytes, bytes | None]] = [
+        (b"k%d" % i, (b"v" * (i % 50)) if i % 3 else None) for i in range(40)
+    ]
+    for numbered in (False, True):
+        producer = FakeProducer(numbered)
+        last = asyncio.run(send_as_batches(producer, "t", 0, writes))
+        assert producer.log == writes
+        assert last == 100 + len(writes) - 1
+        assert len(producer.sizes) > 3 and max(producer.sizes) < 300
     assert asyncio.run(send_as_batches(FakeProducer(), "t", 0, [])) == -1
