@@ -250,13 +250,6 @@ impl Inst {
     }
 }
 
-impl From<I> for Inst {
-    #[inline]
-    fn from(x: I) -> Self {
-        Inst(x)
-    }
-}
-
 impl std::fmt::Debug for Inst {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.get().fmt(f)
@@ -374,9 +367,9 @@ impl<'a> IntoIterator for &'a Offsets {
 }
 
 /// What most users hold none of at a given time (survey answers and response ids, facts,
-/// sessions, features, tickets, orders, returns): boxed, so a user
-/// without any pays 8 bytes for all of it in the dense vector of users (`Entities`), and a
-/// scan of the users reads fewer cache lines. `User::tidy` drops the box once it is empty.
+/// sessions, features, tickets, orders, returns): boxed, so a user without any pays 8 bytes for
+/// all of it in the dense vector of users (`Entities`), and a scan of the users reads fewer
+/// cache lines. `User::tidy` drops the box once it is empty.
 #[derive(Default)]
 pub struct Rare {
     pub resp: SmallMap<Inst>,
