@@ -55,7 +55,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -343,26 +342,19 @@ def measure_delay(
 ) -> dict[str, Any]:
     """Delays (s) of the records sent at `rate` records/s, how many no poll covered, and what
     the polls cost."""
-    polls: list[tuple[float, dict[str, int]]] = []
-    took: list[float] = []
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.is_set():
-            t = time.time()
-            _total, body = snapshot_total(w)
-            if body is not None:
-                polls.append((time.time(), dict(body.get("coverage", {}))))
-                took.append(time.time() - t)
-            stop.wait(POLL)
-
-    th = threading.Thread(target=poll, daemon=True)
+    # the poller runs in a process of its own (bench/snapshot_poller.py): a thread here would
+    # share the GIL with the load generator, whose stalls then timestamp answers late
+    poll_out = Path(tempfile.mkstemp(prefix="bench-polls-", suffix=".json")[1])
     before: dict[str, Any] = {}
+
+    poller = subprocess.Popen(
+        [sys.executable, "-m", "bench.snapshot_poller", w.url + "/snapshot", str(POLL),
+         str(poll_out)], cwd=ROOT, stdin=subprocess.DEVNULL)  # fmt: skip
 
     def start() -> None:  # the records are built: the first is due now
         before["hist"] = record_delays(w)
         before["cpu"] = proc_cpu(w.proc.pid)
-        th.start()
+        before["t0"] = time.time()
 
     sent = asyncio.run(produce_paced(prefix, rate, seconds, users, seed=7, partitions=PARTITIONS,
                                      on_start=start))  # fmt: skip
@@ -375,11 +367,20 @@ def measure_delay(
         want[key] = max(want.get(key, -1), off)
     deadline = time.time() + settle
     while time.time() < deadline:
-        if polls and all(polls[-1][1].get(k, -1) >= off for k, off in want.items()):
+        _total, body = snapshot_total(w)
+        cov = body.get("coverage", {}) if body else {}
+        if all(cov.get(k, -1) >= off for k, off in want.items()):
             break
         time.sleep(POLL)
-    stop.set()
-    th.join()
+    time.sleep(2 * POLL)  # the poller's next answer covers them too
+    poller.send_signal(signal.SIGTERM)
+    poller.wait(timeout=60)
+    got_polls = json.loads(poll_out.read_text())
+    poll_out.unlink()
+    # the answers since the first record was due (the poller started while they were built)
+    kept = [i for i, (t, _c) in enumerate(got_polls["polls"]) if t >= before["t0"]]
+    polls: list[tuple[float, dict[str, int]]] = [tuple(got_polls["polls"][i]) for i in kept]
+    took: list[float] = [got_polls["took"][i] for i in kept]
     # the worker's own account: each record's timestamp -> applied (agents/delays.py)
     applied = report.bucket_delta(record_delays(w), hist_before)
     marks = [(f"{prefix}{t}", p, o, ts) for t, p, o, ts in sent.marks]
