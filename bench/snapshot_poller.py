@@ -4,7 +4,7 @@ answer arrived and the coverage it gave (bench/run.py's delay rows).
 A process of its own because a poller thread in the bench's process shares the GIL with the
 load generator: when that builds the offsets of a minute of records sent (1.2 million tuples)
 the thread's answers were timestamped up to 1.5 s after they arrived, and the delays of the
-last records sent counted that stall as the worker's (2026-12-07, bench/RESULTS.md).
+last records sent counted that stall as the worker's (2026-12-06 23:33, bench/RESULTS.md).
 
 usage: python -m bench.snapshot_poller URL INTERVAL_SECONDS OUT_JSON
 Runs until SIGTERM or SIGINT, then writes OUT_JSON: {"polls": [[arrived (unix s),
