@@ -630,6 +630,11 @@ def main(argv: list[str] | None = None) -> int:
         if worker is not None:
             worker.stop()
         _cleanup(prefix, token)
+        if os.environ.get("BENCH_KEEP"):  # the workers' logs, for a look at their stalls
+            keep = Path(os.environ["BENCH_KEEP"])
+            keep.mkdir(parents=True, exist_ok=True)
+            for wlog in tmp.glob("worker*.log"):
+                shutil.copyfile(wlog, keep / wlog.name)
         profile = results.get("ours", {}).get("profile")
         if profile is not None:
             results["profile"] = report.summarize_collapsed(Path(profile).read_text().splitlines())
