@@ -245,9 +245,11 @@ async def produce_paced(
         total = int(rate * seconds)
         probe = SimConfig(start_ms=int(time.time() * 1000), duration_s=seconds, users=users,
                           rate=rate, seed=seed, partitions=partitions)  # fmt: skip
-        # building the records must end before the first is due: 1.3 times the time measured
-        # on a sample (within 10-30% of the build's time here), and 2 s
-        lead_ms = int((2.0 + 1.3 * build_seconds(probe, sink.parts, total)) * 1000)
+        # building the records must end before the first is due: 1.6 times the time measured
+        # on a sample (within 10-30% of the build's time on a quiet machine), and 3 s; with
+        # 1.3 times and 2 s, a build sharing the cores with a worker busy after its drain ended
+        # up to 2.4 s late, and the first records' delays counted that
+        lead_ms = int((3.0 + 1.6 * build_seconds(probe, sink.parts, total)) * 1000)
         start_ms = int(time.time() * 1000) + lead_ms
         cfg = SimConfig(start_ms=start_ms, duration_s=seconds, users=users, rate=rate,
                         seed=seed, partitions=partitions)  # fmt: skip
@@ -257,6 +259,10 @@ async def produce_paced(
         if built_late > 0:
             print(f"loadgen: the records were built {built_late / 1000:.1f} s after the first "
                   "was due", file=sys.stderr)  # fmt: skip
+        # the million objects built stay for the whole phase: frozen, the cyclic collector
+        # leaves them out, where its full collections over them held the sender for ~0.5 s
+        # (the generator was that late at the 10th and 31st second of a minute at 20,000/s)
+        gc.freeze()
         await asyncio.sleep(max(0.0, start_ms / 1000 - time.time()))
         if on_start is not None:
             on_start()
@@ -289,6 +295,7 @@ async def produce_paced(
         await prod.flush()
         return Sent(n_sent, seconds_sent, sink.marks, late_100ms, late_1s, latest, by_second)
     finally:
+        gc.unfreeze()
         await prod.stop()
 
 

@@ -635,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
             keep.mkdir(parents=True, exist_ok=True)
             for wlog in tmp.glob("worker*.log"):
                 shutil.copyfile(wlog, keep / wlog.name)
+            for rlog in tmp.glob("worker/**/LOG*"):  # RocksDB's own logs: flushes, stalls
+                shutil.copyfile(rlog, keep / f"rocksdb-{rlog.parent.name}-{rlog.name}")
         profile = results.get("ours", {}).get("profile")
         if profile is not None:
             results["profile"] = report.summarize_collapsed(Path(profile).read_text().splitlines())
