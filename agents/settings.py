@@ -99,7 +99,7 @@ class Settings:
     # how long the intake's fetch may wait for more records (up to 1 MiB) before it forwards
     # what came as micro-batches: bigger micro-batches at low rates cost less per record, but
     # each record may wait that long (bench/RESULTS.md, the live rows)
-    intake_linger_ms: int = 200
+    intake_linger_ms: int = 100  # decision 60
     # the engine of the live partitions: the compiled core when it is installed ("auto"),
     # or "native" / "python" (both give the same results; streams/native_live.py)
     engine: str = "auto"

@@ -25,7 +25,7 @@ def test_defaults() -> None:
     assert Settings.load(env={"ENGAGEMENT_COMMIT_INTERVAL_MS": "50"}).commit_interval_ms == 50
     assert s.heap_trim_seconds == 10
     assert Settings.load(env={"ENGAGEMENT_HEAP_TRIM_SECONDS": "0"}).heap_trim_seconds == 0
-    assert s.intake_linger_ms == 200
+    assert s.intake_linger_ms == 100
     assert Settings.load(env={"ENGAGEMENT_INTAKE_LINGER_MS": "0"}).intake_linger_ms == 0
 
 
