@@ -356,31 +356,39 @@ def measure_delay(
         before["cpu"] = proc_cpu(w.proc.pid)
         before["t0"] = time.time()
 
-    sent = asyncio.run(produce_paced(prefix, rate, seconds, users, seed=7, partitions=PARTITIONS,
-                                     on_start=start))  # fmt: skip
-    hist_before = before["hist"]
-    cpu_sending = proc_cpu(w.proc.pid) - before["cpu"]  # the worker's CPU while the records came
-    # wait until every sent record is covered (or `settle` seconds)
-    want: dict[str, int] = {}
-    for topic, part, off, _ts in sent.marks:
-        key = f"{prefix}{topic}/{part}"
-        want[key] = max(want.get(key, -1), off)
-    deadline = time.time() + settle
-    while time.time() < deadline:
-        _total, body = snapshot_total(w)
-        cov = body.get("coverage", {}) if body else {}
-        if all(cov.get(k, -1) >= off for k, off in want.items()):
-            break
-        time.sleep(POLL)
-    time.sleep(2 * POLL)  # the poller's next answer covers them too
-    poller.send_signal(signal.SIGTERM)
-    poller.wait(timeout=60)
-    got_polls = json.loads(poll_out.read_text())
-    poll_out.unlink()
-    # the answers since the first record was due (the poller started while they were built)
-    kept = [i for i, (t, _c) in enumerate(got_polls["polls"]) if t >= before["t0"]]
-    polls: list[tuple[float, dict[str, int]]] = [tuple(got_polls["polls"][i]) for i in kept]
-    took: list[float] = [got_polls["took"][i] for i in kept]
+    try:
+        sent = asyncio.run(produce_paced(prefix, rate, seconds, users, seed=7, partitions=PARTITIONS,
+                                         on_start=start))  # fmt: skip
+        hist_before = before["hist"]
+        cpu_sending = (
+            proc_cpu(w.proc.pid) - before["cpu"]
+        )  # the worker's CPU while the records came
+        # wait until every sent record is covered (or `settle` seconds)
+        want: dict[str, int] = {}
+        for topic, part, off, _ts in sent.marks:
+            key = f"{prefix}{topic}/{part}"
+            want[key] = max(want.get(key, -1), off)
+        deadline = time.time() + settle
+        while time.time() < deadline:
+            _total, body = snapshot_total(w)
+            cov = body.get("coverage", {}) if body else {}
+            if all(cov.get(k, -1) >= off for k, off in want.items()):
+                break
+            time.sleep(POLL)
+        time.sleep(2 * POLL)  # the poller's next answer covers them too
+        poller.send_signal(signal.SIGTERM)
+        if poller.wait(timeout=60) != 0:
+            raise RuntimeError(f"the /snapshot poller exited {poller.returncode}")
+        got_polls = json.loads(poll_out.read_text())
+        # the answers since the first record was due (the poller started while they were built)
+        kept = [i for i, (t, _c) in enumerate(got_polls["polls"]) if t >= before["t0"]]
+        polls: list[tuple[float, dict[str, int]]] = [tuple(got_polls["polls"][i]) for i in kept]
+        took: list[float] = [got_polls["took"][i] for i in kept]
+    finally:  # a failed phase leaves no poller behind
+        if poller.poll() is None:
+            poller.kill()
+            poller.wait()
+        poll_out.unlink(missing_ok=True)
     # the worker's own account: each record's timestamp -> applied (agents/delays.py)
     applied = report.bucket_delta(record_delays(w), hist_before)
     marks = [(f"{prefix}{t}", p, o, ts) for t, p, o, ts in sent.marks]
